@@ -1,0 +1,569 @@
+//! Configuration: one serde struct per stage, layered with figment as
+//! defaults → TOML file → `SLUICE_…` environment variables (`__` separates nesting levels,
+//! e.g. `SLUICE_KAFKA__BROKERS`). Unknown keys are rejected; [`Config::validate`] runs before
+//! anything starts and names the offending key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Errors found while loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file, an environment variable or a value could not be parsed, or a key is unknown.
+    #[error("configuration error: {0}")]
+    Parse(String),
+    /// A value parsed but is not acceptable; `key` is its full dotted path.
+    #[error("configuration error: `{key}` {reason}")]
+    Invalid {
+        /// Dotted path of the offending key, e.g. `flush.max_bytes`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        // figment's messages already name the key and where it came from (file or env).
+        let text = e
+            .into_iter()
+            .map(|one| one.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        ConfigError::Parse(text)
+    }
+}
+
+/// The whole configuration of one sluice process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Kafka connection and consumer-group settings.
+    pub kafka: KafkaConfig,
+    /// DuckLake catalog and data location.
+    pub lake: LakeConfig,
+    /// Topic → table mapping and optional Kafka metadata columns.
+    pub tables: TablesConfig,
+    /// Flush thresholds, memory cap and retry policy.
+    pub flush: FlushConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            kafka: KafkaConfig::default(),
+            lake: LakeConfig::default(),
+            tables: TablesConfig::default(),
+            flush: FlushConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Where a partition starts when the lake holds no offset for it yet.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    /// The oldest message the broker still has (like `auto.offset.reset=earliest`).
+    Earliest,
+    /// Only messages produced after the partition is assigned.
+    Latest,
+}
+
+/// Kafka settings. Any librdkafka property can be given in `properties`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// `group.id`; also the key of this pipeline's offsets in the lake.
+    pub group_id: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Start position of a partition the lake has no offset for.
+    pub start_from: StartFrom,
+    /// librdkafka `queued.max.messages.kbytes`: prefetch bound per partition queue.
+    pub queued_max_messages_kbytes: u64,
+    /// librdkafka `fetch.max.bytes`.
+    pub fetch_max_bytes: u64,
+    /// librdkafka `max.partition.fetch.bytes`.
+    pub max_partition_fetch_bytes: u64,
+    /// Extra librdkafka properties passed through verbatim (SASL, SSL, timeouts, …).
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_group_id() -> String {
+    "sluice".to_string()
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "localhost:9092".into(),
+            group_id: default_group_id(),
+            topics: Vec::new(),
+            start_from: StartFrom::Earliest,
+            // librdkafka's default is 65536 (64 MiB); sluice keeps it.
+            queued_max_messages_kbytes: 65_536,
+            // librdkafka's default fetch.max.bytes is 52428800 (50 MiB).
+            fetch_max_bytes: 52_428_800,
+            // librdkafka's default max.partition.fetch.bytes is 1048576 (1 MiB).
+            max_partition_fetch_bytes: 1_048_576,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// librdkafka properties that sluice sets itself; giving them in `kafka.properties` is an error.
+pub const RESERVED_KAFKA_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "kafka.brokers"),
+    ("group.id", "kafka.group_id"),
+    ("enable.auto.commit", "sluice commits offsets to the lake itself"),
+    ("enable.auto.offset.store", "sluice stores offsets itself"),
+    ("queued.max.messages.kbytes", "kafka.queued_max_messages_kbytes"),
+    ("fetch.max.bytes", "kafka.fetch_max_bytes"),
+    ("max.partition.fetch.bytes", "kafka.max_partition_fetch_bytes"),
+    ("auto.offset.reset", "kafka.start_from"),
+];
+
+/// Kind of the DuckLake catalog database (closed set).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogKind {
+    /// A DuckDB database file (the embedded default).
+    Duckdb,
+    /// A SQLite database file.
+    Sqlite,
+    /// A PostgreSQL database (`catalog` is a libpq connection string).
+    Postgres,
+}
+
+/// DuckLake settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// Catalog database kind.
+    pub catalog_kind: CatalogKind,
+    /// Catalog location: a file path (duckdb, sqlite) or a libpq connection string (postgres).
+    pub catalog: String,
+    /// Where Parquet files go: a local directory or an `s3://bucket/prefix/` URL.
+    pub data_path: String,
+    /// DuckDB schema inside the lake that holds the tables.
+    pub schema: String,
+    /// DuckDB extension directory; unset means DuckDB's default (`~/.duckdb/extensions`).
+    pub extension_directory: Option<PathBuf>,
+    /// DuckDB threads used for Parquet writing; unset means DuckDB's default (all cores).
+    pub threads: Option<u32>,
+    /// DuckDB `memory_limit`, e.g. `"2GB"`; unset means DuckDB's default (80% of RAM).
+    pub memory_limit: Option<String>,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            catalog_kind: CatalogKind::Duckdb,
+            catalog: "sluice.ducklake".into(),
+            data_path: "sluice_data/".into(),
+            schema: "main".into(),
+            extension_directory: None,
+            threads: None,
+            memory_limit: None,
+        }
+    }
+}
+
+/// Which Kafka metadata columns are added to every row.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetadataColumns {
+    /// `_kafka_partition INTEGER`.
+    pub partition: bool,
+    /// `_kafka_offset BIGINT`.
+    pub offset: bool,
+    /// `_kafka_timestamp TIMESTAMP WITH TIME ZONE` (milliseconds).
+    pub timestamp: bool,
+    /// `_kafka_key BLOB`.
+    pub key: bool,
+}
+
+/// Topic → table mapping.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TablesConfig {
+    /// Explicit topic → table names; other topics get a name derived from the topic.
+    pub map: BTreeMap<String, String>,
+    /// Kafka metadata columns added to each row.
+    pub metadata: MetadataColumns,
+}
+
+impl TablesConfig {
+    /// The lake table a topic's batches go to.
+    pub fn table_for(&self, topic: &str) -> String {
+        self.map
+            .get(topic)
+            .cloned()
+            .unwrap_or_else(|| table_name_from_topic(topic))
+    }
+}
+
+/// A valid, unquoted-safe SQL identifier derived from a topic name: lowercase ASCII letters,
+/// digits and `_`, never starting with a digit. (Identifiers are quoted anyway.)
+pub fn table_name_from_topic(topic: &str) -> String {
+    let mut out: String = topic
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.as_bytes()[0].is_ascii_digit() {
+        out.insert(0, 't');
+        out.insert(1, '_');
+    }
+    out
+}
+
+/// Retry policy for a failing flush.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts before the process gives up (exits non-zero, offsets unmoved).
+    pub attempts: u32,
+    /// First backoff; doubles each attempt, with ±50% jitter.
+    pub initial_backoff_ms: u64,
+    /// Cap of the backoff.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            attempts: 10,
+            initial_backoff_ms: 200,
+            max_backoff_ms: 30_000,
+        }
+    }
+}
+
+/// When pending data is flushed into the lake.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlushConfig {
+    /// Flush a table when its pending Arrow bytes reach this.
+    pub max_bytes: u64,
+    /// Flush a table when its pending rows reach this.
+    pub max_rows: u64,
+    /// Flush a table when its oldest pending message is this old.
+    pub max_age_ms: u64,
+    /// Pending bytes of all tables together; at the cap partitions pause until a flush frees memory.
+    pub memory_cap_bytes: u64,
+    /// Retry policy of a failing flush.
+    pub retry: RetryConfig,
+}
+
+impl Default for FlushConfig {
+    fn default() -> Self {
+        FlushConfig {
+            max_bytes: 128 * 1024 * 1024,
+            max_rows: 10_000_000,
+            max_age_ms: 60_000,
+            memory_cap_bytes: 1024 * 1024 * 1024,
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Text or JSON lines.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `sluice=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if given), then `SLUICE_…` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Parse(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        Self::from_figment(fig.merge(Env::prefixed("SLUICE_").split("__")))
+    }
+
+    /// Extracts and validates a configuration from a prepared figment.
+    pub fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
+        let cfg: Config = fig.extract()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that parse but cannot work, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                reason: reason.to_string(),
+            })
+        };
+        if self.kafka.brokers.trim().is_empty() {
+            return bad("kafka.brokers", "must name at least one broker (host:port)");
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            return bad("kafka.group_id", "must not be empty");
+        }
+        if self.kafka.topics.is_empty() {
+            return bad("kafka.topics", "must list at least one topic");
+        }
+        if let Some(t) = self.kafka.topics.iter().find(|t| t.trim().is_empty()) {
+            return bad("kafka.topics", &format!("contains an empty topic name {t:?}"));
+        }
+        if self.kafka.queued_max_messages_kbytes == 0 {
+            return bad("kafka.queued_max_messages_kbytes", "must be greater than 0");
+        }
+        if self.kafka.fetch_max_bytes == 0 {
+            return bad("kafka.fetch_max_bytes", "must be greater than 0");
+        }
+        if self.kafka.max_partition_fetch_bytes == 0 {
+            return bad("kafka.max_partition_fetch_bytes", "must be greater than 0");
+        }
+        for (prop, instead) in RESERVED_KAFKA_PROPERTIES {
+            if self.kafka.properties.contains_key(*prop) {
+                return bad(
+                    &format!("kafka.properties.{prop}"),
+                    &format!("is set by sluice; use {instead}"),
+                );
+            }
+        }
+        if self.lake.catalog.trim().is_empty() {
+            return bad("lake.catalog", "must not be empty");
+        }
+        if self.lake.data_path.trim().is_empty() {
+            return bad("lake.data_path", "must not be empty");
+        }
+        if self.lake.schema.trim().is_empty() {
+            return bad("lake.schema", "must not be empty");
+        }
+        if self.lake.threads == Some(0) {
+            return bad("lake.threads", "must be at least 1");
+        }
+        for (topic, table) in &self.tables.map {
+            if table.trim().is_empty() {
+                return bad(&format!("tables.map.{topic}"), "must not be an empty table name");
+            }
+            if table.starts_with("sluice_") {
+                return bad(
+                    &format!("tables.map.{topic}"),
+                    "must not start with `sluice_` (reserved for sluice's own tables)",
+                );
+            }
+        }
+        for topic in &self.kafka.topics {
+            let table = self.tables.table_for(topic);
+            if table.starts_with("sluice_") {
+                return bad(
+                    "kafka.topics",
+                    &format!(
+                        "topic {topic:?} maps to table {table:?}, which is reserved; set tables.map.{topic}"
+                    ),
+                );
+            }
+        }
+        if self.flush.max_bytes == 0 {
+            return bad("flush.max_bytes", "must be greater than 0");
+        }
+        if self.flush.max_rows == 0 {
+            return bad("flush.max_rows", "must be greater than 0");
+        }
+        if self.flush.max_age_ms == 0 {
+            return bad("flush.max_age_ms", "must be greater than 0");
+        }
+        if self.flush.memory_cap_bytes == 0 {
+            return bad("flush.memory_cap_bytes", "must be greater than 0");
+        }
+        if self.flush.retry.attempts == 0 {
+            return bad("flush.retry.attempts", "must be at least 1");
+        }
+        if self.flush.retry.initial_backoff_ms > self.flush.retry.max_backoff_ms {
+            return bad(
+                "flush.retry.initial_backoff_ms",
+                "must not exceed flush.retry.max_backoff_ms",
+            );
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return bad("log.level", &format!("is not a valid filter: {e}"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in_jail(toml: &str) -> Result<Config, ConfigError> {
+        let mut out = None;
+        Jail::expect_with(|jail| {
+            jail.create_file("sluice.toml", toml)?;
+            out = Some(Config::load(Some(Path::new("sluice.toml"))));
+            Ok(())
+        });
+        out.unwrap()
+    }
+
+    #[test]
+    fn file_then_env_layering() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "sluice.toml",
+                r#"
+                [kafka]
+                brokers = "k1:9092"
+                topics = ["events", "Page-Views"]
+                [kafka.properties]
+                "security.protocol" = "SASL_SSL"
+                [flush]
+                max_rows = 500
+                "#,
+            )?;
+            jail.set_env("SLUICE_KAFKA__BROKERS", "k2:9092");
+            jail.set_env("SLUICE_FLUSH__RETRY__ATTEMPTS", "3");
+            let cfg = Config::load(Some(Path::new("sluice.toml"))).unwrap();
+            assert_eq!(cfg.kafka.brokers, "k2:9092");
+            assert_eq!(cfg.kafka.topics, vec!["events", "Page-Views"]);
+            assert_eq!(cfg.flush.max_rows, 500);
+            assert_eq!(cfg.flush.retry.attempts, 3);
+            assert_eq!(cfg.flush.max_bytes, 128 * 1024 * 1024);
+            assert_eq!(
+                cfg.kafka.properties.get("security.protocol").map(String::as_str),
+                Some("SASL_SSL")
+            );
+            assert_eq!(cfg.tables.table_for("Page-Views"), "page_views");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_named() {
+        let err = load_in_jail("[kafka]\ntopics=[\"a\"]\nbrokerz = \"x\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("unknown field: found `brokerz`"), "{text}");
+        assert!(text.contains("kafka.brokerz"), "{text}");
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        let err = load_in_jail("[kafak]\ntopics=[\"a\"]\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field: found `kafak`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_env_key_is_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("SLUICE_KAFKA__TOPICS", "[\"a\"]");
+            jail.set_env("SLUICE_FLUSH__MAX_BYTEZ", "5");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("unknown field: found `max_bytez`"), "{err}");
+            assert!(err.contains("SLUICE_"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_value_type_is_named() {
+        let err = load_in_jail("[kafka]\ntopics=[\"a\"]\n[flush]\nmax_rows = \"many\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("flush.max_rows"), "{text}");
+        assert!(text.contains("invalid type: found string \"many\""), "{text}");
+    }
+
+    #[test]
+    fn bad_enum_value_is_named() {
+        let err = load_in_jail("[kafka]\ntopics=[\"a\"]\nstart_from = \"middle\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("kafka.start_from"), "{text}");
+        assert!(text.contains("unknown variant: found `middle`"), "{text}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let cases = [
+            ("[kafka]\ntopics=[]\n", "`kafka.topics` must list at least one topic"),
+            (
+                "[kafka]\ntopics=[\"a\"]\n[flush]\nmax_bytes=0\n",
+                "`flush.max_bytes` must be greater than 0",
+            ),
+            (
+                "[kafka]\ntopics=[\"a\"]\n[kafka.properties]\n\"enable.auto.commit\"=\"true\"\n",
+                "`kafka.properties.enable.auto.commit` is set by sluice",
+            ),
+            (
+                "[kafka]\ntopics=[\"a\"]\n[flush.retry]\nattempts=0\n",
+                "`flush.retry.attempts` must be at least 1",
+            ),
+            (
+                "[kafka]\ntopics=[\"a\"]\n[tables.map]\na=\"sluice_x\"\n",
+                "`tables.map.a` must not start with `sluice_`",
+            ),
+            ("[kafka]\ntopics=[\"a\"]\n[log]\nlevel=\"[[\"\n", "`log.level` is not a valid filter"),
+        ];
+        for (toml, want) in cases {
+            let err = load_in_jail(toml).unwrap_err().to_string();
+            assert!(err.contains(want), "for {toml:?}: got {err}, want {want}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = Config::load(Some(Path::new("/nonexistent/sluice.toml"))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration error: config file /nonexistent/sluice.toml does not exist"
+        );
+    }
+
+    #[test]
+    fn table_names_from_topics() {
+        assert_eq!(table_name_from_topic("events"), "events");
+        assert_eq!(table_name_from_topic("Web.Events-v2"), "web_events_v2");
+        assert_eq!(table_name_from_topic("2024events"), "t_2024events");
+        assert_eq!(table_name_from_topic("ü"), "_");
+    }
+}

@@ -1,0 +1,292 @@
+//! `decode`: Arrow IPC (stream or file format, optionally LZ4/ZSTD body-compressed) decoded in
+//! place from a [`Buffer`] that wraps the Kafka payload. Batches reference the payload; buffers
+//! arrow-rs had to copy (realignment, decompression) are measured per payload, never assumed.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayData, RecordBatch};
+use arrow::buffer::Buffer;
+use arrow::error::ArrowError;
+use arrow::ipc::convert::fb_to_schema;
+use arrow::ipc::reader::{FileDecoder, StreamDecoder, read_footer_length};
+use arrow::ipc::{root_as_footer, root_as_message};
+
+/// The IPC file format's leading magic.
+const FILE_MAGIC: &[u8; 6] = b"ARROW1";
+
+/// Why a payload could not be decoded (the text goes to the quarantine table).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The message has no value.
+    #[error("empty payload (no Arrow IPC data)")]
+    Empty,
+    /// Neither IPC stream nor IPC file format.
+    #[error("not Arrow IPC: payload of {len} bytes starts with {head}")]
+    NotArrow {
+        /// Payload length.
+        len: usize,
+        /// The first bytes, in hex.
+        head: String,
+    },
+    /// Arrow IPC framing, but the content is truncated or corrupt.
+    #[error("corrupt Arrow IPC {format}: {message}")]
+    Corrupt {
+        /// `stream` or `file`.
+        format: &'static str,
+        /// arrow-rs's message.
+        message: String,
+    },
+}
+
+/// Bytes of the decoded batches' buffers, by where they live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Copies {
+    /// Buffers that point into the Kafka payload (zero-copy).
+    pub in_place: u64,
+    /// Buffers arrow-rs copied to align them (uncompressed payloads).
+    pub realigned: u64,
+    /// Buffers produced by LZ4/ZSTD decompression.
+    pub decompressed: u64,
+}
+
+impl Copies {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Copies) {
+        self.in_place += other.in_place;
+        self.realigned += other.realigned;
+        self.decompressed += other.decompressed;
+    }
+
+    /// Bytes that are not in the payload (held in addition to it).
+    pub fn copied(&self) -> u64 {
+        self.realigned + self.decompressed
+    }
+}
+
+/// The batches of one payload and where their bytes live.
+#[derive(Debug)]
+pub struct Decoded {
+    /// Record batches, in payload order.
+    pub batches: Vec<RecordBatch>,
+    /// Where the batches' buffer bytes live.
+    pub copies: Copies,
+}
+
+impl Decoded {
+    /// Total rows.
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// Decodes a payload in place. Accepts IPC stream and IPC file format, any number of batches,
+/// with or without body compression. Never panics on bad input.
+pub fn decode(payload: &Buffer) -> Result<Decoded, DecodeError> {
+    if payload.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let is_file = payload.as_slice().starts_with(FILE_MAGIC);
+    let is_stream = payload.len() >= 8 && {
+        let first = i32::from_le_bytes(payload.as_slice()[0..4].try_into().unwrap_or_default());
+        // Continuation marker (IPC ≥ 0.15) or a legacy positive metadata length.
+        first == -1 || (first > 0 && (first as usize) < payload.len())
+    };
+    if !is_file && !is_stream {
+        return Err(not_arrow(payload.as_slice()));
+    }
+    let format = if is_file { "file" } else { "stream" };
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if is_file {
+            decode_file(payload)
+        } else {
+            decode_stream(payload)
+        }
+    }));
+    let batches = match result {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            return Err(DecodeError::Corrupt {
+                format,
+                message: e.to_string(),
+            });
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "decoder panicked".to_string());
+            return Err(DecodeError::Corrupt { format, message });
+        }
+    };
+    let copies = measure(&batches, payload);
+    Ok(Decoded { batches, copies })
+}
+
+fn not_arrow(bytes: &[u8]) -> DecodeError {
+    let head = bytes
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    DecodeError::NotArrow {
+        len: bytes.len(),
+        head,
+    }
+}
+
+fn decode_stream(payload: &Buffer) -> Result<Vec<RecordBatch>, ArrowError> {
+    let mut decoder = StreamDecoder::new();
+    let mut rest = payload.clone();
+    let mut batches = Vec::new();
+    while !rest.is_empty() {
+        let before = rest.len();
+        match decoder.decode(&mut rest)? {
+            Some(b) => batches.push(b),
+            // No progress: trailing bytes after the end-of-stream marker.
+            None if rest.len() == before => break,
+            None => {}
+        }
+    }
+    decoder.finish()?;
+    Ok(batches)
+}
+
+fn decode_file(payload: &Buffer) -> Result<Vec<RecordBatch>, ArrowError> {
+    let bytes = payload.as_slice();
+    if bytes.len() < 8 + 10 {
+        return Err(ArrowError::IpcError(format!(
+            "file of {} bytes is too short for magic and footer",
+            bytes.len()
+        )));
+    }
+    let trailer_start = bytes.len() - 10;
+    let trailer: [u8; 10] = bytes[trailer_start..]
+        .try_into()
+        .map_err(|_| ArrowError::IpcError("short trailer".into()))?;
+    let footer_len = read_footer_length(trailer)?;
+    if footer_len > trailer_start {
+        return Err(ArrowError::IpcError(format!(
+            "footer length {footer_len} exceeds the file of {} bytes",
+            bytes.len()
+        )));
+    }
+    let footer = root_as_footer(&bytes[trailer_start - footer_len..trailer_start])
+        .map_err(|e| ArrowError::IpcError(format!("bad footer: {e}")))?;
+    let schema = footer
+        .schema()
+        .ok_or_else(|| ArrowError::IpcError("footer has no schema".into()))?;
+    let mut decoder = FileDecoder::new(Arc::new(fb_to_schema(schema)), footer.version());
+    let block_buffer = |offset: i64, meta: i32, body: i64| -> Result<Buffer, ArrowError> {
+        let start = usize::try_from(offset).map_err(|_| ArrowError::IpcError("negative block offset".into()))?;
+        let len = (meta as i64 + body) as usize;
+        if meta < 0 || body < 0 || start.checked_add(len).is_none_or(|end| end > bytes.len()) {
+            return Err(ArrowError::IpcError(format!(
+                "block at {offset} of {len} bytes lies outside the file of {} bytes",
+                bytes.len()
+            )));
+        }
+        Ok(payload.slice_with_length(start, len))
+    };
+    for block in footer.dictionaries().iter().flatten() {
+        let buf = block_buffer(block.offset(), block.metaDataLength(), block.bodyLength())?;
+        decoder.read_dictionary(block, &buf)?;
+    }
+    let mut batches = Vec::new();
+    for block in footer.recordBatches().iter().flatten() {
+        let buf = block_buffer(block.offset(), block.metaDataLength(), block.bodyLength())?;
+        if let Some(b) = decoder.read_record_batch(block, &buf)? {
+            batches.push(b);
+        }
+    }
+    Ok(batches)
+}
+
+/// Classifies every buffer of `batches` as in the payload or copied.
+fn measure(batches: &[RecordBatch], payload: &Buffer) -> Copies {
+    let base = payload.as_ptr() as usize;
+    let range = base..base + payload.len();
+    let mut seen = HashSet::new();
+    let (mut inside, mut outside) = (0u64, 0u64);
+    for b in batches {
+        for col in b.columns() {
+            walk(&col.to_data(), &range, &mut seen, &mut inside, &mut outside);
+        }
+    }
+    let mut copies = Copies {
+        in_place: inside,
+        ..Default::default()
+    };
+    if outside > 0 {
+        if any_compressed(payload.as_slice()) {
+            copies.decompressed = outside;
+        } else {
+            copies.realigned = outside;
+        }
+    }
+    copies
+}
+
+fn walk(data: &ArrayData, payload: &Range<usize>, seen: &mut HashSet<(usize, usize)>, inside: &mut u64, outside: &mut u64) {
+    let mut classify = |ptr: *const u8, len: usize| {
+        if len == 0 || !seen.insert((ptr as usize, len)) {
+            return;
+        }
+        let p = ptr as usize;
+        if p >= payload.start && p + len <= payload.end {
+            *inside += len as u64;
+        } else {
+            *outside += len as u64;
+        }
+    };
+    for b in data.buffers() {
+        classify(b.as_ptr(), b.len());
+    }
+    if let Some(n) = data.nulls() {
+        classify(n.buffer().as_ptr(), n.buffer().len());
+    }
+    for child in data.child_data() {
+        walk(child, payload, seen, inside, outside);
+    }
+}
+
+/// Whether any record or dictionary batch message in the payload declares body compression.
+fn any_compressed(bytes: &[u8]) -> bool {
+    let mut pos = if bytes.starts_with(FILE_MAGIC) { 8 } else { 0 };
+    while pos + 8 <= bytes.len() {
+        let word = |at: usize| i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
+        let (len, header) = match word(pos) {
+            -1 => (word(pos + 4), 8),
+            n => (n, 4),
+        };
+        if len <= 0 {
+            break;
+        }
+        let start = pos + header;
+        let Some(end) = start.checked_add(len as usize).filter(|e| *e <= bytes.len()) else {
+            break;
+        };
+        let Ok(message) = root_as_message(&bytes[start..end]) else {
+            break;
+        };
+        if let Some(rb) = message.header_as_record_batch() {
+            if rb.compression().is_some() {
+                return true;
+            }
+        }
+        if let Some(db) = message.header_as_dictionary_batch() {
+            if db.data().and_then(|d| d.compression()).is_some() {
+                return true;
+            }
+        }
+        pos = end.saturating_add(message.bodyLength().max(0) as usize);
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests;

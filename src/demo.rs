@@ -1,0 +1,289 @@
+//! `sluice demo`: the whole pipeline on embedded parts. librdkafka's in-process mock cluster,
+//! PostHog-shaped events produced as Arrow IPC, ingested into a local DuckLake, read back.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::mocking::MockCluster;
+use sluice_producer::events::{EventGen, generate};
+use sluice_producer::{ArrowProducer, BodyCompression, Encoding, IpcFormat};
+
+use crate::config::{Config, StartFrom};
+use crate::observe::{FlushTrigger, Stats};
+use crate::pipeline::Pipeline;
+use crate::sink::Lake;
+
+/// What the demo does.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Directory for the lake (catalog file and Parquet data); emptied of earlier demo output.
+    pub dir: PathBuf,
+    /// Rows to produce.
+    pub rows: u64,
+    /// Partitions of the topic.
+    pub partitions: i32,
+    /// Rows per Kafka message.
+    pub rows_per_message: usize,
+    /// IPC body compression of produced messages.
+    pub compression: BodyCompression,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            dir: PathBuf::from("sluice-demo"),
+            rows: 1_000_000,
+            partitions: 4,
+            rows_per_message: 100,
+            compression: BodyCompression::None,
+        }
+    }
+}
+
+/// The mock cluster keeps only the newest 5 MiB per partition; the producer stays this far ahead
+/// of the consumer at most, so nothing is truncated before it is read.
+const MAX_UNCONSUMED_BYTES: u64 = 4 * 1024 * 1024;
+const TOPIC: &str = "events";
+
+/// Numbers the demo measured.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    /// Rows committed to the lake.
+    pub rows: u64,
+    /// Payload bytes ingested.
+    pub bytes: u64,
+    /// Wall time from the first produced message to the last commit.
+    pub elapsed: Duration,
+    /// Parquet files of the events table.
+    pub files: u64,
+    /// Their total size.
+    pub file_bytes: u64,
+}
+
+fn prepare_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for name in ["demo.ducklake", "demo.ducklake.wal"] {
+        let p = dir.join(name);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    let data = dir.join("data");
+    if data.exists() {
+        std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
+    }
+    Ok(())
+}
+
+/// Runs the demo, printing progress and the result.
+pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
+    prepare_dir(&opts.dir)?;
+    let dir = std::fs::canonicalize(&opts.dir)?;
+    let cluster = MockCluster::new(1).context("starting librdkafka's mock cluster")?;
+    cluster
+        .create_topic(TOPIC, opts.partitions, 1)
+        .context("creating the demo topic")?;
+    let brokers = cluster.bootstrap_servers();
+
+    let mut cfg = Config::default();
+    cfg.kafka.brokers = brokers.clone();
+    cfg.kafka.group_id = "sluice-demo".into();
+    cfg.kafka.topics = vec![TOPIC.into()];
+    cfg.kafka.start_from = StartFrom::Earliest;
+    cfg.kafka.properties.insert("fetch.wait.max.ms".into(), "10".into());
+    cfg.kafka.properties.insert("session.timeout.ms".into(), "6000".into());
+    cfg.lake.catalog = dir.join("demo.ducklake").display().to_string();
+    cfg.lake.data_path = format!("{}/", dir.join("data").display());
+    cfg.flush.max_bytes = 96 * 1024 * 1024;
+    cfg.flush.max_age_ms = 3_000;
+    cfg.flush.memory_cap_bytes = 256 * 1024 * 1024;
+    cfg.validate()?;
+
+    let stats = Arc::new(Stats::default());
+    let pipeline = Pipeline::new(&cfg, stats.clone())?;
+    println!("sluice demo: mock Kafka at {brokers}, topic {TOPIC:?} with {} partitions", opts.partitions);
+    println!("             lake at {} (DuckDB catalog, local Parquet)", dir.display());
+    println!(
+        "             producing {} PostHog-shaped events as Arrow IPC ({} rows/message, compression {:?})\n",
+        opts.rows, opts.rows_per_message, opts.compression
+    );
+
+    let pipeline_stop = Arc::new(AtomicBool::new(false));
+    let ingest = {
+        let ps = pipeline_stop.clone();
+        std::thread::Builder::new()
+            .name("sluice-ingest".into())
+            .spawn(move || pipeline.run(&ps))?
+    };
+
+    let producer = ArrowProducer::new(
+        &brokers,
+        TOPIC,
+        Encoding {
+            format: IpcFormat::Stream,
+            compression: opts.compression,
+        },
+        &[("linger.ms", "2")],
+    )?;
+    let started = Instant::now();
+    let mut gen_ = EventGen::new(2026);
+    let (mut produced_rows, mut produced_bytes, mut messages) = (0u64, 0u64, 0u64);
+    let mut last_report = Instant::now();
+    let mut last = (0u64, 0u64, Instant::now());
+    let interrupted = |s: &AtomicBool| s.load(Relaxed);
+    while produced_rows < opts.rows && !interrupted(&stop) {
+        while produced_bytes.saturating_sub(stats.payload_bytes.load(Relaxed)) > MAX_UNCONSUMED_BYTES {
+            producer.poll();
+            std::thread::sleep(Duration::from_millis(1));
+            if ingest.is_finished() || interrupted(&stop) {
+                break;
+            }
+        }
+        if ingest.is_finished() {
+            break;
+        }
+        let n = (opts.rows - produced_rows).min(opts.rows_per_message as u64) as usize;
+        let batch = generate(&mut gen_, n);
+        let partition = (messages % opts.partitions as u64) as i32;
+        produced_bytes += producer.send(Some(partition), None, &[batch])? as u64;
+        produced_rows += n as u64;
+        messages += 1;
+        producer.poll();
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            last = progress(&stats, produced_rows, last);
+        }
+    }
+    producer.flush(Duration::from_secs(30))?;
+    // Wait until everything produced is committed (age-triggered flushes finish the tail).
+    while stats.committed_rows.load(Relaxed) < produced_rows && !ingest.is_finished() && !interrupted(&stop) {
+        std::thread::sleep(Duration::from_millis(50));
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            last = progress(&stats, produced_rows, last);
+        }
+    }
+    pipeline_stop.store(true, Relaxed);
+    let result = ingest.join().map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?;
+    result.context("ingestion failed")?;
+    let elapsed = started.elapsed();
+    progress(&stats, produced_rows, last);
+    drop(cluster);
+
+    let committed = stats.committed_rows.load(Relaxed);
+    let bytes = stats.payload_bytes.load(Relaxed);
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "\ningested {committed} rows ({:.1} MB of Arrow IPC) in {secs:.1} s: {:.0} rows/s, {:.1} MB/s",
+        bytes as f64 / 1e6,
+        committed as f64 / secs,
+        bytes as f64 / 1e6 / secs
+    );
+    let c = stats.copies();
+    let total = (c.in_place + c.realigned + c.decompressed).max(1) as f64;
+    println!(
+        "decoded buffers: {:.1} MB in place ({:.1}%), {:.1} MB realigned by arrow-rs ({:.1}%), {:.1} MB decompressed ({:.1}%)",
+        c.in_place as f64 / 1e6,
+        100.0 * c.in_place as f64 / total,
+        c.realigned as f64 / 1e6,
+        100.0 * c.realigned as f64 / total,
+        c.decompressed as f64 / 1e6,
+        100.0 * c.decompressed as f64 / total
+    );
+    let by: Vec<String> = FlushTrigger::ALL
+        .iter()
+        .zip(&stats.flushes_by_trigger)
+        .filter(|(_, n)| n.load(Relaxed) > 0)
+        .map(|(t, n)| format!("{} by {}", n.load(Relaxed), t.name()))
+        .collect();
+    println!("flushes: {} ({})", stats.flushes.load(Relaxed), by.join(", "));
+
+    let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
+    let (files, file_bytes) = parquet_files(&lake, "events")?;
+    println!(
+        "Parquet files of table events: {files}, {:.1} MB in total ({:.1} MB average)",
+        file_bytes as f64 / 1e6,
+        file_bytes as f64 / 1e6 / files.max(1) as f64
+    );
+    let check = lake.query_rows(
+        "SELECT count(*), count(DISTINCT seq), sum(seq), min(seq), max(seq) FROM lake.main.events",
+    )?;
+    let row = &check[0];
+    let n = opts.rows as i128;
+    let expected_sum = n * (n - 1) / 2;
+    let got: Vec<String> = row.iter().map(|v| v.clone().unwrap_or_default()).collect();
+    println!(
+        "check: count={} distinct seq={} sum(seq)={} (expected {}) min={} max={}",
+        got[0], got[1], got[2], expected_sum, got[3], got[4]
+    );
+    if got[0] != opts.rows.to_string() || got[1] != opts.rows.to_string() || got[2] != expected_sum.to_string() {
+        bail!("the lake does not hold exactly the produced rows");
+    }
+    println!("\nread back from the lake:");
+    let conn = lake.database().crate_connection()?;
+    let mut stmt = conn.prepare(
+        "SELECT event, count(*) AS events, count(DISTINCT distinct_id) AS users, \
+         round(sum(revenue), 2) AS revenue, \
+         round(avg(json_extract(properties, '$.\"$viewport_width\"')::INT), 1) AS avg_viewport_width \
+         FROM lake.main.events GROUP BY event ORDER BY events DESC",
+    )?;
+    let batches: Vec<arrow::array::RecordBatch> = stmt.query_arrow([])?.collect();
+    println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+    drop(stmt);
+    drop(conn);
+
+    let catalog = dir.join("demo.ducklake");
+    let data = dir.join("data");
+    println!("\nopen the lake with the DuckDB CLI (1.5.5, ducklake extension):");
+    println!(
+        "  duckdb -c \"ATTACH 'ducklake:{}' AS lake (DATA_PATH '{}/', READ_ONLY); SELECT count(*) FROM lake.events;\"",
+        catalog.display(),
+        data.display()
+    );
+    println!("or with the DuckDB Python client:");
+    println!(
+        "  python -c \"import duckdb; c = duckdb.connect(); c.execute(\\\"ATTACH 'ducklake:{}' AS lake (DATA_PATH '{}/', READ_ONLY)\\\"); print(c.sql('SELECT count(*) FROM lake.events'))\"",
+        catalog.display(),
+        data.display()
+    );
+    Ok(DemoReport {
+        rows: committed,
+        bytes,
+        elapsed,
+        files,
+        file_bytes,
+    })
+}
+
+/// Number and total size of the Parquet data files of a lake table.
+pub fn parquet_files(lake: &Lake, table: &str) -> Result<(u64, u64)> {
+    let rows = lake.query_rows(&format!(
+        "SELECT count(*), coalesce(sum(data_file_size_bytes), 0) FROM ducklake_list_files('lake', '{table}')"
+    ))?;
+    let get = |i: usize| -> u64 {
+        rows.first()
+            .and_then(|r| r.get(i).cloned().flatten())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((get(0), get(1)))
+}
+
+fn progress(stats: &Stats, produced: u64, last: (u64, u64, Instant)) -> (u64, u64, Instant) {
+    let rows = stats.rows.load(Relaxed);
+    let bytes = stats.payload_bytes.load(Relaxed);
+    let committed = stats.committed_rows.load(Relaxed);
+    let dt = last.2.elapsed().as_secs_f64().max(1e-6);
+    println!(
+        "  consumed {rows:>9} rows  {:>9.0} rows/s  {:>6.1} MB/s | committed {committed:>9} rows in {:>3} flushes | lag {:>7} rows | pending {:>6.1} MB",
+        (rows - last.0) as f64 / dt,
+        (bytes - last.1) as f64 / 1e6 / dt,
+        stats.flushes.load(Relaxed),
+        produced.saturating_sub(committed),
+        stats.pending_bytes.load(Relaxed) as f64 / 1e6,
+    );
+    (rows, bytes, Instant::now())
+}

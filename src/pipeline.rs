@@ -1,0 +1,633 @@
+//! `pipeline`: poll → decode → pending[table] → flush, with exactly-once offsets, the memory cap,
+//! quarantine of bad payloads, rebalance handling and a clean stop.
+//!
+//! One thread runs the loop. The state it shares with the consumer's rebalance callback (which
+//! runs inside `poll` on the same thread) sits behind a mutex that is never held across `poll`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use rdkafka::topic_partition_list::Offset;
+
+use crate::config::{Config, FlushConfig, StartFrom, TablesConfig};
+use crate::decode::{self, Copies};
+use crate::observe::{FlushTrigger, Stats};
+use crate::sink::{self, Lake, NO_OFFSET, OffsetUpdate, QuarantineRow, SinkError, TableFlush};
+use crate::source::{KafkaMessage, KafkaSource, RebalanceHandler, SourceError};
+
+/// Errors that stop the pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The lake could not be opened, or a flush failed after every retry.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The Kafka client could not be created or subscribed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A flush failed `attempts` times; offsets were not moved.
+    #[error("flush of table {table} failed after {attempts} attempts, offsets not moved: {last}")]
+    FlushGaveUp {
+        /// Table.
+        table: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        last: SinkError,
+    },
+}
+
+type PartKey = (Arc<str>, i32);
+
+/// Per assigned partition.
+#[derive(Debug)]
+struct PartState {
+    table: Arc<str>,
+    /// The lake's next offset as last read or committed by us (the condition of our update).
+    lake_next: i64,
+    /// Messages below this offset are stale (already committed, or before a seek) and dropped.
+    expected: i64,
+}
+
+/// Pending data of one partition inside a table.
+#[derive(Default)]
+struct PartPending {
+    batches: Vec<RecordBatch>,
+    quarantine: Vec<QuarantineRow>,
+    /// Offset after the last pending message.
+    next: i64,
+    bytes: u64,
+    rows: u64,
+    messages: u64,
+}
+
+#[derive(Default)]
+struct TablePending {
+    parts: BTreeMap<PartKey, PartPending>,
+    bytes: u64,
+    rows: u64,
+    since: Option<Instant>,
+}
+
+/// State shared between the loop and the rebalance callback.
+struct Core {
+    lake: Lake,
+    tables_cfg: TablesConfig,
+    flush_cfg: FlushConfig,
+    start_from: StartFrom,
+    stats: Arc<Stats>,
+    parts: HashMap<PartKey, PartState>,
+    pending: HashMap<Arc<str>, TablePending>,
+    topic_tables: HashMap<String, Arc<str>>,
+    pending_bytes: u64,
+    /// Offsets committed to the lake, to be recorded in Kafka for lag tooling.
+    kafka_commits: Vec<(Arc<str>, i32, i64)>,
+    /// Partitions to re-seek after an offset conflict.
+    reseek: Vec<(Arc<str>, i32, Offset)>,
+    /// An error raised inside a callback, surfaced by the loop.
+    fatal: Option<PipelineError>,
+}
+
+/// A running sluice pipeline.
+pub struct Pipeline {
+    source: KafkaSource,
+    core: Arc<Mutex<Core>>,
+    stats: Arc<Stats>,
+}
+
+struct Handler {
+    core: Arc<Mutex<Core>>,
+}
+
+fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl RebalanceHandler for Handler {
+    fn assigned(&self, partitions: &[(String, i32)]) -> Vec<Offset> {
+        let mut core = lock(&self.core);
+        match core.assign(partitions) {
+            Ok(starts) => starts,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read lake offsets for assigned partitions");
+                core.fatal.get_or_insert(e);
+                // Not fetched anyway: the loop stops before handling any message.
+                partitions.iter().map(|_| Offset::End).collect()
+            }
+        }
+    }
+
+    fn revoked(&self, partitions: &[(String, i32)]) {
+        let mut core = lock(&self.core);
+        if let Err(e) = core.revoke(partitions) {
+            tracing::error!(error = %e, "flush on revoke failed");
+            core.fatal.get_or_insert(e);
+        }
+    }
+}
+
+impl Pipeline {
+    /// Opens the lake, creates the consumer and subscribes to the configured topics.
+    pub fn new(cfg: &Config, stats: Arc<Stats>) -> Result<Self, PipelineError> {
+        let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
+        let source = KafkaSource::new(&cfg.kafka)?;
+        let core = Arc::new(Mutex::new(Core {
+            lake,
+            tables_cfg: cfg.tables.clone(),
+            flush_cfg: cfg.flush.clone(),
+            start_from: cfg.kafka.start_from,
+            stats: stats.clone(),
+            parts: HashMap::new(),
+            pending: HashMap::new(),
+            topic_tables: HashMap::new(),
+            pending_bytes: 0,
+            kafka_commits: Vec::new(),
+            reseek: Vec::new(),
+            fatal: None,
+        }));
+        source.set_handler(Arc::new(Handler { core: core.clone() }));
+        source.subscribe(&cfg.kafka.topics)?;
+        Ok(Pipeline {
+            source,
+            core,
+            stats,
+        })
+    }
+
+    /// Counters of this pipeline.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Consumes until `stop` is set, then flushes everything pending, commits and leaves the
+    /// group. Returns an error (offsets unmoved for what was not committed) if a flush gives up.
+    pub fn run(self, stop: &AtomicBool) -> Result<(), PipelineError> {
+        let result = self.run_loop(stop);
+        let result = result.and_then(|()| {
+            let mut core = lock(&self.core);
+            core.flush_all(FlushTrigger::Shutdown)
+        });
+        self.after_flushes();
+        if result.is_ok() {
+            self.source.close();
+        }
+        self.source.clear_handler();
+        let mut core = lock(&self.core);
+        core.pending.clear();
+        core.pending_bytes = 0;
+        self.stats.pending_bytes.store(0, Relaxed);
+        result
+    }
+
+    /// Drops in-memory state without flushing, as a crash would (tests of restart behavior).
+    pub fn abandon(self) {
+        self.source.clear_handler();
+        let mut core = lock(&self.core);
+        core.pending.clear();
+    }
+
+    /// Runs the loop for at most `max` (or until `stop`), without the final flush: the caller
+    /// may then [`Pipeline::abandon`] it, or continue with [`Pipeline::run`].
+    pub fn run_for(&self, max: Duration, stop: &AtomicBool) -> Result<(), PipelineError> {
+        let deadline = Instant::now() + max;
+        while Instant::now() < deadline && !stop.load(Relaxed) {
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    fn run_loop(&self, stop: &AtomicBool) -> Result<(), PipelineError> {
+        while !stop.load(Relaxed) {
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    fn step(&self) -> Result<(), PipelineError> {
+        let polled = self.source.poll(Duration::from_millis(100));
+        {
+            let mut core = lock(&self.core);
+            if let Some(e) = core.fatal.take() {
+                return Err(e);
+            }
+            match polled {
+                None => {}
+                Some(Ok(msg)) => core.ingest(msg)?,
+                Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer error (librdkafka retries)"),
+            }
+            core.flush_aged()?;
+        }
+        self.after_flushes();
+        Ok(())
+    }
+
+    /// Kafka-side work that must not run under the core lock or inside a callback.
+    fn after_flushes(&self) {
+        let (commits, reseek) = {
+            let mut core = lock(&self.core);
+            (std::mem::take(&mut core.kafka_commits), std::mem::take(&mut core.reseek))
+        };
+        if !commits.is_empty() {
+            self.source.commit_for_lag_tooling(&commits);
+        }
+        for (topic, partition, offset) in reseek {
+            if let Err(e) = self.source.seek(&topic, partition, offset) {
+                tracing::warn!(%topic, partition, error = %e, "re-seek after offset conflict failed");
+            }
+        }
+    }
+}
+
+impl Core {
+    fn table_for(&mut self, topic: &str) -> Arc<str> {
+        if let Some(t) = self.topic_tables.get(topic) {
+            return t.clone();
+        }
+        let t: Arc<str> = self.tables_cfg.table_for(topic).into();
+        self.topic_tables.insert(topic.to_string(), t.clone());
+        t
+    }
+
+    fn assign(&mut self, partitions: &[(String, i32)]) -> Result<Vec<Offset>, PipelineError> {
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in partitions {
+            by_topic.entry(t).or_default().push(*p);
+        }
+        let mut lake_offsets: HashMap<(String, i32), i64> = HashMap::new();
+        for (topic, ps) in by_topic {
+            let offsets = with_retry(&self.flush_cfg, || self.lake.register_partitions(topic, &ps))
+                .map_err(|last| PipelineError::FlushGaveUp {
+                    table: sink::OFFSETS_TABLE.into(),
+                    attempts: self.flush_cfg.retry.attempts,
+                    last,
+                })?;
+            for (p, o) in offsets {
+                lake_offsets.insert((topic.to_string(), p), o);
+            }
+        }
+        let mut starts = Vec::with_capacity(partitions.len());
+        for (topic, partition) in partitions {
+            let lake_next = lake_offsets.get(&(topic.clone(), *partition)).copied().unwrap_or(NO_OFFSET);
+            let table = self.table_for(topic);
+            let key: PartKey = (Arc::from(topic.as_str()), *partition);
+            let start = if lake_next == NO_OFFSET {
+                match self.start_from {
+                    StartFrom::Earliest => Offset::Beginning,
+                    StartFrom::Latest => Offset::End,
+                }
+            } else {
+                Offset::Offset(lake_next)
+            };
+            tracing::info!(topic, partition, lake_next, "partition assigned");
+            self.parts.insert(
+                key,
+                PartState {
+                    table,
+                    lake_next,
+                    expected: lake_next.max(0),
+                },
+            );
+            starts.push(start);
+        }
+        Ok(starts)
+    }
+
+    fn revoke(&mut self, partitions: &[(String, i32)]) -> Result<(), PipelineError> {
+        let keys: Vec<PartKey> = partitions.iter().map(|(t, p)| (Arc::from(t.as_str()), *p)).collect();
+        let mut tables: Vec<Arc<str>> = Vec::new();
+        for k in &keys {
+            if let Some(st) = self.parts.get(k) {
+                if self.pending.get(&st.table).is_some_and(|tp| tp.parts.contains_key(k)) && !tables.contains(&st.table) {
+                    tables.push(st.table.clone());
+                }
+            }
+        }
+        let mut result = Ok(());
+        for t in tables {
+            if let Err(e) = self.flush(&t, FlushTrigger::Revoke) {
+                result = Err(e);
+                break;
+            }
+        }
+        for k in &keys {
+            self.parts.remove(k);
+            self.drop_pending(k);
+            tracing::info!(topic = %k.0, partition = k.1, "partition revoked");
+        }
+        self.reseek.retain(|(t, p, _)| !keys.iter().any(|k| &k.0 == t && k.1 == *p));
+        result
+    }
+
+    fn drop_pending(&mut self, key: &PartKey) {
+        for tp in self.pending.values_mut() {
+            if let Some(pp) = tp.parts.remove(key) {
+                tp.bytes -= pp.bytes;
+                tp.rows -= pp.rows;
+                self.pending_bytes -= pp.bytes;
+            }
+        }
+        self.pending.retain(|_, tp| !tp.parts.is_empty());
+        self.stats.pending_bytes.store(self.pending_bytes, Relaxed);
+    }
+
+    fn ingest(&mut self, msg: KafkaMessage) -> Result<(), PipelineError> {
+        let key: PartKey = (Arc::from(msg.topic()), msg.partition());
+        let offset = msg.offset();
+        let (table, stale) = match self.parts.get(&key) {
+            // Not (or no longer) ours: a message fetched before a revoke.
+            None => return Ok(()),
+            Some(st) => (st.table.clone(), offset < st.expected),
+        };
+        if stale {
+            self.stats.stale_messages.fetch_add(1, Relaxed);
+            return Ok(());
+        }
+        let payload = msg.payload_buffer();
+        let accepted = match decode::decode(&payload) {
+            Ok(decoded) => {
+                let batches = match self.with_metadata(&msg, decoded.batches) {
+                    Ok(b) => b,
+                    Err(e) => return self.quarantine(&table, key, &msg, payload, e),
+                };
+                let mut misfit = None;
+                for b in &batches {
+                    if let Err(text) = self.lake.check_fit(&table, &b.schema())? {
+                        misfit = Some(text);
+                        break;
+                    }
+                }
+                match misfit {
+                    Some(text) => return self.quarantine(&table, key, &msg, payload, text),
+                    None => (batches, decoded.copies),
+                }
+            }
+            Err(e) => return self.quarantine(&table, key, &msg, payload, e.to_string()),
+        };
+        let (batches, copies) = accepted;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        self.stats.record_message(msg.payload_len(), rows, &copies);
+        let bytes = msg.payload_len() as u64 + copies.copied();
+        let tp = self.pending.entry(table.clone()).or_default();
+        let pp = tp.parts.entry(key.clone()).or_default();
+        pp.batches.extend(batches);
+        pp.next = offset + 1;
+        pp.bytes += bytes;
+        pp.rows += rows as u64;
+        pp.messages += 1;
+        tp.bytes += bytes;
+        tp.rows += rows as u64;
+        tp.since.get_or_insert_with(Instant::now);
+        self.pending_bytes += bytes;
+        self.stats.pending_bytes.store(self.pending_bytes, Relaxed);
+        if let Some(st) = self.parts.get_mut(&key) {
+            st.expected = offset + 1;
+        }
+        self.after_append(&table)
+    }
+
+    fn quarantine(
+        &mut self,
+        table: &Arc<str>,
+        key: PartKey,
+        msg: &KafkaMessage,
+        payload: arrow::buffer::Buffer,
+        error: impl Into<String>,
+    ) -> Result<(), PipelineError> {
+        let error = error.into();
+        tracing::warn!(topic = %key.0, partition = key.1, offset = msg.offset(), %error, "payload quarantined");
+        self.stats.record_message(msg.payload_len(), 0, &Copies::default());
+        let bytes = msg.payload_len() as u64;
+        let tp = self.pending.entry(table.clone()).or_default();
+        let pp = tp.parts.entry(key.clone()).or_default();
+        pp.quarantine.push(QuarantineRow {
+            topic: key.0.clone(),
+            partition: key.1,
+            offset: msg.offset(),
+            timestamp_ms: msg.timestamp_ms(),
+            error,
+            payload,
+        });
+        pp.next = msg.offset() + 1;
+        pp.bytes += bytes;
+        pp.messages += 1;
+        tp.bytes += bytes;
+        tp.since.get_or_insert_with(Instant::now);
+        self.pending_bytes += bytes;
+        self.stats.pending_bytes.store(self.pending_bytes, Relaxed);
+        if let Some(st) = self.parts.get_mut(&key) {
+            st.expected = msg.offset() + 1;
+        }
+        self.after_append(table)
+    }
+
+    /// Adds the configured Kafka metadata columns (constant per message).
+    fn with_metadata(&self, msg: &KafkaMessage, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, String> {
+        let m = &self.tables_cfg.metadata;
+        if !(m.partition || m.offset || m.timestamp || m.key) {
+            return Ok(batches);
+        }
+        batches
+            .into_iter()
+            .map(|b| {
+                let n = b.num_rows();
+                let mut fields: Vec<Arc<Field>> = b.schema().fields().iter().cloned().collect();
+                let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+                let mut add = |name: &str, ty: DataType, col: ArrayRef| -> Result<(), String> {
+                    if fields.iter().any(|f| f.name() == name) {
+                        return Err(format!("the message already has a column named {name:?}, which sluice adds as Kafka metadata"));
+                    }
+                    fields.push(Arc::new(Field::new(name, ty, true)));
+                    cols.push(col);
+                    Ok(())
+                };
+                if m.partition {
+                    add("_kafka_partition", DataType::Int32, Arc::new(Int32Array::from_value(msg.partition(), n)))?;
+                }
+                if m.offset {
+                    add("_kafka_offset", DataType::Int64, Arc::new(Int64Array::from_value(msg.offset(), n)))?;
+                }
+                if m.timestamp {
+                    let ts = TimestampMillisecondArray::from(vec![msg.timestamp_ms(); n]).with_timezone("UTC");
+                    add(
+                        "_kafka_timestamp",
+                        DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                        Arc::new(ts),
+                    )?;
+                }
+                if m.key {
+                    let k = BinaryArray::from_opt_vec(vec![msg.key(); n]);
+                    add("_kafka_key", DataType::Binary, Arc::new(k))?;
+                }
+                RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
+    fn after_append(&mut self, table: &Arc<str>) -> Result<(), PipelineError> {
+        let trigger = self.pending.get(table).and_then(|tp| {
+            if tp.bytes >= self.flush_cfg.max_bytes {
+                Some(FlushTrigger::Bytes)
+            } else if tp.rows >= self.flush_cfg.max_rows {
+                Some(FlushTrigger::Rows)
+            } else {
+                None
+            }
+        });
+        if let Some(t) = trigger {
+            self.flush(table, t)?;
+        }
+        // The memory cap: flush the largest tables until pending bytes are below it.
+        while self.pending_bytes >= self.flush_cfg.memory_cap_bytes {
+            let Some(largest) = self.pending.iter().max_by_key(|(_, tp)| tp.bytes).map(|(t, _)| t.clone()) else {
+                break;
+            };
+            self.flush(&largest, FlushTrigger::Memory)?;
+        }
+        Ok(())
+    }
+
+    fn flush_aged(&mut self) -> Result<(), PipelineError> {
+        let max_age = Duration::from_millis(self.flush_cfg.max_age_ms);
+        let aged: Vec<Arc<str>> = self
+            .pending
+            .iter()
+            .filter(|(_, tp)| tp.since.is_some_and(|s| s.elapsed() >= max_age))
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in aged {
+            self.flush(&t, FlushTrigger::Age)?;
+        }
+        Ok(())
+    }
+
+    fn flush_all(&mut self, trigger: FlushTrigger) -> Result<(), PipelineError> {
+        let tables: Vec<Arc<str>> = self.pending.keys().cloned().collect();
+        for t in tables {
+            self.flush(&t, trigger)?;
+        }
+        Ok(())
+    }
+
+    /// Commits the pending data of `table` (one DuckLake transaction), retrying conflicts and
+    /// failures with jittered backoff. Offset conflicts drop that partition's data and re-seek.
+    fn flush(&mut self, table: &Arc<str>, trigger: FlushTrigger) -> Result<(), PipelineError> {
+        let Some(mut tp) = self.pending.remove(table) else {
+            return Ok(());
+        };
+        self.pending_bytes -= tp.bytes;
+        self.stats.pending_bytes.store(self.pending_bytes, Relaxed);
+        let retry = self.flush_cfg.retry.clone();
+        let mut attempt = 0u32;
+        loop {
+            if tp.parts.is_empty() {
+                return Ok(());
+            }
+            let started = Instant::now();
+            let mut batches = Vec::new();
+            let mut quarantine = Vec::new();
+            let mut offsets = Vec::new();
+            let (mut messages, mut bytes) = (0u64, 0u64);
+            for (key, pp) in &tp.parts {
+                batches.extend(pp.batches.iter().cloned());
+                quarantine.extend(pp.quarantine.iter().cloned());
+                let prev = self.parts.get(key).map_or(NO_OFFSET, |st| st.lake_next);
+                offsets.push(OffsetUpdate {
+                    topic: key.0.clone(),
+                    partition: key.1,
+                    prev,
+                    next: pp.next,
+                });
+                messages += pp.messages;
+                bytes += pp.bytes;
+            }
+            let flush = TableFlush {
+                table,
+                batches: &batches,
+                quarantine: &quarantine,
+                offsets: &offsets,
+            };
+            match self.lake.commit(&flush) {
+                Ok(report) => {
+                    for o in &offsets {
+                        if let Some(st) = self.parts.get_mut(&(o.topic.clone(), o.partition)) {
+                            st.lake_next = o.next;
+                        }
+                        self.kafka_commits.push((o.topic.clone(), o.partition, o.next));
+                    }
+                    self.stats
+                        .record_flush(trigger, report.rows, messages, bytes, report.quarantined);
+                    let ranges: Vec<String> = offsets
+                        .iter()
+                        .map(|o| format!("{}[{}]:{}..{}", o.topic, o.partition, o.prev.max(0), o.next))
+                        .collect();
+                    tracing::info!(
+                        table = %table,
+                        trigger = trigger.name(),
+                        rows = report.rows,
+                        bytes,
+                        messages,
+                        quarantined = report.quarantined,
+                        duration_ms = started.elapsed().as_millis() as u64,
+                        offsets = %ranges.join(" "),
+                        "flushed"
+                    );
+                    return Ok(());
+                }
+                Err(SinkError::OffsetConflict { topic, partitions }) => {
+                    for (p, cur) in partitions {
+                        let key: PartKey = (Arc::from(topic.as_str()), p);
+                        tracing::warn!(%topic, partition = p, lake_next = cur, "another writer committed this partition; dropping our pending range and re-seeking");
+                        self.stats.offset_conflicts.fetch_add(1, Relaxed);
+                        tp.parts.remove(&key);
+                        if let Some(st) = self.parts.get_mut(&key) {
+                            st.lake_next = cur;
+                            st.expected = cur.max(0);
+                            let to = if cur == NO_OFFSET { Offset::Beginning } else { Offset::Offset(cur) };
+                            self.reseek.push((key.0.clone(), p, to));
+                        }
+                    }
+                }
+                Err(e) => {
+                    attempt += 1;
+                    if matches!(e, SinkError::CommitConflict { .. }) {
+                        self.stats.commit_conflicts.fetch_add(1, Relaxed);
+                    } else {
+                        self.stats.flush_failures.fetch_add(1, Relaxed);
+                    }
+                    if attempt >= retry.attempts {
+                        return Err(PipelineError::FlushGaveUp {
+                            table: table.to_string(),
+                            attempts: attempt,
+                            last: e,
+                        });
+                    }
+                    let wait = sink::jittered_backoff(attempt - 1, retry.initial_backoff_ms, retry.max_backoff_ms);
+                    tracing::warn!(table = %table, attempt, error = %e, wait_ms = wait.as_millis() as u64, "flush failed; retrying");
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+}
+
+/// Runs `f` with the flush retry policy (for lake reads at assignment).
+fn with_retry<T>(cfg: &FlushConfig, mut f: impl FnMut() -> Result<T, SinkError>) -> Result<T, SinkError> {
+    let mut attempt = 0;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                attempt += 1;
+                if attempt >= cfg.retry.attempts {
+                    return Err(e);
+                }
+                let wait = sink::jittered_backoff(attempt - 1, cfg.retry.initial_backoff_ms, cfg.retry.max_backoff_ms);
+                tracing::warn!(error = %e, attempt, "lake read failed; retrying");
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}

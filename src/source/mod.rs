@@ -1,0 +1,253 @@
+//! `source`: the Kafka consumer. A consumer-group member with auto-commit off, bounded prefetch,
+//! and a rebalance hook through which the pipeline seeks assigned partitions to the lake's
+//! offsets before they start fetching. Messages are handed out as [`KafkaMessage`] owners whose
+//! payload backs Arrow buffers without a copy.
+
+mod owner;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+
+pub use owner::KafkaMessage;
+
+use crate::config::{KafkaConfig, StartFrom};
+
+/// Errors of the Kafka source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The client could not be created from the configuration.
+    #[error("kafka client configuration: {0}")]
+    Config(KafkaError),
+    /// Subscribing failed.
+    #[error("kafka subscribe to {topics:?}: {source}")]
+    Subscribe {
+        /// Topics.
+        topics: Vec<String>,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+    /// A consumer-level error reported by poll.
+    #[error("kafka: {0}")]
+    Poll(KafkaError),
+    /// Broker metadata could not be fetched.
+    #[error("kafka metadata from {brokers}: {source}")]
+    Metadata {
+        /// Bootstrap servers.
+        brokers: String,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+}
+
+/// Called by the consumer from inside `poll` when partitions are assigned or revoked.
+pub trait RebalanceHandler: Send + Sync {
+    /// Partitions `(topic, partition)` are being assigned; returns where each should start.
+    fn assigned(&self, partitions: &[(String, i32)]) -> Vec<Offset>;
+    /// Partitions are being revoked; pending work for them must be flushed or dropped now.
+    fn revoked(&self, partitions: &[(String, i32)]);
+}
+
+/// The consumer's context: forwards rebalances to the pipeline's handler.
+pub struct SluiceContext {
+    handler: Mutex<Option<Arc<dyn RebalanceHandler>>>,
+}
+
+impl ClientContext for SluiceContext {}
+
+impl ConsumerContext for SluiceContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let handler = self.handler.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Some(h) = &handler {
+                    let starts = h.assigned(&parts);
+                    for ((topic, partition), start) in parts.iter().zip(starts) {
+                        if let Err(e) = tpl.set_partition_offset(topic, *partition, start) {
+                            tracing::error!(topic, partition, error = %e, "could not set start offset");
+                        }
+                    }
+                }
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "assign failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if let Some(h) = &handler {
+                    h.revoked(&parts);
+                }
+                let r = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error");
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(error = %e, "unassign failed");
+                }
+            }
+        }
+    }
+}
+
+/// The consumer shared by the pipeline and every live [`KafkaMessage`].
+pub type SharedConsumer = Arc<BaseConsumer<SluiceContext>>;
+
+/// A Kafka consumer-group member.
+pub struct KafkaSource {
+    consumer: SharedConsumer,
+    brokers: String,
+}
+
+impl KafkaSource {
+    /// Creates the consumer (not yet subscribed).
+    pub fn new(cfg: &KafkaConfig) -> Result<Self, SourceError> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &cfg.brokers)
+            .set("group.id", &cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set(
+                "auto.offset.reset",
+                match cfg.start_from {
+                    StartFrom::Earliest => "earliest",
+                    StartFrom::Latest => "latest",
+                },
+            )
+            .set("queued.max.messages.kbytes", cfg.queued_max_messages_kbytes.to_string())
+            .set("fetch.max.bytes", cfg.fetch_max_bytes.to_string())
+            .set("max.partition.fetch.bytes", cfg.max_partition_fetch_bytes.to_string());
+        for (k, v) in &cfg.properties {
+            c.set(k, v);
+        }
+        let ctx = SluiceContext {
+            handler: Mutex::new(None),
+        };
+        let consumer: BaseConsumer<SluiceContext> = c.create_with_context(ctx).map_err(SourceError::Config)?;
+        Ok(KafkaSource {
+            consumer: Arc::new(consumer),
+            brokers: cfg.brokers.clone(),
+        })
+    }
+
+    /// Installs the rebalance handler (before subscribing).
+    pub fn set_handler(&self, handler: Arc<dyn RebalanceHandler>) {
+        *self.consumer.context().handler.lock().unwrap_or_else(|p| p.into_inner()) = Some(handler);
+    }
+
+    /// Removes the rebalance handler (breaks the consumer → handler → pipeline cycle at shutdown).
+    pub fn clear_handler(&self) {
+        *self.consumer.context().handler.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Joins the group for `topics`.
+    pub fn subscribe(&self, topics: &[String]) -> Result<(), SourceError> {
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        self.consumer.subscribe(&refs).map_err(|source| SourceError::Subscribe {
+            topics: topics.to_vec(),
+            source,
+        })
+    }
+
+    /// Waits up to `timeout` for the next message. Rebalance callbacks run inside this call.
+    pub fn poll(&self, timeout: Duration) -> Option<Result<KafkaMessage, SourceError>> {
+        match self.consumer.poll(timeout)? {
+            Ok(m) => Some(Ok(KafkaMessage::new(m, &self.consumer))),
+            Err(e) => Some(Err(SourceError::Poll(e))),
+        }
+    }
+
+    /// Moves a partition's fetch position (after an offset conflict).
+    pub fn seek(&self, topic: &str, partition: i32, offset: Offset) -> Result<(), KafkaError> {
+        self.consumer.seek(topic, partition, offset, Duration::from_secs(10))
+    }
+
+    /// Pauses fetching of the given partitions.
+    pub fn pause(&self, partitions: &[(Arc<str>, i32)]) -> Result<(), KafkaError> {
+        self.consumer.pause(&tpl(partitions))
+    }
+
+    /// Resumes fetching of the given partitions.
+    pub fn resume(&self, partitions: &[(Arc<str>, i32)]) -> Result<(), KafkaError> {
+        self.consumer.resume(&tpl(partitions))
+    }
+
+    /// Records offsets in Kafka for lag tooling (after they are committed to the lake).
+    pub fn commit_for_lag_tooling(&self, offsets: &[(Arc<str>, i32, i64)]) {
+        let mut list = TopicPartitionList::new();
+        for (t, p, o) in offsets {
+            let _ = list.add_partition_offset(t, *p, Offset::Offset(*o));
+        }
+        if list.count() > 0 {
+            if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
+                tracing::debug!(error = %e, "kafka offset commit (lag tooling only) failed");
+            }
+        }
+    }
+
+    /// High watermark (next offset to be produced) of a partition.
+    pub fn high_watermark(&self, topic: &str, partition: i32, timeout: Duration) -> Result<i64, KafkaError> {
+        self.consumer.fetch_watermarks(topic, partition, timeout).map(|(_, high)| high)
+    }
+
+    /// Checks the brokers answer, returning the number of partitions of each topic.
+    pub fn check(&self, topics: &[String], timeout: Duration) -> Result<Vec<(String, usize)>, SourceError> {
+        let mut out = Vec::new();
+        for t in topics {
+            let md = self
+                .consumer
+                .fetch_metadata(Some(t), timeout)
+                .map_err(|source| SourceError::Metadata {
+                    brokers: self.brokers.clone(),
+                    source,
+                })?;
+            let n = md.topics().first().map(|mt| mt.partitions().len()).unwrap_or(0);
+            out.push((t.clone(), n));
+        }
+        Ok(out)
+    }
+
+    /// Leaves the group cleanly (runs the revoke callback).
+    pub fn close(&self) {
+        self.consumer.unsubscribe();
+        // Serve the revoke callback and the leave-group request.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if self.consumer.assignment().map(|a| a.count() == 0).unwrap_or(true) {
+                break;
+            }
+            let _ = self.consumer.poll(Duration::from_millis(50));
+        }
+    }
+}
+
+fn tpl(partitions: &[(Arc<str>, i32)]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for (t, p) in partitions {
+        list.add_partition(t, *p);
+    }
+    list
+}
