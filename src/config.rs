@@ -124,11 +124,20 @@ impl Default for KafkaConfig {
 pub const RESERVED_KAFKA_PROPERTIES: &[(&str, &str)] = &[
     ("bootstrap.servers", "kafka.brokers"),
     ("group.id", "kafka.group_id"),
-    ("enable.auto.commit", "sluice commits offsets to the lake itself"),
+    (
+        "enable.auto.commit",
+        "sluice commits offsets to the lake itself",
+    ),
     ("enable.auto.offset.store", "sluice stores offsets itself"),
-    ("queued.max.messages.kbytes", "kafka.queued_max_messages_kbytes"),
+    (
+        "queued.max.messages.kbytes",
+        "kafka.queued_max_messages_kbytes",
+    ),
     ("fetch.max.bytes", "kafka.fetch_max_bytes"),
-    ("max.partition.fetch.bytes", "kafka.max_partition_fetch_bytes"),
+    (
+        "max.partition.fetch.bytes",
+        "kafka.max_partition_fetch_bytes",
+    ),
     ("auto.offset.reset", "kafka.start_from"),
 ];
 
@@ -352,7 +361,10 @@ impl Config {
             return bad("kafka.topics", "must list at least one topic");
         }
         if let Some(t) = self.kafka.topics.iter().find(|t| t.trim().is_empty()) {
-            return bad("kafka.topics", &format!("contains an empty topic name {t:?}"));
+            return bad(
+                "kafka.topics",
+                &format!("contains an empty topic name {t:?}"),
+            );
         }
         if self.kafka.queued_max_messages_kbytes == 0 {
             return bad("kafka.queued_max_messages_kbytes", "must be greater than 0");
@@ -385,7 +397,10 @@ impl Config {
         }
         for (topic, table) in &self.tables.map {
             if table.trim().is_empty() {
-                return bad(&format!("tables.map.{topic}"), "must not be an empty table name");
+                return bad(
+                    &format!("tables.map.{topic}"),
+                    "must not be an empty table name",
+                );
             }
             if table.starts_with("sluice_") {
                 return bad(
@@ -472,7 +487,10 @@ mod tests {
             assert_eq!(cfg.flush.retry.attempts, 3);
             assert_eq!(cfg.flush.max_bytes, 128 * 1024 * 1024);
             assert_eq!(
-                cfg.kafka.properties.get("security.protocol").map(String::as_str),
+                cfg.kafka
+                    .properties
+                    .get("security.protocol")
+                    .map(String::as_str),
                 Some("SASL_SSL")
             );
             assert_eq!(cfg.tables.table_for("Page-Views"), "page_views");
@@ -491,7 +509,10 @@ mod tests {
     #[test]
     fn unknown_section_is_named() {
         let err = load_in_jail("[kafak]\ntopics=[\"a\"]\n").unwrap_err();
-        assert!(err.to_string().contains("unknown field: found `kafak`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown field: found `kafak`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -508,10 +529,14 @@ mod tests {
 
     #[test]
     fn bad_value_type_is_named() {
-        let err = load_in_jail("[kafka]\ntopics=[\"a\"]\n[flush]\nmax_rows = \"many\"\n").unwrap_err();
+        let err =
+            load_in_jail("[kafka]\ntopics=[\"a\"]\n[flush]\nmax_rows = \"many\"\n").unwrap_err();
         let text = err.to_string();
         assert!(text.contains("flush.max_rows"), "{text}");
-        assert!(text.contains("invalid type: found string \"many\""), "{text}");
+        assert!(
+            text.contains("invalid type: found string \"many\""),
+            "{text}"
+        );
     }
 
     #[test]
@@ -525,7 +550,10 @@ mod tests {
     #[test]
     fn validation_names_the_key() {
         let cases = [
-            ("[kafka]\ntopics=[]\n", "`kafka.topics` must list at least one topic"),
+            (
+                "[kafka]\ntopics=[]\n",
+                "`kafka.topics` must list at least one topic",
+            ),
             (
                 "[kafka]\ntopics=[\"a\"]\n[flush]\nmax_bytes=0\n",
                 "`flush.max_bytes` must be greater than 0",
@@ -542,7 +570,10 @@ mod tests {
                 "[kafka]\ntopics=[\"a\"]\n[tables.map]\na=\"sluice_x\"\n",
                 "`tables.map.a` must not start with `sluice_`",
             ),
-            ("[kafka]\ntopics=[\"a\"]\n[log]\nlevel=\"[[\"\n", "`log.level` is not a valid filter"),
+            (
+                "[kafka]\ntopics=[\"a\"]\n[log]\nlevel=\"[[\"\n",
+                "`log.level` is not a valid filter",
+            ),
         ];
         for (toml, want) in cases {
             let err = load_in_jail(toml).unwrap_err().to_string();

@@ -93,8 +93,12 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     cfg.kafka.group_id = "sluice-demo".into();
     cfg.kafka.topics = vec![TOPIC.into()];
     cfg.kafka.start_from = StartFrom::Earliest;
-    cfg.kafka.properties.insert("fetch.wait.max.ms".into(), "10".into());
-    cfg.kafka.properties.insert("session.timeout.ms".into(), "6000".into());
+    cfg.kafka
+        .properties
+        .insert("fetch.wait.max.ms".into(), "10".into());
+    cfg.kafka
+        .properties
+        .insert("session.timeout.ms".into(), "6000".into());
     cfg.lake.catalog = dir.join("demo.ducklake").display().to_string();
     cfg.lake.data_path = format!("{}/", dir.join("data").display());
     cfg.flush.max_bytes = 96 * 1024 * 1024;
@@ -104,8 +108,14 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
 
     let stats = Arc::new(Stats::default());
     let pipeline = Pipeline::new(&cfg, stats.clone())?;
-    println!("sluice demo: mock Kafka at {brokers}, topic {TOPIC:?} with {} partitions", opts.partitions);
-    println!("             lake at {} (DuckDB catalog, local Parquet)", dir.display());
+    println!(
+        "sluice demo: mock Kafka at {brokers}, topic {TOPIC:?} with {} partitions",
+        opts.partitions
+    );
+    println!(
+        "             lake at {} (DuckDB catalog, local Parquet)",
+        dir.display()
+    );
     println!(
         "             producing {} PostHog-shaped events as Arrow IPC ({} rows/message, compression {:?})\n",
         opts.rows, opts.rows_per_message, opts.compression
@@ -135,7 +145,9 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     let mut last = (0u64, 0u64, Instant::now());
     let interrupted = |s: &AtomicBool| s.load(Relaxed);
     while produced_rows < opts.rows && !interrupted(&stop) {
-        while produced_bytes.saturating_sub(stats.payload_bytes.load(Relaxed)) > MAX_UNCONSUMED_BYTES {
+        while produced_bytes.saturating_sub(stats.payload_bytes.load(Relaxed))
+            > MAX_UNCONSUMED_BYTES
+        {
             producer.poll();
             std::thread::sleep(Duration::from_millis(1));
             if ingest.is_finished() || interrupted(&stop) {
@@ -158,8 +170,8 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         }
     }
     producer.flush(Duration::from_secs(30))?;
-    // Wait until everything produced is committed (age-triggered flushes finish the tail).
-    while stats.committed_rows.load(Relaxed) < produced_rows && !ingest.is_finished() && !interrupted(&stop) {
+    // Wait until everything produced is consumed; stopping the pipeline then flushes the tail.
+    while stats.rows.load(Relaxed) < produced_rows && !ingest.is_finished() && !interrupted(&stop) {
         std::thread::sleep(Duration::from_millis(50));
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
@@ -167,7 +179,9 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         }
     }
     pipeline_stop.store(true, Relaxed);
-    let result = ingest.join().map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?;
+    let result = ingest
+        .join()
+        .map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?;
     result.context("ingestion failed")?;
     let elapsed = started.elapsed();
     progress(&stats, produced_rows, last);
@@ -199,7 +213,11 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         .filter(|(_, n)| n.load(Relaxed) > 0)
         .map(|(t, n)| format!("{} by {}", n.load(Relaxed), t.name()))
         .collect();
-    println!("flushes: {} ({})", stats.flushes.load(Relaxed), by.join(", "));
+    println!(
+        "flushes: {} ({})",
+        stats.flushes.load(Relaxed),
+        by.join(", ")
+    );
 
     let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
     let (files, file_bytes) = parquet_files(&lake, "events")?;
@@ -219,7 +237,10 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         "check: count={} distinct seq={} sum(seq)={} (expected {}) min={} max={}",
         got[0], got[1], got[2], expected_sum, got[3], got[4]
     );
-    if got[0] != opts.rows.to_string() || got[1] != opts.rows.to_string() || got[2] != expected_sum.to_string() {
+    if got[0] != opts.rows.to_string()
+        || got[1] != opts.rows.to_string()
+        || got[2] != expected_sum.to_string()
+    {
         bail!("the lake does not hold exactly the produced rows");
     }
     println!("\nread back from the lake:");

@@ -61,7 +61,9 @@ enum Command {
 fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -118,7 +120,11 @@ fn run(cli: Cli) -> Result<()> {
             }
             let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
             drop(lake);
-            println!("lake: attached ({} catalog, data path {})", format!("{:?}", cfg.lake.catalog_kind).to_lowercase(), cfg.lake.data_path);
+            println!(
+                "lake: attached ({} catalog, data path {})",
+                format!("{:?}", cfg.lake.catalog_kind).to_lowercase(),
+                cfg.lake.data_path
+            );
             Ok(())
         }
         Command::Demo {

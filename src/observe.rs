@@ -93,7 +93,8 @@ impl Stats {
         self.payload_bytes.fetch_add(payload_len as u64, Relaxed);
         self.in_place_bytes.fetch_add(copies.in_place, Relaxed);
         self.realigned_bytes.fetch_add(copies.realigned, Relaxed);
-        self.decompressed_bytes.fetch_add(copies.decompressed, Relaxed);
+        self.decompressed_bytes
+            .fetch_add(copies.decompressed, Relaxed);
     }
 
     /// Total copies so far.
@@ -106,9 +107,19 @@ impl Stats {
     }
 
     /// Records a successful flush.
-    pub fn record_flush(&self, trigger: FlushTrigger, rows: u64, messages: u64, bytes: u64, quarantined: u64) {
+    pub fn record_flush(
+        &self,
+        trigger: FlushTrigger,
+        rows: u64,
+        messages: u64,
+        bytes: u64,
+        quarantined: u64,
+    ) {
         self.flushes.fetch_add(1, Relaxed);
-        let i = FlushTrigger::ALL.iter().position(|t| *t == trigger).unwrap_or(0);
+        let i = FlushTrigger::ALL
+            .iter()
+            .position(|t| *t == trigger)
+            .unwrap_or(0);
         self.flushes_by_trigger[i].fetch_add(1, Relaxed);
         self.committed_rows.fetch_add(rows, Relaxed);
         self.committed_messages.fetch_add(messages, Relaxed);

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use arrow::array::{ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray};
+use arrow::array::{
+    ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use rdkafka::topic_partition_list::Offset;
 
@@ -216,7 +218,9 @@ impl Pipeline {
             match polled {
                 None => {}
                 Some(Ok(msg)) => core.ingest(msg)?,
-                Some(Err(e)) => tracing::warn!(error = %e, "kafka consumer error (librdkafka retries)"),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka consumer error (librdkafka retries)")
+                }
             }
             core.flush_aged()?;
         }
@@ -228,7 +232,10 @@ impl Pipeline {
     fn after_flushes(&self) {
         let (commits, reseek) = {
             let mut core = lock(&self.core);
-            (std::mem::take(&mut core.kafka_commits), std::mem::take(&mut core.reseek))
+            (
+                std::mem::take(&mut core.kafka_commits),
+                std::mem::take(&mut core.reseek),
+            )
         };
         if !commits.is_empty() {
             self.source.commit_for_lag_tooling(&commits);
@@ -258,19 +265,24 @@ impl Core {
         }
         let mut lake_offsets: HashMap<(String, i32), i64> = HashMap::new();
         for (topic, ps) in by_topic {
-            let offsets = with_retry(&self.flush_cfg, || self.lake.register_partitions(topic, &ps))
-                .map_err(|last| PipelineError::FlushGaveUp {
-                    table: sink::OFFSETS_TABLE.into(),
-                    attempts: self.flush_cfg.retry.attempts,
-                    last,
-                })?;
+            let offsets = with_retry(&self.flush_cfg, || {
+                self.lake.register_partitions(topic, &ps)
+            })
+            .map_err(|last| PipelineError::FlushGaveUp {
+                table: sink::OFFSETS_TABLE.into(),
+                attempts: self.flush_cfg.retry.attempts,
+                last,
+            })?;
             for (p, o) in offsets {
                 lake_offsets.insert((topic.to_string(), p), o);
             }
         }
         let mut starts = Vec::with_capacity(partitions.len());
         for (topic, partition) in partitions {
-            let lake_next = lake_offsets.get(&(topic.clone(), *partition)).copied().unwrap_or(NO_OFFSET);
+            let lake_next = lake_offsets
+                .get(&(topic.clone(), *partition))
+                .copied()
+                .unwrap_or(NO_OFFSET);
             let table = self.table_for(topic);
             let key: PartKey = (Arc::from(topic.as_str()), *partition);
             let start = if lake_next == NO_OFFSET {
@@ -296,11 +308,19 @@ impl Core {
     }
 
     fn revoke(&mut self, partitions: &[(String, i32)]) -> Result<(), PipelineError> {
-        let keys: Vec<PartKey> = partitions.iter().map(|(t, p)| (Arc::from(t.as_str()), *p)).collect();
+        let keys: Vec<PartKey> = partitions
+            .iter()
+            .map(|(t, p)| (Arc::from(t.as_str()), *p))
+            .collect();
         let mut tables: Vec<Arc<str>> = Vec::new();
         for k in &keys {
             if let Some(st) = self.parts.get(k) {
-                if self.pending.get(&st.table).is_some_and(|tp| tp.parts.contains_key(k)) && !tables.contains(&st.table) {
+                if self
+                    .pending
+                    .get(&st.table)
+                    .is_some_and(|tp| tp.parts.contains_key(k))
+                    && !tables.contains(&st.table)
+                {
                     tables.push(st.table.clone());
                 }
             }
@@ -317,7 +337,8 @@ impl Core {
             self.drop_pending(k);
             tracing::info!(topic = %k.0, partition = k.1, "partition revoked");
         }
-        self.reseek.retain(|(t, p, _)| !keys.iter().any(|k| &k.0 == t && k.1 == *p));
+        self.reseek
+            .retain(|(t, p, _)| !keys.iter().any(|k| &k.0 == t && k.1 == *p));
         result
     }
 
@@ -398,7 +419,8 @@ impl Core {
     ) -> Result<(), PipelineError> {
         let error = error.into();
         tracing::warn!(topic = %key.0, partition = key.1, offset = msg.offset(), %error, "payload quarantined");
-        self.stats.record_message(msg.payload_len(), 0, &Copies::default());
+        self.stats
+            .record_message(msg.payload_len(), 0, &Copies::default());
         let bytes = msg.payload_len() as u64;
         let tp = self.pending.entry(table.clone()).or_default();
         let pp = tp.parts.entry(key.clone()).or_default();
@@ -424,7 +446,11 @@ impl Core {
     }
 
     /// Adds the configured Kafka metadata columns (constant per message).
-    fn with_metadata(&self, msg: &KafkaMessage, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, String> {
+    fn with_metadata(
+        &self,
+        msg: &KafkaMessage,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Vec<RecordBatch>, String> {
         let m = &self.tables_cfg.metadata;
         if !(m.partition || m.offset || m.timestamp || m.key) {
             return Ok(batches);
@@ -481,7 +507,12 @@ impl Core {
         }
         // The memory cap: flush the largest tables until pending bytes are below it.
         while self.pending_bytes >= self.flush_cfg.memory_cap_bytes {
-            let Some(largest) = self.pending.iter().max_by_key(|(_, tp)| tp.bytes).map(|(t, _)| t.clone()) else {
+            let Some(largest) = self
+                .pending
+                .iter()
+                .max_by_key(|(_, tp)| tp.bytes)
+                .map(|(t, _)| t.clone())
+            else {
                 break;
             };
             self.flush(&largest, FlushTrigger::Memory)?;
@@ -555,13 +586,21 @@ impl Core {
                         if let Some(st) = self.parts.get_mut(&(o.topic.clone(), o.partition)) {
                             st.lake_next = o.next;
                         }
-                        self.kafka_commits.push((o.topic.clone(), o.partition, o.next));
+                        self.kafka_commits
+                            .push((o.topic.clone(), o.partition, o.next));
                     }
-                    self.stats
-                        .record_flush(trigger, report.rows, messages, bytes, report.quarantined);
+                    self.stats.record_flush(
+                        trigger,
+                        report.rows,
+                        messages,
+                        bytes,
+                        report.quarantined,
+                    );
                     let ranges: Vec<String> = offsets
                         .iter()
-                        .map(|o| format!("{}[{}]:{}..{}", o.topic, o.partition, o.prev.max(0), o.next))
+                        .map(|o| {
+                            format!("{}[{}]:{}..{}", o.topic, o.partition, o.prev.max(0), o.next)
+                        })
                         .collect();
                     tracing::info!(
                         table = %table,
@@ -585,7 +624,11 @@ impl Core {
                         if let Some(st) = self.parts.get_mut(&key) {
                             st.lake_next = cur;
                             st.expected = cur.max(0);
-                            let to = if cur == NO_OFFSET { Offset::Beginning } else { Offset::Offset(cur) };
+                            let to = if cur == NO_OFFSET {
+                                Offset::Beginning
+                            } else {
+                                Offset::Offset(cur)
+                            };
                             self.reseek.push((key.0.clone(), p, to));
                         }
                     }
@@ -604,7 +647,11 @@ impl Core {
                             last: e,
                         });
                     }
-                    let wait = sink::jittered_backoff(attempt - 1, retry.initial_backoff_ms, retry.max_backoff_ms);
+                    let wait = sink::jittered_backoff(
+                        attempt - 1,
+                        retry.initial_backoff_ms,
+                        retry.max_backoff_ms,
+                    );
                     tracing::warn!(table = %table, attempt, error = %e, wait_ms = wait.as_millis() as u64, "flush failed; retrying");
                     std::thread::sleep(wait);
                 }
@@ -614,7 +661,10 @@ impl Core {
 }
 
 /// Runs `f` with the flush retry policy (for lake reads at assignment).
-fn with_retry<T>(cfg: &FlushConfig, mut f: impl FnMut() -> Result<T, SinkError>) -> Result<T, SinkError> {
+fn with_retry<T>(
+    cfg: &FlushConfig,
+    mut f: impl FnMut() -> Result<T, SinkError>,
+) -> Result<T, SinkError> {
     let mut attempt = 0;
     loop {
         match f() {
@@ -624,7 +674,11 @@ fn with_retry<T>(cfg: &FlushConfig, mut f: impl FnMut() -> Result<T, SinkError>)
                 if attempt >= cfg.retry.attempts {
                     return Err(e);
                 }
-                let wait = sink::jittered_backoff(attempt - 1, cfg.retry.initial_backoff_ms, cfg.retry.max_backoff_ms);
+                let wait = sink::jittered_backoff(
+                    attempt - 1,
+                    cfg.retry.initial_backoff_ms,
+                    cfg.retry.max_backoff_ms,
+                );
                 tracing::warn!(error = %e, attempt, "lake read failed; retrying");
                 std::thread::sleep(wait);
             }

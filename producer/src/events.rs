@@ -5,7 +5,10 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 const EVENTS: &[&str] = &[
@@ -45,7 +48,11 @@ pub fn schema() -> SchemaRef {
         Field::new("uuid", DataType::Utf8, false),
         Field::new("event", DataType::Utf8, false),
         Field::new("distinct_id", DataType::Utf8, false),
-        Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("properties", DataType::Utf8, false),
         Field::new("team_id", DataType::Int32, false),
         Field::new("session_duration_ms", DataType::Int64, true),
@@ -72,7 +79,9 @@ impl EventGen {
     /// A generator whose first row has `seq = start`.
     pub fn starting_at(seed: u64, start: i64) -> Self {
         EventGen {
-            rng: fastrand::Rng::with_seed(seed ^ (start as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            rng: fastrand::Rng::with_seed(
+                seed ^ (start as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
             next_seq: start,
             schema: schema(),
             // 2026-01-01T00:00:00Z, plus one millisecond per event.
@@ -214,7 +223,11 @@ mod tests {
         let props = a.column(5).as_string::<i32>();
         let avg = props.value_data().len() / props.len();
         assert!((600..1000).contains(&avg), "average properties size {avg}");
-        assert!(props.value(0).starts_with("{\"$current_url\""), "{}", props.value(0));
+        assert!(
+            props.value(0).starts_with("{\"$current_url\""),
+            "{}",
+            props.value(0)
+        );
         assert!(props.value(0).ends_with('}'));
     }
 }

@@ -87,7 +87,13 @@ pub fn encode(batches: &[RecordBatch], encoding: Encoding) -> Result<Vec<u8>, Pr
         BodyCompression::Zstd => Some(CompressionType::ZSTD),
     };
     let options = IpcWriteOptions::default().try_with_compression(compression)?;
-    let mut out = Vec::with_capacity(batches.iter().map(|b| b.get_array_memory_size()).sum::<usize>() + 1024);
+    let mut out = Vec::with_capacity(
+        batches
+            .iter()
+            .map(|b| b.get_array_memory_size())
+            .sum::<usize>()
+            + 1024,
+    );
     match encoding.format {
         IpcFormat::Stream => {
             let mut w = StreamWriter::try_new_with_options(&mut out, &schema, options)?;
@@ -116,7 +122,12 @@ pub struct ArrowProducer {
 
 impl ArrowProducer {
     /// Connects to `brokers`. `properties` are extra librdkafka settings (e.g. `batch.size`).
-    pub fn new(brokers: &str, topic: &str, encoding: Encoding, properties: &[(&str, &str)]) -> Result<Self, ProduceError> {
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        encoding: Encoding,
+        properties: &[(&str, &str)],
+    ) -> Result<Self, ProduceError> {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", brokers)
             .set("message.max.bytes", "67108864")
@@ -143,14 +154,24 @@ impl ArrowProducer {
 
     /// Encodes `batches` into one message and enqueues it (waiting while the local queue is full).
     /// Returns the value's size in bytes.
-    pub fn send(&self, partition: Option<i32>, key: Option<&[u8]>, batches: &[RecordBatch]) -> Result<usize, ProduceError> {
+    pub fn send(
+        &self,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        batches: &[RecordBatch],
+    ) -> Result<usize, ProduceError> {
         let value = encode(batches, self.encoding)?;
         self.send_raw(partition, key, &value)?;
         Ok(value.len())
     }
 
     /// Enqueues an already encoded value (or any bytes: tests send bad payloads this way).
-    pub fn send_raw(&self, partition: Option<i32>, key: Option<&[u8]>, value: &[u8]) -> Result<(), ProduceError> {
+    pub fn send_raw(
+        &self,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<(), ProduceError> {
         loop {
             let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(value);
             if let Some(p) = partition {
@@ -206,8 +227,19 @@ mod tests {
     fn encode_round_trips_every_format_and_codec() {
         let batch = events::generate(&mut events::EventGen::new(7), 100);
         for format in [IpcFormat::Stream, IpcFormat::File] {
-            for compression in [BodyCompression::None, BodyCompression::Lz4, BodyCompression::Zstd] {
-                let bytes = encode(&[batch.clone(), batch.clone()], Encoding { format, compression }).unwrap();
+            for compression in [
+                BodyCompression::None,
+                BodyCompression::Lz4,
+                BodyCompression::Zstd,
+            ] {
+                let bytes = encode(
+                    &[batch.clone(), batch.clone()],
+                    Encoding {
+                        format,
+                        compression,
+                    },
+                )
+                .unwrap();
                 let back: Vec<RecordBatch> = match format {
                     IpcFormat::Stream => StreamReader::try_new(Cursor::new(bytes), None)
                         .unwrap()
@@ -218,7 +250,11 @@ mod tests {
                         .map(|b| b.unwrap())
                         .collect(),
                 };
-                assert_eq!(back, vec![batch.clone(), batch.clone()], "{format:?} {compression:?}");
+                assert_eq!(
+                    back,
+                    vec![batch.clone(), batch.clone()],
+                    "{format:?} {compression:?}"
+                );
             }
         }
     }
@@ -227,6 +263,9 @@ mod tests {
     fn mixed_schemas_are_rejected() {
         let a = events::generate(&mut events::EventGen::new(1), 3);
         let b = a.project(&[0, 1]).unwrap();
-        assert!(matches!(encode(&[a, b], Encoding::default()), Err(ProduceError::MixedSchemas)));
+        assert!(matches!(
+            encode(&[a, b], Encoding::default()),
+            Err(ProduceError::MixedSchemas)
+        ));
     }
 }

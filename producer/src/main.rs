@@ -62,7 +62,10 @@ fn main() -> Result<()> {
         })
         .collect::<Result<_>>()?;
     ensure_topic(&args.brokers, &args.topic, args.partitions)?;
-    let prop_refs: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let prop_refs: Vec<(&str, &str)> = props
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let encoding = Encoding {
         format: args.format,
         compression: args.compression,
@@ -120,7 +123,10 @@ fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
         .create()
         .context("creating the Kafka admin client")?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let fut = admin.create_topics([&new], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))));
+    let fut = admin.create_topics(
+        [&new],
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+    );
     let results = futures_lite_block_on(fut).context("creating the topic")?;
     for r in results {
         match r {

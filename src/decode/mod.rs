@@ -182,7 +182,8 @@ fn decode_file(payload: &Buffer) -> Result<Vec<RecordBatch>, ArrowError> {
         .ok_or_else(|| ArrowError::IpcError("footer has no schema".into()))?;
     let mut decoder = FileDecoder::new(Arc::new(fb_to_schema(schema)), footer.version());
     let block_buffer = |offset: i64, meta: i32, body: i64| -> Result<Buffer, ArrowError> {
-        let start = usize::try_from(offset).map_err(|_| ArrowError::IpcError("negative block offset".into()))?;
+        let start = usize::try_from(offset)
+            .map_err(|_| ArrowError::IpcError("negative block offset".into()))?;
         let len = (meta as i64 + body) as usize;
         if meta < 0 || body < 0 || start.checked_add(len).is_none_or(|end| end > bytes.len()) {
             return Err(ArrowError::IpcError(format!(
@@ -231,7 +232,13 @@ fn measure(batches: &[RecordBatch], payload: &Buffer) -> Copies {
     copies
 }
 
-fn walk(data: &ArrayData, payload: &Range<usize>, seen: &mut HashSet<(usize, usize)>, inside: &mut u64, outside: &mut u64) {
+fn walk(
+    data: &ArrayData,
+    payload: &Range<usize>,
+    seen: &mut HashSet<(usize, usize)>,
+    inside: &mut u64,
+    outside: &mut u64,
+) {
     let mut classify = |ptr: *const u8, len: usize| {
         if len == 0 || !seen.insert((ptr as usize, len)) {
             return;
@@ -267,7 +274,10 @@ fn any_compressed(bytes: &[u8]) -> bool {
             break;
         }
         let start = pos + header;
-        let Some(end) = start.checked_add(len as usize).filter(|e| *e <= bytes.len()) else {
+        let Some(end) = start
+            .checked_add(len as usize)
+            .filter(|e| *e <= bytes.len())
+        else {
             break;
         };
         let Ok(message) = root_as_message(&bytes[start..end]) else {

@@ -26,7 +26,8 @@ impl DuckError {
     /// Whether DuckDB (or DuckLake) rejected a commit because a concurrent transaction
     /// changed the same data: retrying the whole transaction may succeed.
     pub fn is_conflict(&self) -> bool {
-        self.message.contains("Transaction conflict") || self.message.contains("write-write conflict")
+        self.message.contains("Transaction conflict")
+            || self.message.contains("write-write conflict")
     }
 }
 
@@ -61,7 +62,9 @@ impl Database {
             let n = cstring(name)?;
             let v = cstring(value)?;
             // SAFETY: valid config handle and NUL-terminated strings that outlive the call.
-            if unsafe { ffi::duckdb_set_config(guard.0, n.as_ptr(), v.as_ptr()) } != ffi::DuckDBSuccess {
+            if unsafe { ffi::duckdb_set_config(guard.0, n.as_ptr(), v.as_ptr()) }
+                != ffi::DuckDBSuccess
+            {
                 return Err(DuckError::new(format!(
                     "DuckDB rejected setting {name} = {value:?}"
                 )));
@@ -77,7 +80,9 @@ impl Database {
                 "could not open DuckDB".to_string()
             } else {
                 // SAFETY: DuckDB returns a NUL-terminated, duckdb_malloc'ed message.
-                let m = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
+                let m = unsafe { CStr::from_ptr(err) }
+                    .to_string_lossy()
+                    .into_owned();
                 // SAFETY: the message is freed once with DuckDB's allocator.
                 unsafe { ffi::duckdb_free(err.cast()) };
                 m
@@ -148,7 +153,9 @@ impl Connection {
                 "unknown DuckDB error".to_string()
             } else {
                 // SAFETY: NUL-terminated string owned by the result, copied before it is destroyed.
-                unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned()
+                unsafe { CStr::from_ptr(msg) }
+                    .to_string_lossy()
+                    .into_owned()
             };
             return Err(DuckError::new(message));
         }
@@ -163,14 +170,17 @@ impl Connection {
     /// Makes the batches of `stream` scannable as the view `name` (replacing any view of that
     /// name) through DuckDB's Arrow scan. The view can be scanned once; the stream must outlive
     /// every query that scans it, and the view should be dropped before the stream.
-    pub fn register_arrow_view(&self, name: &str, stream: &mut BatchStream) -> Result<(), DuckError> {
+    pub fn register_arrow_view(
+        &self,
+        name: &str,
+        stream: &mut BatchStream,
+    ) -> Result<(), DuckError> {
         let n = cstring(name)?;
         // SAFETY: live connection; the stream is a valid ArrowArrayStream that the caller keeps
         // alive while the view is scanned. DuckDB copies the struct and replaces the copy's
         // release with a no-op, so ownership stays with `stream`.
-        let state = unsafe {
-            ffi::duckdb_arrow_scan(self.raw, n.as_ptr(), stream.as_duckdb_stream())
-        };
+        let state =
+            unsafe { ffi::duckdb_arrow_scan(self.raw, n.as_ptr(), stream.as_duckdb_stream()) };
         if state != ffi::DuckDBSuccess {
             return Err(DuckError::new(format!(
                 "DuckDB could not register the Arrow stream as view {name}"

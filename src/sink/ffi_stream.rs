@@ -78,7 +78,10 @@ unsafe impl Send for BatchStream {}
 
 /// # Safety
 /// `stream` must be a live stream created by [`BatchStream::new`]; `out` must be writable.
-unsafe extern "C" fn get_schema(stream: *mut FFI_ArrowArrayStream, out: *mut FFI_ArrowSchema) -> c_int {
+unsafe extern "C" fn get_schema(
+    stream: *mut FFI_ArrowArrayStream,
+    out: *mut FFI_ArrowSchema,
+) -> c_int {
     // SAFETY: private_data was set by BatchStream::new and is freed only by `release`.
     let private = unsafe { &*((*stream).private_data as *const Private) };
     // SAFETY: `out` is writable per the C stream contract; the copy is shallow, so its children
@@ -99,7 +102,10 @@ unsafe extern "C" fn release_shallow_schema(schema: *mut RawArrowSchema) {
 
 /// # Safety
 /// `stream` must be a live stream created by [`BatchStream::new`]; `out` must be writable.
-unsafe extern "C" fn get_next(stream: *mut FFI_ArrowArrayStream, out: *mut FFI_ArrowArray) -> c_int {
+unsafe extern "C" fn get_next(
+    stream: *mut FFI_ArrowArrayStream,
+    out: *mut FFI_ArrowArray,
+) -> c_int {
     // SAFETY: private_data was set by BatchStream::new and is freed only by `release`.
     let private = unsafe { &*((*stream).private_data as *const Private) };
     let next = private
@@ -140,7 +146,11 @@ unsafe extern "C" fn release(stream: *mut FFI_ArrowArrayStream) {
 
 /// Bytes of Arrow buffers referenced by `batch`, each buffer counted once.
 pub fn batch_bytes(batch: &RecordBatch) -> usize {
-    batch.columns().iter().map(|c| c.get_buffer_memory_size()).sum()
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.get_buffer_memory_size())
+        .sum()
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@ pub mod ffi_stream;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::array::{
+    ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
@@ -38,7 +41,9 @@ pub enum SinkError {
     },
     /// Another writer committed one of these partitions since we read its offset: our range was
     /// not committed. Each entry is (partition, the lake's current next offset).
-    #[error("offset conflict on topic {topic}: partitions {partitions:?} were committed by another writer")]
+    #[error(
+        "offset conflict on topic {topic}: partitions {partitions:?} were committed by another writer"
+    )]
     OffsetConflict {
         /// Topic of the partitions.
         topic: String,
@@ -162,7 +167,11 @@ impl Lake {
 
     /// A second handle on the same attached lake (its own connection and transactions).
     pub fn another(&self, group: &str) -> Result<Lake, SinkError> {
-        let conn = self.conn.database().connect().map_err(duck("connect to DuckDB"))?;
+        let conn = self
+            .conn
+            .database()
+            .connect()
+            .map_err(duck("connect to DuckDB"))?;
         Ok(Lake {
             conn,
             schema: self.schema.clone(),
@@ -198,7 +207,9 @@ impl Lake {
             .execute(&schema_sql)
             .map_err(duck(format!("create lake schema {}", self.schema)))?;
         for attempt in 0.. {
-            if self.table_columns(OFFSETS_TABLE)?.is_some() && self.table_columns(QUARANTINE_TABLE)?.is_some() {
+            if self.table_columns(OFFSETS_TABLE)?.is_some()
+                && self.table_columns(QUARANTINE_TABLE)?.is_some()
+            {
                 return Ok(());
             }
             // Created in one transaction together with the guard row that serializes partition
@@ -209,8 +220,8 @@ impl Lake {
                  CREATE TABLE IF NOT EXISTS {offsets} (consumer_group VARCHAR, topic VARCHAR, \"partition\" INTEGER, next_offset BIGINT, committed_at TIMESTAMP WITH TIME ZONE);
                  INSERT INTO {offsets} SELECT '', '', -1, 0, now() WHERE NOT EXISTS (SELECT 1 FROM {offsets} WHERE \"partition\" = -1);
                  CREATE TABLE IF NOT EXISTS {quarantine} (consumer_group VARCHAR, topic VARCHAR, \"partition\" INTEGER, \"offset\" BIGINT, kafka_timestamp TIMESTAMP WITH TIME ZONE, error VARCHAR, payload BLOB, quarantined_at TIMESTAMP WITH TIME ZONE);
-                 CALL {alias}.set_option('data_inlining_row_limit', 1000000, schema_name => {schema}, table_name => '{OFFSETS_TABLE}');
-                 COMMIT;",
+                 COMMIT;
+                 CALL {alias}.set_option('data_inlining_row_limit', 1000000, schema := {schema}, table_name := '{OFFSETS_TABLE}');",
                 alias = LAKE_ALIAS,
                 schema = literal(&self.schema),
             );
@@ -258,10 +269,11 @@ impl Lake {
 
     /// The DuckDB columns an Arrow schema maps to (as DuckDB's Arrow scan sees it).
     pub fn arrow_columns(&self, schema: &SchemaRef) -> Result<Vec<Column>, SinkError> {
-        let mut stream = BatchStream::new(schema.clone(), Vec::new()).map_err(|source| SinkError::Arrow {
-            table: String::new(),
-            source,
-        })?;
+        let mut stream =
+            BatchStream::new(schema.clone(), Vec::new()).map_err(|source| SinkError::Arrow {
+                table: String::new(),
+                source,
+            })?;
         let view = "sluice_describe";
         self.conn
             .register_arrow_view(view, &mut stream)
@@ -283,7 +295,11 @@ impl Lake {
     /// Whether batches of `schema` fit `table`: `Ok(Ok(()))` if so, `Ok(Err(text))` with the
     /// mismatch otherwise. The first schema seen for a table that does not exist yet defines it.
     /// Verdicts are cached per schema, so this costs a lookup per batch.
-    pub fn check_fit(&mut self, table: &str, schema: &SchemaRef) -> Result<Result<(), String>, SinkError> {
+    pub fn check_fit(
+        &mut self,
+        table: &str,
+        schema: &SchemaRef,
+    ) -> Result<Result<(), String>, SinkError> {
         if let Some(info) = self.tables.get(table) {
             if let Some((_, v)) = info
                 .verdicts
@@ -320,9 +336,17 @@ impl Lake {
     /// Ensures every (topic, partition) has an offsets row (registration is serialized through a
     /// guard row, so two instances never both create one) and returns the lake's next offset of
     /// each ([`NO_OFFSET`] if never committed).
-    pub fn register_partitions(&self, topic: &str, partitions: &[i32]) -> Result<BTreeMap<i32, i64>, SinkError> {
+    pub fn register_partitions(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, i64>, SinkError> {
         let mut known = self.read_offsets(topic)?;
-        let missing: Vec<i32> = partitions.iter().copied().filter(|p| !known.contains_key(p)).collect();
+        let missing: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| !known.contains_key(p))
+            .collect();
         if missing.is_empty() {
             known.retain(|p, _| partitions.contains(p));
             return Ok(known);
@@ -394,14 +418,18 @@ impl Lake {
             let _ = self.conn.execute("ROLLBACK");
         }
         for v in &views {
-            let _ = self.conn.execute(&format!("DROP VIEW IF EXISTS {}", ident(v)));
+            let _ = self
+                .conn
+                .execute(&format!("DROP VIEW IF EXISTS {}", ident(v)));
         }
         drop(streams);
         match result {
-            Err(SinkError::Duck { source, .. }) if source.is_conflict() => Err(SinkError::CommitConflict {
-                table: table.to_string(),
-                message: source.message,
-            }),
+            Err(SinkError::Duck { source, .. }) if source.is_conflict() => {
+                Err(SinkError::CommitConflict {
+                    table: table.to_string(),
+                    message: source.message,
+                })
+            }
             Err(e) => Err(e),
             Ok(report) => {
                 if let Some(info) = self.tables.get_mut(table) {
@@ -452,24 +480,38 @@ impl Lake {
         let quarantine_view = if flush.quarantine.is_empty() {
             None
         } else {
-            let batch = quarantine_batch(&self.group, flush.quarantine).map_err(|source| SinkError::Arrow {
-                table: QUARANTINE_TABLE.to_string(),
-                source,
+            let batch = quarantine_batch(&self.group, flush.quarantine).map_err(|source| {
+                SinkError::Arrow {
+                    table: QUARANTINE_TABLE.to_string(),
+                    source,
+                }
             })?;
-            Some(self.register(table, "sluice_flush_quarantine".into(), batch.schema(), vec![batch], streams, views)?)
+            Some(self.register(
+                table,
+                "sluice_flush_quarantine".into(),
+                batch.schema(),
+                vec![batch],
+                streams,
+                views,
+            )?)
         };
 
-        let needs_create = !data_views.is_empty() && !self.tables.get(table).is_some_and(|i| i.exists);
+        let needs_create =
+            !data_views.is_empty() && !self.tables.get(table).is_some_and(|i| i.exists);
         let create_columns = if needs_create {
-            Some(match self.tables.get(table).and_then(|i| i.columns.clone()) {
-                Some(c) => c,
-                None => self.arrow_columns(&flush.batches[0].schema())?,
-            })
+            Some(
+                match self.tables.get(table).and_then(|i| i.columns.clone()) {
+                    Some(c) => c,
+                    None => self.arrow_columns(&flush.batches[0].schema())?,
+                },
+            )
         } else {
             None
         };
 
-        self.conn.execute("BEGIN").map_err(duck("begin a lake transaction"))?;
+        self.conn
+            .execute("BEGIN")
+            .map_err(duck("begin a lake transaction"))?;
         if let Some(cols) = create_columns {
             let cols_sql = cols
                 .iter()
@@ -482,7 +524,10 @@ impl Lake {
         }
         for v in &data_views {
             self.conn
-                .execute(&format!("INSERT INTO {target} BY NAME SELECT * FROM {}", ident(v)))
+                .execute(&format!(
+                    "INSERT INTO {target} BY NAME SELECT * FROM {}",
+                    ident(v)
+                ))
                 .map_err(duck(format!("insert into table {table}")))?;
         }
         if let Some(v) = &quarantine_view {
@@ -623,7 +668,9 @@ fn group_by_schema(batches: &[RecordBatch]) -> Vec<Vec<RecordBatch>> {
     let mut groups: Vec<Vec<RecordBatch>> = Vec::new();
     for b in batches {
         match groups.last_mut() {
-            Some(g) if Arc::ptr_eq(&g[0].schema(), &b.schema()) || g[0].schema() == b.schema() => g.push(b.clone()),
+            Some(g) if Arc::ptr_eq(&g[0].schema(), &b.schema()) || g[0].schema() == b.schema() => {
+                g.push(b.clone())
+            }
             _ => groups.push(vec![b.clone()]),
         }
     }
@@ -631,13 +678,21 @@ fn group_by_schema(batches: &[RecordBatch]) -> Vec<Vec<RecordBatch>> {
 }
 
 fn compare_columns(table: &str, table_cols: &[Column], incoming: &[Column]) -> Result<(), String> {
-    let want: HashMap<&str, &str> = table_cols.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
-    let got: HashMap<&str, &str> = incoming.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let want: HashMap<&str, &str> = table_cols
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let got: HashMap<&str, &str> = incoming
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
     let mut problems = Vec::new();
     for (n, t) in incoming {
         match want.get(n.as_str()) {
             None => problems.push(format!("column {n:?} ({t}) is not in the table")),
-            Some(wt) if wt != t => problems.push(format!("column {n:?} is {t} in the message but {wt} in the table")),
+            Some(wt) if wt != t => problems.push(format!(
+                "column {n:?} is {t} in the message but {wt} in the table"
+            )),
             _ => {}
         }
     }
@@ -652,7 +707,10 @@ fn compare_columns(table: &str, table_cols: &[Column], incoming: &[Column]) -> R
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!("schema does not fit table {table:?}: {}", problems.join("; ")))
+        Err(format!(
+            "schema does not fit table {table:?}: {}",
+            problems.join("; ")
+        ))
     }
 }
 
@@ -673,19 +731,32 @@ fn quarantine_batch(group: &str, rows: &[QuarantineRow]) -> Result<RecordBatch, 
     ]));
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec![group; rows.len()])),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &*r.topic))),
-        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.partition))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| &*r.topic),
+        )),
+        Arc::new(Int32Array::from_iter_values(
+            rows.iter().map(|r| r.partition),
+        )),
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.offset))),
-        Arc::new(TimestampMillisecondArray::from_iter(rows.iter().map(|r| r.timestamp_ms)).with_timezone("UTC")),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.error.as_str()))),
-        Arc::new(BinaryArray::from_iter_values(rows.iter().map(|r| r.payload.as_slice()))),
+        Arc::new(
+            TimestampMillisecondArray::from_iter(rows.iter().map(|r| r.timestamp_ms))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.error.as_str()),
+        )),
+        Arc::new(BinaryArray::from_iter_values(
+            rows.iter().map(|r| r.payload.as_slice()),
+        )),
     ];
     RecordBatch::try_new(schema, cols)
 }
 
 /// Exponential backoff from `initial_ms`, capped at `max_ms`, with ±50% jitter.
 pub fn jittered_backoff(attempt: u32, initial_ms: u64, max_ms: u64) -> std::time::Duration {
-    let base = initial_ms.saturating_mul(1u64 << attempt.min(20)).min(max_ms);
+    let base = initial_ms
+        .saturating_mul(1u64 << attempt.min(20))
+        .min(max_ms);
     let jitter = 0.5 + fastrand::f64();
     std::time::Duration::from_millis(((base as f64) * jitter) as u64)
 }

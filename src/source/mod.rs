@@ -62,14 +62,26 @@ pub struct SluiceContext {
 impl ClientContext for SluiceContext {}
 
 impl ConsumerContext for SluiceContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let handler = self.handler.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let handler = self
+            .handler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let parts: Vec<(String, i32)> = tpl
             .elements()
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 if let Some(h) = &handler {
@@ -137,16 +149,23 @@ impl KafkaSource {
                     StartFrom::Latest => "latest",
                 },
             )
-            .set("queued.max.messages.kbytes", cfg.queued_max_messages_kbytes.to_string())
+            .set(
+                "queued.max.messages.kbytes",
+                cfg.queued_max_messages_kbytes.to_string(),
+            )
             .set("fetch.max.bytes", cfg.fetch_max_bytes.to_string())
-            .set("max.partition.fetch.bytes", cfg.max_partition_fetch_bytes.to_string());
+            .set(
+                "max.partition.fetch.bytes",
+                cfg.max_partition_fetch_bytes.to_string(),
+            );
         for (k, v) in &cfg.properties {
             c.set(k, v);
         }
         let ctx = SluiceContext {
             handler: Mutex::new(None),
         };
-        let consumer: BaseConsumer<SluiceContext> = c.create_with_context(ctx).map_err(SourceError::Config)?;
+        let consumer: BaseConsumer<SluiceContext> =
+            c.create_with_context(ctx).map_err(SourceError::Config)?;
         Ok(KafkaSource {
             consumer: Arc::new(consumer),
             brokers: cfg.brokers.clone(),
@@ -155,21 +174,33 @@ impl KafkaSource {
 
     /// Installs the rebalance handler (before subscribing).
     pub fn set_handler(&self, handler: Arc<dyn RebalanceHandler>) {
-        *self.consumer.context().handler.lock().unwrap_or_else(|p| p.into_inner()) = Some(handler);
+        *self
+            .consumer
+            .context()
+            .handler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(handler);
     }
 
     /// Removes the rebalance handler (breaks the consumer → handler → pipeline cycle at shutdown).
     pub fn clear_handler(&self) {
-        *self.consumer.context().handler.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self
+            .consumer
+            .context()
+            .handler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Joins the group for `topics`.
     pub fn subscribe(&self, topics: &[String]) -> Result<(), SourceError> {
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        self.consumer.subscribe(&refs).map_err(|source| SourceError::Subscribe {
-            topics: topics.to_vec(),
-            source,
-        })
+        self.consumer
+            .subscribe(&refs)
+            .map_err(|source| SourceError::Subscribe {
+                topics: topics.to_vec(),
+                source,
+            })
     }
 
     /// Waits up to `timeout` for the next message. Rebalance callbacks run inside this call.
@@ -182,7 +213,8 @@ impl KafkaSource {
 
     /// Moves a partition's fetch position (after an offset conflict).
     pub fn seek(&self, topic: &str, partition: i32, offset: Offset) -> Result<(), KafkaError> {
-        self.consumer.seek(topic, partition, offset, Duration::from_secs(10))
+        self.consumer
+            .seek(topic, partition, offset, Duration::from_secs(10))
     }
 
     /// Pauses fetching of the given partitions.
@@ -209,12 +241,23 @@ impl KafkaSource {
     }
 
     /// High watermark (next offset to be produced) of a partition.
-    pub fn high_watermark(&self, topic: &str, partition: i32, timeout: Duration) -> Result<i64, KafkaError> {
-        self.consumer.fetch_watermarks(topic, partition, timeout).map(|(_, high)| high)
+    pub fn high_watermark(
+        &self,
+        topic: &str,
+        partition: i32,
+        timeout: Duration,
+    ) -> Result<i64, KafkaError> {
+        self.consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .map(|(_, high)| high)
     }
 
     /// Checks the brokers answer, returning the number of partitions of each topic.
-    pub fn check(&self, topics: &[String], timeout: Duration) -> Result<Vec<(String, usize)>, SourceError> {
+    pub fn check(
+        &self,
+        topics: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<(String, usize)>, SourceError> {
         let mut out = Vec::new();
         for t in topics {
             let md = self
@@ -224,7 +267,11 @@ impl KafkaSource {
                     brokers: self.brokers.clone(),
                     source,
                 })?;
-            let n = md.topics().first().map(|mt| mt.partitions().len()).unwrap_or(0);
+            let n = md
+                .topics()
+                .first()
+                .map(|mt| mt.partitions().len())
+                .unwrap_or(0);
             out.push((t.clone(), n));
         }
         Ok(out)
@@ -236,7 +283,12 @@ impl KafkaSource {
         // Serve the revoke callback and the leave-group request.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while std::time::Instant::now() < deadline {
-            if self.consumer.assignment().map(|a| a.count() == 0).unwrap_or(true) {
+            if self
+                .consumer
+                .assignment()
+                .map(|a| a.count() == 0)
+                .unwrap_or(true)
+            {
                 break;
             }
             let _ = self.consumer.poll(Duration::from_millis(50));
