@@ -98,6 +98,7 @@ pub fn decode(payload: &Buffer) -> Result<Decoded, DecodeError> {
         return Err(not_arrow(payload.as_slice()));
     }
     let format = if is_file { "file" } else { "stream" };
+    let compressed = check_compression(payload.as_slice(), is_file, format)?;
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         if is_file {
             decode_file(payload)
@@ -122,7 +123,7 @@ pub fn decode(payload: &Buffer) -> Result<Decoded, DecodeError> {
             return Err(DecodeError::Corrupt { format, message });
         }
     };
-    let copies = measure(&batches, payload);
+    let copies = measure(&batches, payload, compressed);
     Ok(Decoded { batches, copies })
 }
 
@@ -208,7 +209,7 @@ fn decode_file(payload: &Buffer) -> Result<Vec<RecordBatch>, ArrowError> {
 }
 
 /// Classifies every buffer of `batches` as in the payload or copied.
-fn measure(batches: &[RecordBatch], payload: &Buffer) -> Copies {
+fn measure(batches: &[RecordBatch], payload: &Buffer, compressed: bool) -> Copies {
     let base = payload.as_ptr() as usize;
     let range = base..base + payload.len();
     let mut seen = HashSet::new();
@@ -223,7 +224,7 @@ fn measure(batches: &[RecordBatch], payload: &Buffer) -> Copies {
         ..Default::default()
     };
     if outside > 0 {
-        if any_compressed(payload.as_slice()) {
+        if compressed {
             copies.decompressed = outside;
         } else {
             copies.realigned = outside;
@@ -261,41 +262,112 @@ fn walk(
     }
 }
 
-/// Whether any record or dictionary batch message in the payload declares body compression.
-fn any_compressed(bytes: &[u8]) -> bool {
-    let mut pos = if bytes.starts_with(FILE_MAGIC) { 8 } else { 0 };
-    while pos + 8 <= bytes.len() {
-        let word = |at: usize| i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
-        let (len, header) = match word(pos) {
-            -1 => (word(pos + 4), 8),
+/// Largest uncompressed size a compressed buffer may declare. arrow-rs allocates the declared
+/// size before decompressing, and a failed allocation aborts the process, so a corrupt length
+/// must be rejected before decoding.
+pub const MAX_DECOMPRESSED_BUFFER: i64 = 1 << 30;
+
+/// Where the IPC messages of a payload are: (metadata flatbuffer range, body start). For the
+/// file format the footer's blocks are authoritative; a stream is walked message by message.
+/// Framing errors end the list early; the decoder reports them.
+fn message_spans(bytes: &[u8], is_file: bool) -> Vec<(Range<usize>, usize)> {
+    let word = |at: usize| -> Option<i32> {
+        bytes
+            .get(at..at.checked_add(4)?)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap_or_default()))
+    };
+    // One message at `pos`: (metadata range, body start), if its framing is in bounds.
+    let frame = |pos: usize| -> Option<(Range<usize>, usize)> {
+        let (len, header) = match word(pos)? {
+            -1 => (word(pos + 4)?, 8),
             n => (n, 4),
         };
-        if len <= 0 {
-            break;
-        }
-        let start = pos + header;
-        let Some(end) = start
-            .checked_add(len as usize)
-            .filter(|e| *e <= bytes.len())
+        let start = pos.checked_add(header)?;
+        let end = start.checked_add(usize::try_from(len).ok().filter(|l| *l > 0)?)?;
+        (end <= bytes.len()).then_some((start..end, end))
+    };
+    let mut spans = Vec::new();
+    if is_file {
+        let Some(trailer_start) = bytes.len().checked_sub(10) else {
+            return spans;
+        };
+        let Ok(footer_len) =
+            read_footer_length(bytes[trailer_start..].try_into().unwrap_or([0; 10]))
         else {
-            break;
+            return spans;
         };
-        let Ok(message) = root_as_message(&bytes[start..end]) else {
-            break;
+        let Some(footer) = trailer_start
+            .checked_sub(footer_len)
+            .and_then(|s| root_as_footer(&bytes[s..trailer_start]).ok())
+        else {
+            return spans;
         };
-        if let Some(rb) = message.header_as_record_batch() {
-            if rb.compression().is_some() {
-                return true;
+        let blocks = footer
+            .dictionaries()
+            .into_iter()
+            .flatten()
+            .chain(footer.recordBatches().into_iter().flatten());
+        for block in blocks {
+            if let Some(span) = usize::try_from(block.offset()).ok().and_then(frame) {
+                spans.push(span);
             }
         }
-        if let Some(db) = message.header_as_dictionary_batch() {
-            if db.data().and_then(|d| d.compression()).is_some() {
-                return true;
-            }
+    } else {
+        let mut pos = 0;
+        while let Some((meta, body)) = frame(pos) {
+            let Ok(message) = root_as_message(&bytes[meta.clone()]) else {
+                break;
+            };
+            spans.push((meta, body));
+            pos = body.saturating_add(message.bodyLength().max(0) as usize);
         }
-        pos = end.saturating_add(message.bodyLength().max(0) as usize);
     }
-    false
+    spans
+}
+
+/// Returns whether any record or dictionary batch declares body compression, and rejects
+/// compressed buffers whose declared uncompressed size is negative (other than the "stored
+/// uncompressed" marker -1) or above [`MAX_DECOMPRESSED_BUFFER`].
+fn check_compression(
+    bytes: &[u8],
+    is_file: bool,
+    format: &'static str,
+) -> Result<bool, DecodeError> {
+    let mut compressed = false;
+    for (meta, body) in message_spans(bytes, is_file) {
+        let Ok(message) = root_as_message(&bytes[meta]) else {
+            continue;
+        };
+        let batch = message
+            .header_as_record_batch()
+            .or_else(|| message.header_as_dictionary_batch().and_then(|d| d.data()));
+        let Some(rb) = batch.filter(|rb| rb.compression().is_some()) else {
+            continue;
+        };
+        compressed = true;
+        for buf in rb.buffers().iter().flatten() {
+            if buf.length() < 8 {
+                continue;
+            }
+            let at = usize::try_from(buf.offset())
+                .ok()
+                .and_then(|o| body.checked_add(o));
+            let Some(prefix) = at.and_then(|a| bytes.get(a..a.checked_add(8)?)) else {
+                continue;
+            };
+            let declared = i64::from_le_bytes(prefix.try_into().unwrap_or_default());
+            if declared < -1 || declared > MAX_DECOMPRESSED_BUFFER {
+                return Err(DecodeError::Corrupt {
+                    format,
+                    message: format!(
+                        "compressed buffer at body offset {} declares {declared} uncompressed bytes (limit {MAX_DECOMPRESSED_BUFFER})",
+                        buf.offset()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(compressed)
 }
 
 #[cfg(test)]

@@ -156,7 +156,7 @@ pub fn batch_bytes(batch: &RecordBatch) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringArray};
+    use arrow::array::{Int64Array, RecordBatchReader, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
 
