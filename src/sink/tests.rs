@@ -1,1 +1,311 @@
+use super::*;
+use arrow::array::{Int64Array, StringArray};
+use arrow::buffer::Buffer;
 
+fn lake_in(dir: &std::path::Path) -> Lake {
+    let cfg = LakeConfig {
+        catalog: dir.join("cat.ducklake").display().to_string(),
+        data_path: format!("{}/data/", dir.display()),
+        ..LakeConfig::default()
+    };
+    Lake::open(&cfg, "g1").unwrap()
+}
+
+fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let names: Vec<Option<String>> = ids
+        .clone()
+        .map(|i| (i % 3 != 0).then(|| format!("n{i}")))
+        .collect();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids)),
+            Arc::new(StringArray::from(names)),
+        ],
+    )
+    .unwrap()
+}
+
+fn one(lake: &Lake, sql: &str) -> String {
+    lake.query_rows(sql).unwrap()[0][0]
+        .clone()
+        .unwrap_or_else(|| "NULL".into())
+}
+
+#[test]
+fn commit_lands_data_offsets_and_quarantine_in_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lake = lake_in(dir.path());
+    let topic: Arc<str> = Arc::from("events");
+    assert_eq!(
+        lake.register_partitions("events", &[0, 1]).unwrap(),
+        BTreeMap::from([(0, NO_OFFSET), (1, NO_OFFSET)])
+    );
+    let b = batch(0..1000);
+    assert_eq!(lake.check_fit("ev", &b.schema()).unwrap(), Ok(()));
+    let report = lake
+        .commit(&TableFlush {
+            table: "ev",
+            batches: &[b.clone(), batch(1000..1500)],
+            quarantine: &[QuarantineRow {
+                topic: topic.clone(),
+                partition: 1,
+                offset: 7,
+                timestamp_ms: Some(1_700_000_000_123),
+                error: "not Arrow IPC".into(),
+                payload: Buffer::from(b"\x00bad\xff".to_vec()),
+            }],
+            offsets: &[
+                OffsetUpdate {
+                    topic: topic.clone(),
+                    partition: 0,
+                    prev: NO_OFFSET,
+                    next: 10,
+                },
+                OffsetUpdate {
+                    topic: topic.clone(),
+                    partition: 1,
+                    prev: NO_OFFSET,
+                    next: 8,
+                },
+            ],
+        })
+        .unwrap();
+    assert_eq!(
+        report,
+        CommitReport {
+            rows: 1500,
+            quarantined: 1
+        }
+    );
+    assert_eq!(
+        lake.query_rows("SELECT count(*), sum(id), count(name) FROM lake.main.ev")
+            .unwrap(),
+        vec![vec![
+            Some("1500".into()),
+            Some("1124250".into()),
+            Some("1000".into())
+        ]]
+    );
+    assert_eq!(
+        lake.read_offsets("events").unwrap(),
+        BTreeMap::from([(0, 10), (1, 8)])
+    );
+    assert_eq!(
+        lake.query_rows(
+            "SELECT consumer_group, topic, \"partition\", \"offset\", epoch_ms(kafka_timestamp), error, hex(payload) FROM lake.main.sluice_quarantine"
+        )
+        .unwrap(),
+        vec![vec![
+            Some("g1".into()),
+            Some("events".into()),
+            Some("1".into()),
+            Some("7".into()),
+            Some("1700000000123".into()),
+            Some("not Arrow IPC".into()),
+            Some("00626164FF".into()),
+        ]]
+    );
+    // A later flush continues from the committed offsets.
+    lake.commit(&TableFlush {
+        table: "ev",
+        batches: &[batch(1500..1600)],
+        quarantine: &[],
+        offsets: &[OffsetUpdate {
+            topic: topic.clone(),
+            partition: 0,
+            prev: 10,
+            next: 11,
+        }],
+    })
+    .unwrap();
+    assert_eq!(one(&lake, "SELECT count(*) FROM lake.main.ev"), "1600");
+    assert_eq!(
+        lake.read_offsets("events").unwrap(),
+        BTreeMap::from([(0, 11), (1, 8)])
+    );
+}
+
+#[test]
+fn second_writer_of_a_range_gets_an_offset_conflict_and_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = lake_in(dir.path());
+    let mut b = a.another("g1").unwrap();
+    let topic: Arc<str> = Arc::from("t");
+    a.register_partitions("t", &[0]).unwrap();
+    // Both believe they own partition 0 from offset NO_OFFSET.
+    let flush = |lake: &mut Lake, ids: std::ops::Range<i64>, next: i64| {
+        lake.check_fit("tt", &batch(0..1).schema())
+            .unwrap()
+            .unwrap();
+        lake.commit(&TableFlush {
+            table: "tt",
+            batches: &[batch(ids)],
+            quarantine: &[],
+            offsets: &[OffsetUpdate {
+                topic: topic.clone(),
+                partition: 0,
+                prev: NO_OFFSET,
+                next,
+            }],
+        })
+    };
+    flush(&mut a, 0..100, 100).unwrap();
+    match flush(&mut b, 0..100, 100) {
+        Err(SinkError::OffsetConflict { topic, partitions }) => {
+            assert_eq!(topic, "t");
+            assert_eq!(partitions, vec![(0, 100)]);
+        }
+        other => panic!("expected an offset conflict, got {other:?}"),
+    }
+    assert_eq!(one(&a, "SELECT count(*) FROM lake.main.tt"), "100");
+    assert_eq!(a.read_offsets("t").unwrap(), BTreeMap::from([(0, 100)]));
+}
+
+#[test]
+fn concurrent_transactions_on_one_partition_commit_exactly_once() {
+    // Both read the same previous offset inside open transactions; DuckLake's conflict check
+    // at commit must reject the second even though its conditional update matched a row.
+    let dir = tempfile::tempdir().unwrap();
+    let a = lake_in(dir.path());
+    let b = a.another("g1").unwrap();
+    a.register_partitions("t", &[0]).unwrap();
+    let offsets = a.qualified(OFFSETS_TABLE);
+    let update = format!(
+        "UPDATE {offsets} SET next_offset = 5 WHERE consumer_group = 'g1' AND topic = 't' AND \"partition\" = 0 AND next_offset = -1"
+    );
+    a.conn.execute("BEGIN").unwrap();
+    b.conn.execute("BEGIN").unwrap();
+    assert_eq!(a.conn.execute(&update).unwrap(), 1);
+    assert_eq!(b.conn.execute(&update).unwrap(), 1);
+    a.conn.execute("COMMIT").unwrap();
+    let err = b.conn.execute("COMMIT").unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    let _ = b.conn.execute("ROLLBACK");
+    assert_eq!(a.read_offsets("t").unwrap(), BTreeMap::from([(0, 5)]));
+}
+
+#[test]
+fn schema_mismatch_is_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lake = lake_in(dir.path());
+    assert_eq!(lake.check_fit("ev", &batch(0..1).schema()).unwrap(), Ok(()));
+    let other = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("extra", DataType::Float64, true),
+    ]));
+    assert_eq!(
+        lake.check_fit("ev", &other).unwrap(),
+        Err("schema does not fit table \"ev\": column \"id\" is VARCHAR in the message but BIGINT in the table; \
+             column \"extra\" (DOUBLE) is not in the table; column \"name\" (VARCHAR) is missing from the message"
+            .to_string())
+    );
+    // Nullability and dictionary encoding do not matter: DuckDB types are compared.
+    let dict = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new(
+            "name",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            true,
+        ),
+    ]));
+    assert_eq!(lake.check_fit("ev", &dict).unwrap(), Ok(()));
+}
+
+#[test]
+fn existing_table_defines_the_fit_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut lake = lake_in(dir.path());
+        lake.register_partitions("t", &[0]).unwrap();
+        lake.check_fit("ev", &batch(0..1).schema())
+            .unwrap()
+            .unwrap();
+        lake.commit(&TableFlush {
+            table: "ev",
+            batches: &[batch(0..10)],
+            quarantine: &[],
+            offsets: &[OffsetUpdate {
+                topic: Arc::from("t"),
+                partition: 0,
+                prev: NO_OFFSET,
+                next: 1,
+            }],
+        })
+        .unwrap();
+    }
+    let mut lake = lake_in(dir.path());
+    let narrower = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    assert_eq!(
+        lake.check_fit("ev", &narrower).unwrap(),
+        Err("schema does not fit table \"ev\": column \"name\" (VARCHAR) is missing from the message".to_string())
+    );
+    assert_eq!(lake.check_fit("ev", &batch(0..1).schema()).unwrap(), Ok(()));
+}
+
+#[test]
+fn odd_table_names_are_quoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lake = lake_in(dir.path());
+    lake.register_partitions("t", &[0]).unwrap();
+    let name = "we\"ird table; DROP";
+    lake.check_fit(name, &batch(0..1).schema())
+        .unwrap()
+        .unwrap();
+    lake.commit(&TableFlush {
+        table: name,
+        batches: &[batch(0..3)],
+        quarantine: &[],
+        offsets: &[OffsetUpdate {
+            topic: Arc::from("t"),
+            partition: 0,
+            prev: NO_OFFSET,
+            next: 3,
+        }],
+    })
+    .unwrap();
+    assert_eq!(
+        one(
+            &lake,
+            "SELECT count(*) FROM lake.main.\"we\"\"ird table; DROP\""
+        ),
+        "3"
+    );
+}
+
+#[test]
+fn unreachable_catalog_error_names_it_without_the_password() {
+    let cfg = LakeConfig {
+        catalog_kind: CatalogKind::Postgres,
+        catalog: "host=127.0.0.1 port=1 dbname=lake user=sluice password=hunter2 connect_timeout=2"
+            .into(),
+        data_path: "/tmp/nowhere/".into(),
+        ..LakeConfig::default()
+    };
+    let err = Lake::open(&cfg, "g")
+        .err()
+        .expect("attaching an unreachable catalog fails")
+        .to_string();
+    assert!(
+        err.starts_with("attach the lake (catalog postgres host=127.0.0.1 port=1 dbname=lake user=sluice password=*** connect_timeout=2, data path /tmp/nowhere/)"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn redact_hides_password_values() {
+    assert_eq!(
+        redact("host=h password=s3cr3t user=u"),
+        "host=h password=*** user=u"
+    );
+    assert_eq!(
+        redact("postgres://u@h/db?PASSWORD=x&a=b"),
+        "postgres://u@h/db?PASSWORD=***&a=b"
+    );
+    assert_eq!(redact("no secrets"), "no secrets");
+}
