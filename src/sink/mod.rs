@@ -146,6 +146,20 @@ pub struct Lake {
     schema: String,
     group: String,
     tables: HashMap<String, TableInfo>,
+    /// Fault injection for crash tests: hold each commit open this long before `COMMIT`.
+    commit_delay: Option<std::time::Duration>,
+}
+
+/// Environment variable (outside the `SLUICE_` config namespace) that makes every flush wait
+/// this many milliseconds between writing its data and committing: crash tests kill the
+/// process inside that window.
+pub const COMMIT_DELAY_ENV: &str = "SLUICETEST_COMMIT_DELAY_MS";
+
+fn commit_delay_from_env() -> Option<std::time::Duration> {
+    std::env::var(COMMIT_DELAY_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(std::time::Duration::from_millis)
 }
 
 impl Lake {
@@ -160,6 +174,7 @@ impl Lake {
             schema: cfg.schema.clone(),
             group: group.to_string(),
             tables: HashMap::new(),
+            commit_delay: commit_delay_from_env(),
         };
         lake.ensure_own_tables()?;
         Ok(lake)
@@ -177,6 +192,7 @@ impl Lake {
             schema: self.schema.clone(),
             group: group.to_string(),
             tables: HashMap::new(),
+            commit_delay: self.commit_delay,
         })
     }
 
@@ -540,6 +556,10 @@ impl Lake {
                 .map_err(duck(format!("quarantine payloads of table {table}")))?;
         }
         self.update_offsets(flush.offsets)?;
+        if let Some(d) = self.commit_delay {
+            eprintln!("sluice: fault injection: holding the commit of table {table} open for {} ms", d.as_millis());
+            std::thread::sleep(d);
+        }
         self.conn
             .execute("COMMIT")
             .map_err(duck(format!("commit the flush of table {table}")))?;

@@ -1,0 +1,181 @@
+//! Fixtures for integration tests: a librdkafka mock cluster per test, unique topics, a lake in
+//! a temporary directory, a pipeline running on its own thread, and exact read-backs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use rdkafka::mocking::MockCluster;
+use sluice::config::Config;
+use sluice::observe::Stats;
+use sluice::pipeline::{Pipeline, PipelineError};
+use sluice::sink::Lake;
+use sluice_producer::events::{EventGen, generate};
+use sluice_producer::{ArrowProducer, Encoding};
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{}_{nanos}", std::process::id(), N.fetch_add(1, Relaxed))
+}
+
+/// An in-process Kafka (librdkafka's mock cluster) listening on loopback.
+pub struct Kafka {
+    pub cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    pub brokers: String,
+}
+
+impl Kafka {
+    pub fn start() -> Kafka {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        let brokers = cluster.bootstrap_servers();
+        Kafka { cluster, brokers }
+    }
+
+    pub fn topic(&self, prefix: &str, partitions: i32) -> String {
+        let t = unique(prefix);
+        self.cluster.create_topic(&t, partitions, 1).expect("create topic");
+        t
+    }
+
+    pub fn producer(&self, topic: &str, encoding: Encoding) -> ArrowProducer {
+        ArrowProducer::new(&self.brokers, topic, encoding, &[("linger.ms", "1")]).expect("producer")
+    }
+}
+
+/// A test configuration: small flush thresholds, fast group protocol timings.
+pub fn config(brokers: &str, topic: &str, dir: &Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.kafka.brokers = brokers.to_string();
+    cfg.kafka.group_id = unique("group");
+    cfg.kafka.topics = vec![topic.to_string()];
+    for (k, v) in [
+        ("fetch.wait.max.ms", "10"),
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+        ("topic.metadata.refresh.interval.ms", "1000"),
+    ] {
+        cfg.kafka.properties.insert(k.into(), v.into());
+    }
+    cfg.lake.catalog = dir.join("lake.ducklake").display().to_string();
+    cfg.lake.data_path = format!("{}/", dir.join("data").display());
+    cfg.lake.threads = Some(2);
+    cfg.flush.max_rows = 2_000;
+    cfg.flush.max_age_ms = 500;
+    cfg.flush.retry.initial_backoff_ms = 20;
+    cfg.flush.retry.max_backoff_ms = 200;
+    cfg
+}
+
+/// Produces `messages` messages of `rows` events each, round robin over `partitions`, starting
+/// at seq `first`. Returns the next seq.
+pub fn produce_events(p: &ArrowProducer, partitions: i32, first: i64, messages: usize, rows: usize) -> i64 {
+    let mut g = EventGen::starting_at(9, first);
+    for m in 0..messages {
+        let b = generate(&mut g, rows);
+        p.send(Some((m as i32) % partitions), None, &[b]).expect("send");
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+    g.next_seq()
+}
+
+/// A pipeline running on its own thread.
+pub struct Running {
+    pub stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Result<(), PipelineError>>>,
+}
+
+impl Running {
+    pub fn start(cfg: &Config) -> Running {
+        let stats = Arc::new(Stats::default());
+        let pipeline = Pipeline::new(cfg, stats.clone()).expect("pipeline");
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || pipeline.run(&s));
+        Running {
+            stats,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Waits until `cond` holds (panics after `timeout`, naming `what`).
+    pub fn wait(&self, what: &str, timeout: Duration, cond: impl Fn(&Stats) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !cond(&self.stats) {
+            if self.handle.as_ref().is_some_and(|h| h.is_finished()) {
+                panic!("pipeline stopped while waiting for {what}");
+            }
+            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops cleanly (flush, commit) and returns the pipeline's result.
+    pub fn stop(mut self) -> Result<(), PipelineError> {
+        self.stop.store(true, Relaxed);
+        self.handle.take().unwrap().join().expect("pipeline thread panicked")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.stop.store(true, Relaxed);
+            let _ = h.join();
+        }
+    }
+}
+
+/// Opens the lake of `cfg` (read side) and runs one query, returning its rows as text.
+pub fn query(cfg: &Config, sql: &str) -> Vec<Vec<Option<String>>> {
+    let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).expect("open lake");
+    lake.query_rows(sql).expect("query")
+}
+
+/// (count, count distinct seq, sum seq) of an events table.
+pub fn events_summary(cfg: &Config, table: &str) -> (i64, i64, i128) {
+    let rows = query(
+        cfg,
+        &format!("SELECT count(*), count(DISTINCT seq), coalesce(sum(seq), 0) FROM lake.main.\"{table}\""),
+    );
+    let v = |i: usize| rows[0][i].clone().unwrap();
+    (v(0).parse().unwrap(), v(1).parse().unwrap(), v(2).parse().unwrap())
+}
+
+/// The summary `events_summary` must return for seqs `0..n`.
+pub fn expected_summary(n: i64) -> (i64, i64, i128) {
+    (n, n, (n as i128) * (n as i128 - 1) / 2)
+}
+
+/// The Python interpreter of the test venv (prepared by scripts/setup).
+pub fn python() -> PathBuf {
+    let p = std::env::var("SLUICEDEV_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/venv/bin/python"));
+    assert!(
+        p.exists(),
+        "the test venv's python is missing at {}: run scripts/setup (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+/// A directory for one test's lake.
+pub fn lake_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// All batches of one schema concatenated (for comparisons).
+pub fn concat(batches: &[RecordBatch]) -> RecordBatch {
+    arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap()
+}

@@ -1,0 +1,376 @@
+//! End-to-end tests: librdkafka's mock cluster → sluice → a real DuckLake, with exact results.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sluice::config::CatalogKind;
+use sluice::observe::Stats;
+use sluice::pipeline::{Pipeline, PipelineError};
+use sluice::sink::duck::Database;
+use sluice::sink::ffi_stream::BatchStream;
+use sluice_producer::events::{EventGen, generate};
+use sluice_producer::{BodyCompression, Encoding, IpcFormat};
+
+/// Produces `total` events in messages of `rows`, round robin over `partitions`, never more than
+/// 3 MiB ahead of what `stats` has consumed (the mock cluster keeps only 5 MiB per partition).
+fn produce_paced(kafka: &Kafka, topic: &str, partitions: i32, total: i64, rows: usize, stats: Arc<Stats>) -> std::thread::JoinHandle<()> {
+    let p = kafka.producer(topic, Encoding::default());
+    std::thread::spawn(move || {
+        let mut g = EventGen::starting_at(9, 0);
+        let (mut sent, mut bytes, mut m) = (0i64, 0u64, 0i32);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while sent < total {
+            while bytes.saturating_sub(stats.payload_bytes.load(Relaxed)) > 3 << 20 {
+                assert!(Instant::now() < deadline, "consumer stopped consuming");
+                p.poll();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let n = (total - sent).min(rows as i64) as usize;
+            bytes += p.send(Some(m % partitions), None, &[generate(&mut g, n)]).unwrap() as u64;
+            sent += n as i64;
+            m += 1;
+            p.poll();
+        }
+        p.flush(Duration::from_secs(30)).unwrap();
+    })
+}
+
+/// Asserts the lake table holds exactly the events with seq 0..n, column for column.
+fn assert_exact_events(cfg: &sluice::config::Config, table: &str, n: i64) {
+    assert_eq!(events_summary(cfg, table), expected_summary(n));
+    let lake = sluice::sink::Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
+    let db: &Arc<Database> = lake.database();
+    let conn = db.connect().unwrap();
+    let mut g = EventGen::starting_at(9, 0);
+    let mut batches = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(10_000);
+        batches.push(generate(&mut g, k as usize));
+        left -= k;
+    }
+    let mut stream = BatchStream::new(sluice_producer::events::schema(), batches).unwrap();
+    conn.register_arrow_view("expected_src", &mut stream).unwrap();
+    conn.execute("CREATE TABLE expected AS SELECT * FROM expected_src").unwrap();
+    conn.execute("DROP VIEW expected_src").unwrap();
+    let lake_table = format!("lake.main.\"{table}\"");
+    for (a, b) in [("expected", lake_table.as_str()), (lake_table.as_str(), "expected")] {
+        let rows = lake
+            .query_rows(&format!("SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b})"))
+            .unwrap();
+        assert_eq!(rows[0][0].as_deref(), Some("0"), "rows of {a} missing from {b}");
+    }
+}
+
+#[test]
+fn every_produced_row_lands_exactly_once_with_equal_content() {
+    let kafka = Kafka::start();
+    let topic = kafka.topic("e2e", 4);
+    let dir = lake_dir();
+    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    cfg.flush.max_rows = 5_000;
+    let total = 30_000;
+    let run = Running::start(&cfg);
+    let producer = produce_paced(&kafka, &topic, 4, total, 100, run.stats.clone());
+    run.wait("all rows committed", Duration::from_secs(90), |s| {
+        s.committed_rows.load(Relaxed) >= total as u64
+    });
+    producer.join().unwrap();
+    let stats = run.stats.clone();
+    run.stop().unwrap();
+    assert_eq!(stats.committed_rows.load(Relaxed), total as u64);
+    assert_eq!(stats.committed_messages.load(Relaxed), 300);
+    assert_eq!(stats.quarantined.load(Relaxed), 0);
+    let table = sluice::config::table_name_from_topic(&topic);
+    assert_exact_events(&cfg, &table, total);
+    // Every partition's lake offset is its message count (75 messages each).
+    let offsets = query(
+        &cfg,
+        &format!(
+            "SELECT \"partition\", next_offset FROM lake.main.sluice_offsets WHERE consumer_group = '{}' ORDER BY 1",
+            cfg.kafka.group_id
+        ),
+    );
+    let want: Vec<Vec<Option<String>>> = (0..4).map(|p| vec![Some(p.to_string()), Some("75".into())]).collect();
+    assert_eq!(offsets, want);
+    // Few, large files: 6 flushes by rows for 30 000 rows, never a file per message.
+    let files = query(&cfg, &format!("SELECT count(*) FROM ducklake_list_files('lake', '{table}')"));
+    let files: u64 = files[0][0].as_deref().unwrap().parse().unwrap();
+    assert!(files <= stats.flushes.load(Relaxed), "{files} files for {} flushes", stats.flushes.load(Relaxed));
+}
+
+#[test]
+fn restart_after_a_drop_without_flushing_loses_and_duplicates_nothing() {
+    let kafka = Kafka::start();
+    let topic = kafka.topic("restart", 4);
+    let dir = lake_dir();
+    let cfg = config(&kafka.brokers, &topic, dir.path());
+    let p = kafka.producer(&topic, Encoding::default());
+    let total = produce_events(&p, 4, 0, 80, 100);
+    assert_eq!(total, 8_000);
+
+    // First consumer: commit some flushes, then vanish with more data pending.
+    let stats_a = Arc::new(Stats::default());
+    let a = Pipeline::new(&cfg, stats_a.clone()).unwrap();
+    let never = AtomicBool::new(false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        a.run_for(Duration::from_millis(20), &never).unwrap();
+        let committed = stats_a.committed_rows.load(Relaxed);
+        if committed >= 2_000 && stats_a.rows.load(Relaxed) > committed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "first consumer made no progress");
+    }
+    let committed_a = stats_a.committed_rows.load(Relaxed);
+    assert!(stats_a.pending_bytes.load(Relaxed) > 0);
+    a.abandon();
+
+    let b = Running::start(&cfg);
+    b.wait("the rest committed", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) + committed_a >= total as u64
+    });
+    let stats_b = b.stats.clone();
+    b.stop().unwrap();
+    assert_eq!(stats_b.committed_rows.load(Relaxed) + committed_a, total as u64);
+    assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), total);
+}
+
+#[test]
+fn sigkill_mid_flush_then_restart_loses_and_duplicates_nothing() {
+    let kafka = Kafka::start();
+    let topic = kafka.topic("kill", 4);
+    let dir = lake_dir();
+    let cfg = config(&kafka.brokers, &topic, dir.path());
+    let p = kafka.producer(&topic, Encoding::default());
+    let total = produce_events(&p, 4, 0, 60, 100);
+    let cfg_path = dir.path().join("sluice.toml");
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .env(sluice::sink::COMMIT_DELAY_ENV, "30000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The child holds its first commit open (data written, not committed): kill it there.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let holding = line.contains("fault injection: holding the commit");
+        seen.push(line);
+        if holding {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.contains("fault injection")),
+        "child never reached a commit:\n{}",
+        seen.join("\n")
+    );
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+
+    let table = sluice::config::table_name_from_topic(&topic);
+    // Nothing of the killed transaction is visible; the table may not even exist yet.
+    let visible = query(
+        &cfg,
+        &format!("SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'lake' AND table_name = '{table}'"),
+    );
+    if visible[0][0].as_deref() == Some("1") {
+        assert_eq!(events_summary(&cfg, &table).0, 0);
+    }
+    let run = Running::start(&cfg);
+    run.wait("all rows committed after the restart", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) >= total as u64
+    });
+    let stats = run.stats.clone();
+    run.stop().unwrap();
+    assert_eq!(stats.committed_rows.load(Relaxed), total as u64);
+    assert_exact_events(&cfg, &table, total);
+}
+
+#[test]
+fn two_consumers_with_a_mid_stream_rebalance_lose_and_duplicate_nothing() {
+    let kafka = Kafka::start();
+    let topic = kafka.topic("rebalance", 4);
+    let dir = lake_dir();
+    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    // Two DuckDB instances in one process share the lake through a SQLite catalog.
+    cfg.lake.catalog_kind = CatalogKind::Sqlite;
+    cfg.lake.catalog = dir.path().join("lake.sqlite").display().to_string();
+    let total = 24_000;
+    let a = Running::start(&cfg);
+    // Both pipelines' consumption paces the producer.
+    let consumed = Arc::new(Stats::default());
+    let producer = {
+        let consumed = consumed.clone();
+        produce_paced(&kafka, &topic, 4, total, 100, consumed)
+    };
+    let mirror = |from: &[&Arc<Stats>]| {
+        let sum: u64 = from.iter().map(|s| s.payload_bytes.load(Relaxed)).sum();
+        consumed.payload_bytes.store(sum, Relaxed);
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while a.stats.committed_rows.load(Relaxed) < 4_000 {
+        mirror(&[&a.stats]);
+        assert!(Instant::now() < deadline, "first consumer made no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let b = Running::start(&cfg);
+    while b.stats.committed_rows.load(Relaxed) < 2_000 {
+        mirror(&[&a.stats, &b.stats]);
+        assert!(Instant::now() < deadline, "second consumer never got partitions");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A leaves mid-stream (clean stop: flush, commit, leave): B takes over everything.
+    let a_stats = a.stats.clone();
+    let a_stop = std::thread::spawn(move || a.stop());
+    while !producer.is_finished() || a_stats.committed_rows.load(Relaxed) + b.stats.committed_rows.load(Relaxed) < total as u64 {
+        mirror(&[&a_stats, &b.stats]);
+        assert!(Instant::now() < deadline, "rows missing after the rebalance");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    a_stop.join().unwrap().unwrap();
+    producer.join().unwrap();
+    let b_stats = b.stats.clone();
+    b.stop().unwrap();
+    assert_eq!(
+        a_stats.committed_rows.load(Relaxed) + b_stats.committed_rows.load(Relaxed),
+        total as u64
+    );
+    assert!(b_stats.committed_rows.load(Relaxed) > 0 && a_stats.committed_rows.load(Relaxed) > 0);
+    assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), total);
+}
+
+#[test]
+fn bad_payloads_are_quarantined_with_their_offsets_and_the_partition_moves_on() {
+    let kafka = Kafka::start();
+    let topic = kafka.topic("bad", 1);
+    let dir = lake_dir();
+    let cfg = config(&kafka.brokers, &topic, dir.path());
+    let p = kafka.producer(&topic, Encoding::default());
+    let mut g = EventGen::starting_at(9, 0);
+    let good = |g: &mut EventGen| generate(g, 50);
+    let valid = sluice_producer::encode(&[good(&mut EventGen::starting_at(1, 0))], Encoding::default()).unwrap();
+    let wrong_schema = sluice_producer::encode(
+        &[good(&mut EventGen::starting_at(1, 0)).project(&[0, 1]).unwrap()],
+        Encoding::default(),
+    )
+    .unwrap();
+    // offset: what
+    p.send(Some(0), None, &[good(&mut g)]).unwrap(); // 0
+    p.send_raw(Some(0), None, b"{\"event\":\"json\"}").unwrap(); // 1
+    p.send(Some(0), None, &[good(&mut g)]).unwrap(); // 2
+    p.send_raw(Some(0), None, &valid[..valid.len() / 2]).unwrap(); // 3: truncated
+    p.send_raw(Some(0), None, &wrong_schema).unwrap(); // 4: does not fit the table
+    p.send_raw(Some(0), None, b"").unwrap(); // 5: empty
+    let mut flipped = sluice_producer::encode(&[good(&mut EventGen::starting_at(1, 0))], Encoding::default()).unwrap();
+    let n = flipped.len();
+    flipped[n / 3..n / 3 + 64].fill(0xEE);
+    p.send_raw(Some(0), None, &flipped).unwrap(); // 6: corrupt body
+    p.send(Some(0), None, &[good(&mut g)]).unwrap(); // 7
+    p.send(Some(0), None, &[good(&mut g)]).unwrap(); // 8
+    p.flush(Duration::from_secs(10)).unwrap();
+
+    let run = Running::start(&cfg);
+    run.wait("all 9 messages committed", Duration::from_secs(60), |s| {
+        s.committed_messages.load(Relaxed) >= 9
+    });
+    let stats = run.stats.clone();
+    run.stop().unwrap();
+    let table = sluice::config::table_name_from_topic(&topic);
+    assert_eq!(events_summary(&cfg, &table), expected_summary(200));
+    let q = query(
+        &cfg,
+        "SELECT \"offset\", octet_length(payload), error FROM lake.main.sluice_quarantine ORDER BY \"offset\"",
+    );
+    let offsets: Vec<&str> = q.iter().map(|r| r[0].as_deref().unwrap()).collect();
+    assert_eq!(offsets, ["1", "3", "4", "5", "6"]);
+    assert_eq!(q[0][1].as_deref(), Some("16"));
+    assert_eq!(
+        q[0][2].as_deref(),
+        Some("not Arrow IPC: payload of 16 bytes starts with 7b 22 65 76 65 6e 74 22")
+    );
+    assert_eq!(q[1][1].as_deref(), Some((valid.len() / 2).to_string().as_str()));
+    assert!(q[1][2].as_deref().unwrap().starts_with("corrupt Arrow IPC stream: "), "{:?}", q[1][2]);
+    assert!(
+        q[2][2].as_deref().unwrap().starts_with(&format!("schema does not fit table \"{table}\": column \"event\" (VARCHAR) is missing from the message")),
+        "{:?}",
+        q[2][2]
+    );
+    assert_eq!(q[3][2].as_deref(), Some("empty payload (no Arrow IPC data)"));
+    assert!(q[4][2].as_deref().unwrap().starts_with("corrupt Arrow IPC stream: "), "{:?}", q[4][2]);
+    assert_eq!(stats.quarantined.load(Relaxed), 5);
+    let next = query(&cfg, "SELECT next_offset FROM lake.main.sluice_offsets WHERE \"partition\" = 0 AND topic <> ''");
+    assert_eq!(next, vec![vec![Some("9".to_string())]]);
+}
+
+#[test]
+fn a_flush_that_keeps_failing_gives_up_without_moving_offsets() {
+    let kafka = Kafka::start();
+    let topic = kafka.topic("fail", 1);
+    let dir = lake_dir();
+    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    cfg.flush.retry.attempts = 3;
+    let p = kafka.producer(&topic, Encoding::default());
+    produce_events(&p, 1, 0, 10, 100);
+    let run = Running::start(&cfg);
+    run.wait("a first flush", Duration::from_secs(60), |s| s.committed_rows.load(Relaxed) >= 1_000);
+    // Break the data path: Parquet files can no longer be written.
+    let data = dir.path().join("data");
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::write(&data, b"not a directory").unwrap();
+    produce_events(&p, 1, 1_000, 10, 100);
+    let stats = run.stats.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stats.flush_failures.load(Relaxed) < 3 {
+        assert!(Instant::now() < deadline, "the flush never failed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match run.stop() {
+        Err(PipelineError::FlushGaveUp { attempts, table, .. }) => {
+            assert_eq!(attempts, 3);
+            assert_eq!(table, sluice::config::table_name_from_topic(&topic));
+        }
+        other => panic!("expected the flush to give up, got {other:?}"),
+    }
+    std::fs::remove_file(&data).unwrap();
+    std::fs::create_dir(&data).unwrap();
+    let next = query(&cfg, "SELECT next_offset FROM lake.main.sluice_offsets WHERE \"partition\" = 0 AND topic <> ''");
+    assert_eq!(next, vec![vec![Some("10".to_string())]]);
+    assert_eq!(stats.committed_rows.load(Relaxed), 1_000);
+}
+
+#[test]
+fn file_format_and_compressed_payloads_ingest_like_streams() {
+    let kafka = Kafka::start();
+    let topic = kafka.topic("formats", 2);
+    let dir = lake_dir();
+    let cfg = config(&kafka.brokers, &topic, dir.path());
+    let mut first = 0;
+    for format in [IpcFormat::Stream, IpcFormat::File] {
+        for compression in [BodyCompression::None, BodyCompression::Lz4, BodyCompression::Zstd] {
+            let p = kafka.producer(&topic, Encoding { format, compression });
+            first = produce_events(&p, 2, first, 4, 250);
+        }
+    }
+    let run = Running::start(&cfg);
+    run.wait("all rows", Duration::from_secs(60), |s| s.committed_rows.load(Relaxed) >= first as u64);
+    let stats = run.stats.clone();
+    run.stop().unwrap();
+    assert_eq!(first, 6_000);
+    assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), first);
+    let c = stats.copies();
+    assert!(c.decompressed > 0 && c.in_place > 0, "{c:?}");
+}
