@@ -83,6 +83,8 @@ pub struct Stats {
     pub pending_bytes: AtomicU64,
     /// Messages dropped because they were older than the partition's position (after a seek).
     pub stale_messages: AtomicU64,
+    /// Gauge: partitions currently assigned to this consumer.
+    pub assigned_partitions: AtomicU64,
 }
 
 impl Stats {

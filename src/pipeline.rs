@@ -304,6 +304,9 @@ impl Core {
             );
             starts.push(start);
         }
+        self.stats
+            .assigned_partitions
+            .store(self.parts.len() as u64, Relaxed);
         Ok(starts)
     }
 

@@ -19,7 +19,14 @@ use sluice_producer::{BodyCompression, Encoding, IpcFormat};
 
 /// Produces `total` events in messages of `rows`, round robin over `partitions`, never more than
 /// 3 MiB ahead of what `stats` has consumed (the mock cluster keeps only 5 MiB per partition).
-fn produce_paced(kafka: &Kafka, topic: &str, partitions: i32, total: i64, rows: usize, stats: Arc<Stats>) -> std::thread::JoinHandle<()> {
+fn produce_paced(
+    kafka: &Kafka,
+    topic: &str,
+    partitions: i32,
+    total: i64,
+    rows: usize,
+    stats: Arc<Stats>,
+) -> std::thread::JoinHandle<()> {
     let p = kafka.producer(topic, Encoding::default());
     std::thread::spawn(move || {
         let mut g = EventGen::starting_at(9, 0);
@@ -32,7 +39,9 @@ fn produce_paced(kafka: &Kafka, topic: &str, partitions: i32, total: i64, rows: 
                 std::thread::sleep(Duration::from_millis(2));
             }
             let n = (total - sent).min(rows as i64) as usize;
-            bytes += p.send(Some(m % partitions), None, &[generate(&mut g, n)]).unwrap() as u64;
+            bytes += p
+                .send(Some(m % partitions), None, &[generate(&mut g, n)])
+                .unwrap() as u64;
             sent += n as i64;
             m += 1;
             p.poll();
@@ -56,15 +65,26 @@ fn assert_exact_events(cfg: &sluice::config::Config, table: &str, n: i64) {
         left -= k;
     }
     let mut stream = BatchStream::new(sluice_producer::events::schema(), batches).unwrap();
-    conn.register_arrow_view("expected_src", &mut stream).unwrap();
-    conn.execute("CREATE TABLE expected AS SELECT * FROM expected_src").unwrap();
+    conn.register_arrow_view("expected_src", &mut stream)
+        .unwrap();
+    conn.execute("CREATE TABLE expected AS SELECT * FROM expected_src")
+        .unwrap();
     conn.execute("DROP VIEW expected_src").unwrap();
     let lake_table = format!("lake.main.\"{table}\"");
-    for (a, b) in [("expected", lake_table.as_str()), (lake_table.as_str(), "expected")] {
+    for (a, b) in [
+        ("expected", lake_table.as_str()),
+        (lake_table.as_str(), "expected"),
+    ] {
         let rows = lake
-            .query_rows(&format!("SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b})"))
+            .query_rows(&format!(
+                "SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b})"
+            ))
             .unwrap();
-        assert_eq!(rows[0][0].as_deref(), Some("0"), "rows of {a} missing from {b}");
+        assert_eq!(
+            rows[0][0].as_deref(),
+            Some("0"),
+            "rows of {a} missing from {b}"
+        );
     }
 }
 
@@ -97,12 +117,21 @@ fn every_produced_row_lands_exactly_once_with_equal_content() {
             cfg.kafka.group_id
         ),
     );
-    let want: Vec<Vec<Option<String>>> = (0..4).map(|p| vec![Some(p.to_string()), Some("75".into())]).collect();
+    let want: Vec<Vec<Option<String>>> = (0..4)
+        .map(|p| vec![Some(p.to_string()), Some("75".into())])
+        .collect();
     assert_eq!(offsets, want);
     // Few, large files: 6 flushes by rows for 30 000 rows, never a file per message.
-    let files = query(&cfg, &format!("SELECT count(*) FROM ducklake_list_files('lake', '{table}')"));
+    let files = query(
+        &cfg,
+        &format!("SELECT count(*) FROM ducklake_list_files('lake', '{table}')"),
+    );
     let files: u64 = files[0][0].as_deref().unwrap().parse().unwrap();
-    assert!(files <= stats.flushes.load(Relaxed), "{files} files for {} flushes", stats.flushes.load(Relaxed));
+    assert!(
+        files <= stats.flushes.load(Relaxed),
+        "{files} files for {} flushes",
+        stats.flushes.load(Relaxed)
+    );
 }
 
 #[test]
@@ -115,9 +144,12 @@ fn restart_after_a_drop_without_flushing_loses_and_duplicates_nothing() {
     let total = produce_events(&p, 4, 0, 80, 100);
     assert_eq!(total, 8_000);
 
-    // First consumer: commit some flushes, then vanish with more data pending.
+    // First consumer: commit some flushes (by rows), then vanish with more data pending.
+    let mut cfg_a = cfg.clone();
+    cfg_a.flush.max_rows = 3_000;
+    cfg_a.flush.max_age_ms = 600_000;
     let stats_a = Arc::new(Stats::default());
-    let a = Pipeline::new(&cfg, stats_a.clone()).unwrap();
+    let a = Pipeline::new(&cfg_a, stats_a.clone()).unwrap();
     let never = AtomicBool::new(false);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -138,7 +170,10 @@ fn restart_after_a_drop_without_flushing_loses_and_duplicates_nothing() {
     });
     let stats_b = b.stats.clone();
     b.stop().unwrap();
-    assert_eq!(stats_b.committed_rows.load(Relaxed) + committed_a, total as u64);
+    assert_eq!(
+        stats_b.committed_rows.load(Relaxed) + committed_a,
+        total as u64
+    );
     assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), total);
 }
 
@@ -179,21 +214,28 @@ fn sigkill_mid_flush_then_restart_loses_and_duplicates_nothing() {
     );
     child.kill().unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
 
     let table = sluice::config::table_name_from_topic(&topic);
     // Nothing of the killed transaction is visible; the table may not even exist yet.
     let visible = query(
         &cfg,
-        &format!("SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'lake' AND table_name = '{table}'"),
+        &format!(
+            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'lake' AND table_name = '{table}'"
+        ),
     );
     if visible[0][0].as_deref() == Some("1") {
         assert_eq!(events_summary(&cfg, &table).0, 0);
     }
     let run = Running::start(&cfg);
-    run.wait("all rows committed after the restart", Duration::from_secs(60), |s| {
-        s.committed_rows.load(Relaxed) >= total as u64
-    });
+    run.wait(
+        "all rows committed after the restart",
+        Duration::from_secs(60),
+        |s| s.committed_rows.load(Relaxed) >= total as u64,
+    );
     let stats = run.stats.clone();
     run.stop().unwrap();
     assert_eq!(stats.committed_rows.load(Relaxed), total as u64);
@@ -209,48 +251,49 @@ fn two_consumers_with_a_mid_stream_rebalance_lose_and_duplicate_nothing() {
     // Two DuckDB instances in one process share the lake through a SQLite catalog.
     cfg.lake.catalog_kind = CatalogKind::Sqlite;
     cfg.lake.catalog = dir.path().join("lake.sqlite").display().to_string();
-    let total = 24_000;
+    let p = kafka.producer(&topic, Encoding::default());
+    let t = Duration::from_secs(60);
+    let committed =
+        |a: &Stats, b: &Stats| a.committed_rows.load(Relaxed) + b.committed_rows.load(Relaxed);
+
+    // Phase 1: A alone.
     let a = Running::start(&cfg);
-    // Both pipelines' consumption paces the producer.
-    let consumed = Arc::new(Stats::default());
-    let producer = {
-        let consumed = consumed.clone();
-        produce_paced(&kafka, &topic, 4, total, 100, consumed)
-    };
-    let mirror = |from: &[&Arc<Stats>]| {
-        let sum: u64 = from.iter().map(|s| s.payload_bytes.load(Relaxed)).sum();
-        consumed.payload_bytes.store(sum, Relaxed);
-    };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while a.stats.committed_rows.load(Relaxed) < 4_000 {
-        mirror(&[&a.stats]);
-        assert!(Instant::now() < deadline, "first consumer made no progress");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let next = produce_events(&p, 4, 0, 50, 100);
+    a.wait("A commits phase 1", t, |s| {
+        s.committed_rows.load(Relaxed) >= 5_000
+    });
+
+    // Phase 2: B joins; the group rebalances to 2 + 2 partitions; both consume.
     let b = Running::start(&cfg);
-    while b.stats.committed_rows.load(Relaxed) < 2_000 {
-        mirror(&[&a.stats, &b.stats]);
-        assert!(Instant::now() < deadline, "second consumer never got partitions");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // A leaves mid-stream (clean stop: flush, commit, leave): B takes over everything.
-    let a_stats = a.stats.clone();
-    let a_stop = std::thread::spawn(move || a.stop());
-    while !producer.is_finished() || a_stats.committed_rows.load(Relaxed) + b.stats.committed_rows.load(Relaxed) < total as u64 {
-        mirror(&[&a_stats, &b.stats]);
-        assert!(Instant::now() < deadline, "rows missing after the rebalance");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    a_stop.join().unwrap().unwrap();
-    producer.join().unwrap();
-    let b_stats = b.stats.clone();
-    b.stop().unwrap();
-    assert_eq!(
-        a_stats.committed_rows.load(Relaxed) + b_stats.committed_rows.load(Relaxed),
-        total as u64
+    b.wait("B gets partitions", t, |s| {
+        s.assigned_partitions.load(Relaxed) == 2
+    });
+    a.wait("A keeps 2 partitions", t, |s| {
+        s.assigned_partitions.load(Relaxed) == 2
+    });
+    let next = produce_events(&p, 4, next, 50, 100);
+    let (sa, sb) = (a.stats.clone(), b.stats.clone());
+    b.wait("both commit phase 2", t, |s| committed(&sa, s) >= 10_000);
+    assert!(
+        sb.committed_rows.load(Relaxed) > 0,
+        "B committed nothing in phase 2"
     );
-    assert!(b_stats.committed_rows.load(Relaxed) > 0 && a_stats.committed_rows.load(Relaxed) > 0);
-    assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), total);
+
+    // Phase 3: A leaves mid-stream (flush, commit, leave); B takes over all 4 partitions.
+    let next = {
+        let p2 = kafka.producer(&topic, Encoding::default());
+        let producing = std::thread::spawn(move || produce_events(&p2, 4, next, 50, 100));
+        a.stop().unwrap();
+        producing.join().unwrap()
+    };
+    assert_eq!(next, 15_000);
+    b.wait("B gets all partitions", t, |s| {
+        s.assigned_partitions.load(Relaxed) == 4
+    });
+    b.wait("all rows committed", t, |s| committed(&sa, s) >= 15_000);
+    b.stop().unwrap();
+    assert_eq!(committed(&sa, &sb), 15_000);
+    assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 15_000);
 }
 
 #[test]
@@ -262,9 +305,15 @@ fn bad_payloads_are_quarantined_with_their_offsets_and_the_partition_moves_on() 
     let p = kafka.producer(&topic, Encoding::default());
     let mut g = EventGen::starting_at(9, 0);
     let good = |g: &mut EventGen| generate(g, 50);
-    let valid = sluice_producer::encode(&[good(&mut EventGen::starting_at(1, 0))], Encoding::default()).unwrap();
+    let valid = sluice_producer::encode(
+        &[good(&mut EventGen::starting_at(1, 0))],
+        Encoding::default(),
+    )
+    .unwrap();
     let wrong_schema = sluice_producer::encode(
-        &[good(&mut EventGen::starting_at(1, 0)).project(&[0, 1]).unwrap()],
+        &[good(&mut EventGen::starting_at(1, 0))
+            .project(&[0, 1])
+            .unwrap()],
         Encoding::default(),
     )
     .unwrap();
@@ -272,10 +321,15 @@ fn bad_payloads_are_quarantined_with_their_offsets_and_the_partition_moves_on() 
     p.send(Some(0), None, &[good(&mut g)]).unwrap(); // 0
     p.send_raw(Some(0), None, b"{\"event\":\"json\"}").unwrap(); // 1
     p.send(Some(0), None, &[good(&mut g)]).unwrap(); // 2
-    p.send_raw(Some(0), None, &valid[..valid.len() / 2]).unwrap(); // 3: truncated
+    p.send_raw(Some(0), None, &valid[..valid.len() / 2])
+        .unwrap(); // 3: truncated
     p.send_raw(Some(0), None, &wrong_schema).unwrap(); // 4: does not fit the table
     p.send_raw(Some(0), None, b"").unwrap(); // 5: empty
-    let mut flipped = sluice_producer::encode(&[good(&mut EventGen::starting_at(1, 0))], Encoding::default()).unwrap();
+    let mut flipped = sluice_producer::encode(
+        &[good(&mut EventGen::starting_at(1, 0))],
+        Encoding::default(),
+    )
+    .unwrap();
     let n = flipped.len();
     flipped[n / 3..n / 3 + 64].fill(0xEE);
     p.send_raw(Some(0), None, &flipped).unwrap(); // 6: corrupt body
@@ -302,17 +356,40 @@ fn bad_payloads_are_quarantined_with_their_offsets_and_the_partition_moves_on() 
         q[0][2].as_deref(),
         Some("not Arrow IPC: payload of 16 bytes starts with 7b 22 65 76 65 6e 74 22")
     );
-    assert_eq!(q[1][1].as_deref(), Some((valid.len() / 2).to_string().as_str()));
-    assert!(q[1][2].as_deref().unwrap().starts_with("corrupt Arrow IPC stream: "), "{:?}", q[1][2]);
+    assert_eq!(
+        q[1][1].as_deref(),
+        Some((valid.len() / 2).to_string().as_str())
+    );
+    assert!(
+        q[1][2]
+            .as_deref()
+            .unwrap()
+            .starts_with("corrupt Arrow IPC stream: "),
+        "{:?}",
+        q[1][2]
+    );
     assert!(
         q[2][2].as_deref().unwrap().starts_with(&format!("schema does not fit table \"{table}\": column \"event\" (VARCHAR) is missing from the message")),
         "{:?}",
         q[2][2]
     );
-    assert_eq!(q[3][2].as_deref(), Some("empty payload (no Arrow IPC data)"));
-    assert!(q[4][2].as_deref().unwrap().starts_with("corrupt Arrow IPC stream: "), "{:?}", q[4][2]);
+    assert_eq!(
+        q[3][2].as_deref(),
+        Some("empty payload (no Arrow IPC data)")
+    );
+    assert!(
+        q[4][2]
+            .as_deref()
+            .unwrap()
+            .starts_with("corrupt Arrow IPC stream: "),
+        "{:?}",
+        q[4][2]
+    );
     assert_eq!(stats.quarantined.load(Relaxed), 5);
-    let next = query(&cfg, "SELECT next_offset FROM lake.main.sluice_offsets WHERE \"partition\" = 0 AND topic <> ''");
+    let next = query(
+        &cfg,
+        "SELECT next_offset FROM lake.main.sluice_offsets WHERE \"partition\" = 0 AND topic <> ''",
+    );
     assert_eq!(next, vec![vec![Some("9".to_string())]]);
 }
 
@@ -326,7 +403,9 @@ fn a_flush_that_keeps_failing_gives_up_without_moving_offsets() {
     let p = kafka.producer(&topic, Encoding::default());
     produce_events(&p, 1, 0, 10, 100);
     let run = Running::start(&cfg);
-    run.wait("a first flush", Duration::from_secs(60), |s| s.committed_rows.load(Relaxed) >= 1_000);
+    run.wait("a first flush", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) >= 1_000
+    });
     // Break the data path: Parquet files can no longer be written.
     let data = dir.path().join("data");
     std::fs::remove_dir_all(&data).unwrap();
@@ -339,7 +418,9 @@ fn a_flush_that_keeps_failing_gives_up_without_moving_offsets() {
         std::thread::sleep(Duration::from_millis(20));
     }
     match run.stop() {
-        Err(PipelineError::FlushGaveUp { attempts, table, .. }) => {
+        Err(PipelineError::FlushGaveUp {
+            attempts, table, ..
+        }) => {
             assert_eq!(attempts, 3);
             assert_eq!(table, sluice::config::table_name_from_topic(&topic));
         }
@@ -347,7 +428,10 @@ fn a_flush_that_keeps_failing_gives_up_without_moving_offsets() {
     }
     std::fs::remove_file(&data).unwrap();
     std::fs::create_dir(&data).unwrap();
-    let next = query(&cfg, "SELECT next_offset FROM lake.main.sluice_offsets WHERE \"partition\" = 0 AND topic <> ''");
+    let next = query(
+        &cfg,
+        "SELECT next_offset FROM lake.main.sluice_offsets WHERE \"partition\" = 0 AND topic <> ''",
+    );
     assert_eq!(next, vec![vec![Some("10".to_string())]]);
     assert_eq!(stats.committed_rows.load(Relaxed), 1_000);
 }
@@ -360,13 +444,25 @@ fn file_format_and_compressed_payloads_ingest_like_streams() {
     let cfg = config(&kafka.brokers, &topic, dir.path());
     let mut first = 0;
     for format in [IpcFormat::Stream, IpcFormat::File] {
-        for compression in [BodyCompression::None, BodyCompression::Lz4, BodyCompression::Zstd] {
-            let p = kafka.producer(&topic, Encoding { format, compression });
+        for compression in [
+            BodyCompression::None,
+            BodyCompression::Lz4,
+            BodyCompression::Zstd,
+        ] {
+            let p = kafka.producer(
+                &topic,
+                Encoding {
+                    format,
+                    compression,
+                },
+            );
             first = produce_events(&p, 2, first, 4, 250);
         }
     }
     let run = Running::start(&cfg);
-    run.wait("all rows", Duration::from_secs(60), |s| s.committed_rows.load(Relaxed) >= first as u64);
+    run.wait("all rows", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) >= first as u64
+    });
     let stats = run.stats.clone();
     run.stop().unwrap();
     assert_eq!(first, 6_000);

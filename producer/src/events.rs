@@ -61,9 +61,10 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// A deterministic event generator: the same seed and start give the same rows.
+/// A deterministic event generator: a row's content depends only on the seed and its `seq`, so
+/// any split into batches or generators yields the same rows.
 pub struct EventGen {
-    rng: fastrand::Rng,
+    seed: u64,
     next_seq: i64,
     schema: SchemaRef,
     /// Microseconds since the epoch of the next event.
@@ -79,9 +80,7 @@ impl EventGen {
     /// A generator whose first row has `seq = start`.
     pub fn starting_at(seed: u64, start: i64) -> Self {
         EventGen {
-            rng: fastrand::Rng::with_seed(
-                seed ^ (start as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            ),
+            seed,
             next_seq: start,
             schema: schema(),
             // 2026-01-01T00:00:00Z, plus one millisecond per event.
@@ -109,8 +108,10 @@ pub fn generate(g: &mut EventGen, rows: usize) -> RecordBatch {
     let mut mobile = BooleanBuilder::with_capacity(rows);
     let mut buf = String::with_capacity(1024);
     for _ in 0..rows {
-        let r = &mut g.rng;
         let s = g.next_seq;
+        let mut rng =
+            fastrand::Rng::with_seed(g.seed ^ (s as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let r = &mut rng;
         g.next_seq += 1;
         g.clock_us += 1_000;
         seq.append_value(s);
@@ -220,6 +221,8 @@ mod tests {
         assert_eq!(b.column(0).as_primitive::<Int64Type>().value(0), 1000);
         let again = generate(&mut EventGen::new(42), 1000);
         assert_eq!(a, again);
+        let mut split = EventGen::starting_at(42, 500);
+        assert_eq!(generate(&mut split, 500), a.slice(500, 500));
         let props = a.column(5).as_string::<i32>();
         let avg = props.value_data().len() / props.len();
         assert!((600..1000).contains(&avg), "average properties size {avg}");

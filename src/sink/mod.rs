@@ -557,7 +557,10 @@ impl Lake {
         }
         self.update_offsets(flush.offsets)?;
         if let Some(d) = self.commit_delay {
-            eprintln!("sluice: fault injection: holding the commit of table {table} open for {} ms", d.as_millis());
+            eprintln!(
+                "sluice: fault injection: holding the commit of table {table} open for {} ms",
+                d.as_millis()
+            );
             std::thread::sleep(d);
         }
         self.conn

@@ -24,7 +24,11 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    format!("{prefix}_{}_{}_{nanos}", std::process::id(), N.fetch_add(1, Relaxed))
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Relaxed)
+    )
 }
 
 /// An in-process Kafka (librdkafka's mock cluster) listening on loopback.
@@ -42,7 +46,9 @@ impl Kafka {
 
     pub fn topic(&self, prefix: &str, partitions: i32) -> String {
         let t = unique(prefix);
-        self.cluster.create_topic(&t, partitions, 1).expect("create topic");
+        self.cluster
+            .create_topic(&t, partitions, 1)
+            .expect("create topic");
         t
     }
 
@@ -77,11 +83,18 @@ pub fn config(brokers: &str, topic: &str, dir: &Path) -> Config {
 
 /// Produces `messages` messages of `rows` events each, round robin over `partitions`, starting
 /// at seq `first`. Returns the next seq.
-pub fn produce_events(p: &ArrowProducer, partitions: i32, first: i64, messages: usize, rows: usize) -> i64 {
+pub fn produce_events(
+    p: &ArrowProducer,
+    partitions: i32,
+    first: i64,
+    messages: usize,
+    rows: usize,
+) -> i64 {
     let mut g = EventGen::starting_at(9, first);
     for m in 0..messages {
         let b = generate(&mut g, rows);
-        p.send(Some((m as i32) % partitions), None, &[b]).expect("send");
+        p.send(Some((m as i32) % partitions), None, &[b])
+            .expect("send");
     }
     p.flush(Duration::from_secs(30)).expect("flush");
     g.next_seq()
@@ -96,6 +109,7 @@ pub struct Running {
 
 impl Running {
     pub fn start(cfg: &Config) -> Running {
+        init_logs();
         let stats = Arc::new(Stats::default());
         let pipeline = Pipeline::new(cfg, stats.clone()).expect("pipeline");
         let stop = Arc::new(AtomicBool::new(false));
@@ -115,7 +129,10 @@ impl Running {
             if self.handle.as_ref().is_some_and(|h| h.is_finished()) {
                 panic!("pipeline stopped while waiting for {what}");
             }
-            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -123,7 +140,11 @@ impl Running {
     /// Stops cleanly (flush, commit) and returns the pipeline's result.
     pub fn stop(mut self) -> Result<(), PipelineError> {
         self.stop.store(true, Relaxed);
-        self.handle.take().unwrap().join().expect("pipeline thread panicked")
+        self.handle
+            .take()
+            .unwrap()
+            .join()
+            .expect("pipeline thread panicked")
     }
 }
 
@@ -146,10 +167,16 @@ pub fn query(cfg: &Config, sql: &str) -> Vec<Vec<Option<String>>> {
 pub fn events_summary(cfg: &Config, table: &str) -> (i64, i64, i128) {
     let rows = query(
         cfg,
-        &format!("SELECT count(*), count(DISTINCT seq), coalesce(sum(seq), 0) FROM lake.main.\"{table}\""),
+        &format!(
+            "SELECT count(*), count(DISTINCT seq), coalesce(sum(seq), 0) FROM lake.main.\"{table}\""
+        ),
     );
     let v = |i: usize| rows[0][i].clone().unwrap();
-    (v(0).parse().unwrap(), v(1).parse().unwrap(), v(2).parse().unwrap())
+    (
+        v(0).parse().unwrap(),
+        v(1).parse().unwrap(),
+        v(2).parse().unwrap(),
+    )
 }
 
 /// The summary `events_summary` must return for seqs `0..n`.
@@ -161,7 +188,9 @@ pub fn expected_summary(n: i64) -> (i64, i64, i128) {
 pub fn python() -> PathBuf {
     let p = std::env::var("SLUICEDEV_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/venv/bin/python"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/venv/bin/python")
+        });
     assert!(
         p.exists(),
         "the test venv's python is missing at {}: run scripts/setup (scripts/test does)",
@@ -178,4 +207,14 @@ pub fn lake_dir() -> tempfile::TempDir {
 /// All batches of one schema concatenated (for comparisons).
 pub fn concat(batches: &[RecordBatch]) -> RecordBatch {
     arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap()
+}
+
+/// Logs to stderr when TEST_LOG is set (e.g. TEST_LOG=sluice=debug).
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
 }
