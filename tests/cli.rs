@@ -1,0 +1,165 @@
+//! The `sluice` binary: config errors name the key, `check` reports what is unreachable,
+//! SIGTERM stops cleanly with everything committed.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sluice_producer::Encoding;
+
+fn sluice(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run sluice")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn config_errors_name_the_key_and_exit_non_zero() {
+    let dir = lake_dir();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[kafka]\ntopics = [\"t\"]\nbrokers = \"x:1\"\nbatch_size = 5\n",
+    )
+    .unwrap();
+    let o = sluice(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("unknown field: found `batch_size`"), "{e}");
+    assert!(e.contains("kafka.batch_size"), "{e}");
+
+    std::fs::write(&path, "[kafka]\ntopics = [\"t\"]\n").unwrap();
+    let o = sluice(
+        &["run", "--config", path.to_str().unwrap()],
+        &[("SLUICE_FLUSH__MAX_AGE_MS", "soon")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.to_lowercase().contains("flush.max_age_ms"), "{e}");
+    assert!(e.contains("invalid type: found string \"soon\""), "{e}");
+
+    let o = sluice(
+        &["run", "--config", path.to_str().unwrap()],
+        &[("SLUICE_FLUSH__MEMORY_CAP_BYTES", "0")],
+    );
+    assert_eq!(
+        stderr(&o).trim_end(),
+        "sluice: configuration error: `flush.memory_cap_bytes` must be greater than 0"
+    );
+}
+
+#[test]
+fn check_passes_on_a_reachable_setup_and_names_an_unreachable_broker() {
+    let kafka = Kafka::start();
+    let topic = kafka.topic("check", 2);
+    let dir = lake_dir();
+    let cfg = config(&kafka.brokers, &topic, dir.path());
+    let path = dir.path().join("ok.toml");
+    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+    let o = sluice(&["check", "--config", path.to_str().unwrap()], &[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}{}", out, stderr(&o));
+    assert!(
+        out.contains(&format!("kafka: topic \"{topic}\" has 2 partitions")),
+        "{out}"
+    );
+    assert!(out.contains("lake: attached (duckdb catalog"), "{out}");
+
+    let o = sluice(
+        &["check", "--config", path.to_str().unwrap()],
+        &[("SLUICE_KAFKA__BROKERS", "127.0.0.1:1")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("kafka brokers unreachable"), "{e}");
+    assert!(e.contains("127.0.0.1:1"), "{e}");
+}
+
+#[test]
+fn sigterm_flushes_commits_and_exits_zero() {
+    let kafka = Kafka::start();
+    let topic = kafka.topic("sigterm", 2);
+    let dir = lake_dir();
+    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    // Nothing would be flushed by size or age before the signal.
+    cfg.flush.max_rows = 1_000_000;
+    cfg.flush.max_age_ms = 600_000;
+    let path = dir.path().join("run.toml");
+    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+    let p = kafka.producer(&topic, Encoding::default());
+    produce_events(&p, 2, 0, 30, 100);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "sluice=info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr_pipe)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // Wait until both partitions are assigned, then let it consume for a moment.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut log = Vec::new();
+    while log
+        .iter()
+        .filter(|l: &&String| l.contains("partition assigned"))
+        .count()
+        < 2
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => log.push(l),
+            Err(_) => panic!("no assignment within 30 s:\n{}", log.join("\n")),
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: sending SIGTERM to our own child process.
+    unsafe { libc_kill(child.id() as i32, 15) };
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    log.extend(rx.try_iter());
+    let log = log.join("\n");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("trigger=\"shutdown\""), "{log}");
+    assert!(log.contains("stopped cleanly"), "{log}");
+    // What was consumed is committed, with offsets that match the rows exactly.
+    let table = sluice::config::table_name_from_topic(&topic);
+    let (rows, _, _) = events_summary(&cfg, &table);
+    let offsets = query(
+        &cfg,
+        "SELECT sum(next_offset) FROM lake.main.sluice_offsets WHERE topic <> '' AND next_offset > 0",
+    );
+    let messages: i64 = offsets[0][0].as_deref().unwrap().parse().unwrap();
+    assert!(rows > 0, "{log}");
+    assert_eq!(rows, messages * 100);
+    // A restart finishes the rest, exactly.
+    cfg.flush.max_age_ms = 200;
+    let run = Running::start(&cfg);
+    run.wait("the rest", Duration::from_secs(60), |s| {
+        s.committed_rows.load(std::sync::atomic::Ordering::Relaxed) as i64 + rows >= 3_000
+    });
+    run.stop().unwrap();
+    assert_eq!(events_summary(&cfg, &table), expected_summary(3_000));
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
