@@ -591,6 +591,20 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid_and_matches_the_defaults() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sluice.example.toml"));
+        let mut out = None;
+        Jail::expect_with(|_| {
+            out = Some(Config::load(Some(path)));
+            Ok(())
+        });
+        let cfg = out.unwrap().unwrap();
+        let mut want = Config::default();
+        want.kafka.topics = vec!["events".into()];
+        assert_eq!(cfg, want);
+    }
+
+    #[test]
     fn table_names_from_topics() {
         assert_eq!(table_name_from_topic("events"), "events");
         assert_eq!(table_name_from_topic("Web.Events-v2"), "web_events_v2");
