@@ -74,6 +74,14 @@ struct TablePending {
     since: Option<Instant>,
 }
 
+/// What a message contributes to pending data.
+enum Appended {
+    /// Decoded batches and their row count.
+    Batches(Vec<RecordBatch>, u64),
+    /// A rejected payload.
+    Quarantined(QuarantineRow),
+}
+
 /// State shared between the loop and the rebalance callback.
 struct Core {
     lake: Lake,
@@ -135,6 +143,12 @@ impl Pipeline {
     /// Opens the lake, creates the consumer and subscribes to the configured topics.
     pub fn new(cfg: &Config, stats: Arc<Stats>) -> Result<Self, PipelineError> {
         let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
+        Self::with_lake(cfg, lake, stats)
+    }
+
+    /// Like [`Pipeline::new`], on an already attached lake handle (e.g. [`Lake::another`] of a
+    /// lake shared by several pipelines in one process).
+    pub fn with_lake(cfg: &Config, lake: Lake, stats: Arc<Stats>) -> Result<Self, PipelineError> {
         let source = KafkaSource::new(&cfg.kafka)?;
         let core = Arc::new(Mutex::new(Core {
             lake,
@@ -394,22 +408,13 @@ impl Core {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         self.stats.record_message(msg.payload_len(), rows, &copies);
         let bytes = msg.payload_len() as u64 + copies.copied();
-        let tp = self.pending.entry(table.clone()).or_default();
-        let pp = tp.parts.entry(key.clone()).or_default();
-        pp.batches.extend(batches);
-        pp.next = offset + 1;
-        pp.bytes += bytes;
-        pp.rows += rows as u64;
-        pp.messages += 1;
-        tp.bytes += bytes;
-        tp.rows += rows as u64;
-        tp.since.get_or_insert_with(Instant::now);
-        self.pending_bytes += bytes;
-        self.stats.pending_bytes.store(self.pending_bytes, Relaxed);
-        if let Some(st) = self.parts.get_mut(&key) {
-            st.expected = offset + 1;
-        }
-        self.after_append(&table)
+        self.append(
+            &table,
+            key,
+            offset,
+            Appended::Batches(batches, rows as u64),
+            bytes,
+        )
     }
 
     fn quarantine(
@@ -424,18 +429,39 @@ impl Core {
         tracing::warn!(topic = %key.0, partition = key.1, offset = msg.offset(), %error, "payload quarantined");
         self.stats
             .record_message(msg.payload_len(), 0, &Copies::default());
-        let bytes = msg.payload_len() as u64;
-        let tp = self.pending.entry(table.clone()).or_default();
-        let pp = tp.parts.entry(key.clone()).or_default();
-        pp.quarantine.push(QuarantineRow {
+        let row = QuarantineRow {
             topic: key.0.clone(),
             partition: key.1,
             offset: msg.offset(),
             timestamp_ms: msg.timestamp_ms(),
             error,
             payload,
-        });
-        pp.next = msg.offset() + 1;
+        };
+        let bytes = msg.payload_len() as u64;
+        self.append(table, key, msg.offset(), Appended::Quarantined(row), bytes)
+    }
+
+    /// Adds one message's outcome to its partition's pending data, moves the partition's
+    /// position past it, and flushes if a threshold trips.
+    fn append(
+        &mut self,
+        table: &Arc<str>,
+        key: PartKey,
+        offset: i64,
+        what: Appended,
+        bytes: u64,
+    ) -> Result<(), PipelineError> {
+        let tp = self.pending.entry(table.clone()).or_default();
+        let pp = tp.parts.entry(key.clone()).or_default();
+        match what {
+            Appended::Batches(batches, rows) => {
+                pp.batches.extend(batches);
+                pp.rows += rows;
+                tp.rows += rows;
+            }
+            Appended::Quarantined(row) => pp.quarantine.push(row),
+        }
+        pp.next = offset + 1;
         pp.bytes += bytes;
         pp.messages += 1;
         tp.bytes += bytes;
@@ -443,7 +469,7 @@ impl Core {
         self.pending_bytes += bytes;
         self.stats.pending_bytes.store(self.pending_bytes, Relaxed);
         if let Some(st) = self.parts.get_mut(&key) {
-            st.expected = msg.offset() + 1;
+            st.expected = offset + 1;
         }
         self.after_append(table)
     }

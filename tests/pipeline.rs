@@ -247,24 +247,25 @@ fn two_consumers_with_a_mid_stream_rebalance_lose_and_duplicate_nothing() {
     let kafka = Kafka::start();
     let topic = kafka.topic("rebalance", 4);
     let dir = lake_dir();
-    let mut cfg = config(&kafka.brokers, &topic, dir.path());
-    // Two DuckDB instances in one process share the lake through a SQLite catalog.
-    cfg.lake.catalog_kind = CatalogKind::Sqlite;
-    cfg.lake.catalog = dir.path().join("lake.sqlite").display().to_string();
+    let cfg = config(&kafka.brokers, &topic, dir.path());
+    // Two pipelines in one process: each has its own connection (own transactions) on one
+    // DuckDB instance that holds the attached lake; conflicts between them are DuckLake's.
+    let lake = sluice::sink::Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
+    let lake_b = lake.another(&cfg.kafka.group_id).unwrap();
     let p = kafka.producer(&topic, Encoding::default());
     let t = Duration::from_secs(60);
     let committed =
         |a: &Stats, b: &Stats| a.committed_rows.load(Relaxed) + b.committed_rows.load(Relaxed);
 
     // Phase 1: A alone.
-    let a = Running::start(&cfg);
+    let a = Running::start_on(&cfg, lake);
     let next = produce_events(&p, 4, 0, 50, 100);
     a.wait("A commits phase 1", t, |s| {
         s.committed_rows.load(Relaxed) >= 5_000
     });
 
     // Phase 2: B joins; the group rebalances to 2 + 2 partitions; both consume.
-    let b = Running::start(&cfg);
+    let b = Running::start_on(&cfg, lake_b);
     b.wait("B gets partitions", t, |s| {
         s.assigned_partitions.load(Relaxed) == 2
     });
@@ -293,6 +294,7 @@ fn two_consumers_with_a_mid_stream_rebalance_lose_and_duplicate_nothing() {
     b.wait("all rows committed", t, |s| committed(&sa, s) >= 15_000);
     b.stop().unwrap();
     assert_eq!(committed(&sa, &sb), 15_000);
+    // The shared DuckDB instance is closed with B's handle; the lake can be opened again.
     assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 15_000);
 }
 
@@ -441,7 +443,10 @@ fn file_format_and_compressed_payloads_ingest_like_streams() {
     let kafka = Kafka::start();
     let topic = kafka.topic("formats", 2);
     let dir = lake_dir();
-    let cfg = config(&kafka.brokers, &topic, dir.path());
+    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    // This test also covers the SQLite catalog.
+    cfg.lake.catalog_kind = CatalogKind::Sqlite;
+    cfg.lake.catalog = dir.path().join("lake.sqlite").display().to_string();
     let mut first = 0;
     for format in [IpcFormat::Stream, IpcFormat::File] {
         for compression in [
@@ -469,4 +474,33 @@ fn file_format_and_compressed_payloads_ingest_like_streams() {
     assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), first);
     let c = stats.copies();
     assert!(c.decompressed > 0 && c.in_place > 0, "{c:?}");
+}
+
+#[test]
+fn the_memory_cap_flushes_before_pending_bytes_exceed_it() {
+    let kafka = Kafka::start();
+    let topic = kafka.topic("cap", 2);
+    let dir = lake_dir();
+    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    // Size and age thresholds far away: only the 1 MiB memory cap triggers flushes.
+    cfg.flush.max_rows = 10_000_000;
+    cfg.flush.max_bytes = 1 << 40;
+    cfg.flush.max_age_ms = 600_000;
+    cfg.flush.memory_cap_bytes = 1 << 20;
+    let p = kafka.producer(&topic, Encoding::default());
+    produce_events(&p, 2, 0, 40, 100);
+    let run = Running::start(&cfg);
+    run.wait("rows flushed by the cap", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) >= 3_000
+    });
+    let stats = run.stats.clone();
+    run.stop().unwrap();
+    let memory = stats.flushes_by_trigger[3].load(Relaxed);
+    // About 108 KB per message: each cap flush holds 10 messages (just over 1 MiB).
+    assert!(memory >= 3, "memory-triggered flushes: {memory}");
+    assert_eq!(
+        stats.flushes_by_trigger[0].load(Relaxed) + stats.flushes_by_trigger[1].load(Relaxed),
+        0
+    );
+    assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 4_000);
 }

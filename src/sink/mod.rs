@@ -148,6 +148,17 @@ pub struct Lake {
     tables: HashMap<String, TableInfo>,
     /// Fault injection for crash tests: hold each commit open this long before `COMMIT`.
     commit_delay: Option<std::time::Duration>,
+    /// Prefix of this handle's Arrow views. Views live in the DuckDB instance's in-memory
+    /// catalog, shared by all its connections, so each handle needs its own names.
+    view_prefix: String,
+}
+
+fn view_prefix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "sluice_view_{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// Environment variable (outside the `SLUICE_` config namespace) that makes every flush wait
@@ -175,6 +186,7 @@ impl Lake {
             group: group.to_string(),
             tables: HashMap::new(),
             commit_delay: commit_delay_from_env(),
+            view_prefix: view_prefix(),
         };
         lake.ensure_own_tables()?;
         Ok(lake)
@@ -193,6 +205,7 @@ impl Lake {
             group: group.to_string(),
             tables: HashMap::new(),
             commit_delay: self.commit_delay,
+            view_prefix: view_prefix(),
         })
     }
 
@@ -290,7 +303,7 @@ impl Lake {
                 table: String::new(),
                 source,
             })?;
-        let view = "sluice_describe";
+        let view = &format!("{}_describe", self.view_prefix);
         self.conn
             .register_arrow_view(view, &mut stream)
             .map_err(duck("describe an Arrow schema"))?;
@@ -489,7 +502,7 @@ impl Lake {
         let mut rows = 0u64;
         for group in group_by_schema(flush.batches) {
             rows += group.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-            let name = format!("sluice_flush_{}", data_views.len());
+            let name = format!("{}_{}", self.view_prefix, data_views.len());
             let v = self.register(table, name, group[0].schema(), group, streams, views)?;
             data_views.push(v);
         }
@@ -504,7 +517,7 @@ impl Lake {
             })?;
             Some(self.register(
                 table,
-                "sluice_flush_quarantine".into(),
+                format!("{}_quarantine", self.view_prefix),
                 batch.schema(),
                 vec![batch],
                 streams,
@@ -538,13 +551,24 @@ impl Lake {
                 .execute(&format!("CREATE TABLE IF NOT EXISTS {target} ({cols_sql})"))
                 .map_err(duck(format!("create table {table}")))?;
         }
+        let mut inserted = 0;
         for v in &data_views {
-            self.conn
+            inserted += self
+                .conn
                 .execute(&format!(
                     "INSERT INTO {target} BY NAME SELECT * FROM {}",
                     ident(v)
                 ))
                 .map_err(duck(format!("insert into table {table}")))?;
+        }
+        if inserted != rows {
+            // Never commit a range whose rows did not all arrive.
+            return Err(SinkError::Duck {
+                context: format!("insert into table {table}"),
+                source: DuckError {
+                    message: format!("DuckDB inserted {inserted} rows, the flush holds {rows}"),
+                },
+            });
         }
         if let Some(v) = &quarantine_view {
             self.conn

@@ -76,8 +76,9 @@ pub fn config(brokers: &str, topic: &str, dir: &Path) -> Config {
     cfg.lake.threads = Some(2);
     cfg.flush.max_rows = 2_000;
     cfg.flush.max_age_ms = 500;
+    cfg.flush.retry.attempts = 40;
     cfg.flush.retry.initial_backoff_ms = 20;
-    cfg.flush.retry.max_backoff_ms = 200;
+    cfg.flush.retry.max_backoff_ms = 500;
     cfg
 }
 
@@ -109,9 +110,15 @@ pub struct Running {
 
 impl Running {
     pub fn start(cfg: &Config) -> Running {
+        let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).expect("open lake");
+        Self::start_on(cfg, lake)
+    }
+
+    /// Starts a pipeline on a given lake handle (several pipelines can share one DuckDB).
+    pub fn start_on(cfg: &Config, lake: Lake) -> Running {
         init_logs();
         let stats = Arc::new(Stats::default());
-        let pipeline = Pipeline::new(cfg, stats.clone()).expect("pipeline");
+        let pipeline = Pipeline::with_lake(cfg, lake, stats.clone()).expect("pipeline");
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let handle = std::thread::spawn(move || pipeline.run(&s));
