@@ -504,3 +504,69 @@ fn the_memory_cap_flushes_before_pending_bytes_exceed_it() {
     );
     assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 4_000);
 }
+
+#[test]
+fn two_writers_forced_onto_the_same_partitions_commit_each_range_exactly_once() {
+    // Two pipelines in different Kafka groups both consume every partition, but share the
+    // lake's offsets (one lake consumer group): as two instances that both believe they own the
+    // partitions would. Each range is committed by exactly one; the loser drops and re-seeks.
+    let kafka = Kafka::start();
+    let topic = kafka.topic("zombie", 2);
+    let dir = lake_dir();
+    let cfg_a = config(&kafka.brokers, &topic, dir.path());
+    let mut cfg_b = cfg_a.clone();
+    cfg_b.kafka.group_id = unique("other_group");
+    let lake_a = sluice::sink::Lake::open(&cfg_a.lake, "shared").unwrap();
+    let lake_b = lake_a.another("shared").unwrap();
+    let p = kafka.producer(&topic, Encoding::default());
+    let a = Running::start_on(&cfg_a, lake_a);
+    let b = Running::start_on(&cfg_b, lake_b);
+    a.wait("A assigned", Duration::from_secs(30), |s| {
+        s.assigned_partitions.load(Relaxed) == 2
+    });
+    b.wait("B assigned", Duration::from_secs(30), |s| {
+        s.assigned_partitions.load(Relaxed) == 2
+    });
+    let mut next = 0;
+    for _ in 0..4 {
+        next = produce_events(&p, 2, next, 20, 100);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(next, 8_000);
+    let (sa, sb) = (a.stats.clone(), b.stats.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sa.committed_rows.load(Relaxed) + sb.committed_rows.load(Relaxed) < 8_000 {
+        assert!(Instant::now() < deadline, "ranges missing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.stop().unwrap();
+    b.stop().unwrap();
+    // Both consumed; together they committed each row once.
+    assert!(sa.rows.load(Relaxed) > 0 && sb.rows.load(Relaxed) > 0);
+    assert_eq!(
+        sa.committed_rows.load(Relaxed) + sb.committed_rows.load(Relaxed),
+        8_000
+    );
+    assert!(
+        sa.offset_conflicts.load(Relaxed) + sb.offset_conflicts.load(Relaxed) > 0,
+        "the writers never collided"
+    );
+    let mut check = cfg_a.clone();
+    check.kafka.group_id = "shared".into();
+    assert_exact_events(
+        &check,
+        &sluice::config::table_name_from_topic(&topic),
+        8_000,
+    );
+    let offsets = query(
+        &check,
+        "SELECT \"partition\", next_offset FROM lake.main.sluice_offsets WHERE consumer_group = 'shared' ORDER BY 1",
+    );
+    assert_eq!(
+        offsets,
+        vec![
+            vec![Some("0".to_string()), Some("40".to_string())],
+            vec![Some("1".to_string()), Some("40".to_string())]
+        ]
+    );
+}
