@@ -122,6 +122,23 @@ fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
         .set("bootstrap.servers", brokers)
         .create()
         .context("creating the Kafka admin client")?;
+    let md = admin
+        .inner()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .context("fetching topic metadata")?;
+    let existing = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len());
+    if existing > 0 {
+        if (existing as i32) < partitions {
+            anyhow::bail!(
+                "topic {topic} has {existing} partitions, fewer than --partitions {partitions}"
+            );
+        }
+        return Ok(());
+    }
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let fut = admin.create_topics(
         [&new],
