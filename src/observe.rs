@@ -85,6 +85,8 @@ pub struct Stats {
     pub stale_messages: AtomicU64,
     /// Gauge: partitions currently assigned to this consumer.
     pub assigned_partitions: AtomicU64,
+    /// Gauge: partitions paused because a failed flush waits for its retry.
+    pub paused_partitions: AtomicU64,
 }
 
 impl Stats {

@@ -99,6 +99,19 @@ struct Core {
     reseek: Vec<(Arc<str>, i32, Offset)>,
     /// An error raised inside a callback, surfaced by the loop.
     fatal: Option<PipelineError>,
+    /// A flush that failed and waits for its next attempt. While set, no other flush runs and
+    /// every assigned partition is paused: memory stays bounded while the loop keeps polling
+    /// (heartbeats, rebalances) instead of sleeping.
+    retry: Option<ScheduledRetry>,
+}
+
+/// The next attempt of a failed flush.
+struct ScheduledRetry {
+    table: Arc<str>,
+    trigger: FlushTrigger,
+    /// Attempts made so far.
+    attempts: u32,
+    at: Instant,
 }
 
 /// A running sluice pipeline.
@@ -106,6 +119,8 @@ pub struct Pipeline {
     source: KafkaSource,
     core: Arc<Mutex<Core>>,
     stats: Arc<Stats>,
+    /// Whether the assigned partitions are paused (a flush is waiting to be retried).
+    paused: std::cell::Cell<bool>,
 }
 
 struct Handler {
@@ -163,6 +178,7 @@ impl Pipeline {
             kafka_commits: Vec::new(),
             reseek: Vec::new(),
             fatal: None,
+            retry: None,
         }));
         source.set_handler(Arc::new(Handler { core: core.clone() }));
         source.subscribe(&cfg.kafka.topics)?;
@@ -170,6 +186,7 @@ impl Pipeline {
             source,
             core,
             stats,
+            paused: std::cell::Cell::new(false),
         })
     }
 
@@ -236,6 +253,7 @@ impl Pipeline {
                     tracing::warn!(error = %e, "kafka consumer error (librdkafka retries)")
                 }
             }
+            core.retry_due()?;
             core.flush_aged()?;
         }
         self.after_flushes();
@@ -244,13 +262,44 @@ impl Pipeline {
 
     /// Kafka-side work that must not run under the core lock or inside a callback.
     fn after_flushes(&self) {
-        let (commits, reseek) = {
+        let (commits, reseek, pause, assigned) = {
             let mut core = lock(&self.core);
+            let pause = core.retry.is_some();
+            let assigned: Vec<PartKey> = if pause || self.paused.get() {
+                core.parts.keys().cloned().collect()
+            } else {
+                Vec::new()
+            };
             (
                 std::mem::take(&mut core.kafka_commits),
                 std::mem::take(&mut core.reseek),
+                pause,
+                assigned,
             )
         };
+        if pause {
+            // Re-applied every step, so partitions assigned meanwhile are paused too.
+            if let Err(e) = self.source.pause(&assigned) {
+                tracing::warn!(error = %e, "pausing partitions failed");
+            }
+            if !self.paused.get() {
+                tracing::warn!(
+                    partitions = assigned.len(),
+                    "partitions paused until the failed flush succeeds"
+                );
+            }
+            self.stats
+                .paused_partitions
+                .store(assigned.len() as u64, Relaxed);
+            self.paused.set(true);
+        } else if self.paused.get() {
+            if let Err(e) = self.source.resume(&assigned) {
+                tracing::warn!(error = %e, "resuming partitions failed");
+            }
+            tracing::info!(partitions = assigned.len(), "partitions resumed");
+            self.stats.paused_partitions.store(0, Relaxed);
+            self.paused.set(false);
+        }
         if !commits.is_empty() {
             self.source.commit_for_lag_tooling(&commits);
         }
@@ -534,8 +583,9 @@ impl Core {
         if let Some(t) = trigger {
             self.flush(table, t)?;
         }
-        // The memory cap: flush the largest tables until pending bytes are below it.
-        while self.pending_bytes >= self.flush_cfg.memory_cap_bytes {
+        // The memory cap: flush the largest tables until pending bytes are below it (unless a
+        // failed flush is waiting: then the partitions are paused instead).
+        while self.pending_bytes >= self.flush_cfg.memory_cap_bytes && self.retry.is_none() {
             let Some(largest) = self
                 .pending
                 .iter()
@@ -571,16 +621,56 @@ impl Core {
         Ok(())
     }
 
-    /// Commits the pending data of `table` (one DuckLake transaction), retrying conflicts and
-    /// failures with jittered backoff. Offset conflicts drop that partition's data and re-seek.
+    /// Runs the scheduled attempt of a failed flush when it is due.
+    fn retry_due(&mut self) -> Result<(), PipelineError> {
+        if self.retry.as_ref().is_some_and(|r| Instant::now() >= r.at) {
+            if let Some(r) = self.retry.take() {
+                self.flush_from(&r.table, r.trigger, r.attempts)?;
+            }
+        }
+        Ok(())
+    }
+
     fn flush(&mut self, table: &Arc<str>, trigger: FlushTrigger) -> Result<(), PipelineError> {
+        let blocking = matches!(trigger, FlushTrigger::Revoke | FlushTrigger::Shutdown);
+        match self.retry.take() {
+            // A stop or a revoke cannot wait for the schedule: it retries in place, counting
+            // the attempts already made.
+            Some(r) if blocking => {
+                let attempts = if &r.table == table { r.attempts } else { 0 };
+                if &r.table != table {
+                    self.retry = Some(r);
+                }
+                self.flush_from(table, trigger, attempts)
+            }
+            // While a failed flush waits, nothing else is flushed (the lake is failing).
+            Some(r) => {
+                self.retry = Some(r);
+                Ok(())
+            }
+            None => self.flush_from(table, trigger, 0),
+        }
+    }
+
+    /// Commits the pending data of `table` (one DuckLake transaction). Commit conflicts are
+    /// retried at once with jittered backoff. Other failures are retried in place for a stop or
+    /// a revoke; otherwise the data goes back to pending and the next attempt is scheduled (see
+    /// [`Core::retry`]). Offset conflicts drop that partition's data and re-seek. After
+    /// `flush.retry.attempts` failed attempts the pipeline stops with offsets unmoved.
+    fn flush_from(
+        &mut self,
+        table: &Arc<str>,
+        trigger: FlushTrigger,
+        attempts_before: u32,
+    ) -> Result<(), PipelineError> {
+        let blocking = matches!(trigger, FlushTrigger::Revoke | FlushTrigger::Shutdown);
         let Some(mut tp) = self.pending.remove(table) else {
             return Ok(());
         };
         self.pending_bytes -= tp.bytes;
         self.stats.pending_bytes.store(self.pending_bytes, Relaxed);
         let retry = self.flush_cfg.retry.clone();
-        let mut attempt = 0u32;
+        let mut attempt = attempts_before;
         loop {
             if tp.parts.is_empty() {
                 return Ok(());
@@ -649,7 +739,10 @@ impl Core {
                         let key: PartKey = (Arc::from(topic.as_str()), p);
                         tracing::warn!(%topic, partition = p, lake_next = cur, "another writer committed this partition; dropping our pending range and re-seeking");
                         self.stats.offset_conflicts.fetch_add(1, Relaxed);
-                        tp.parts.remove(&key);
+                        if let Some(pp) = tp.parts.remove(&key) {
+                            tp.bytes -= pp.bytes;
+                            tp.rows -= pp.rows;
+                        }
                         if let Some(st) = self.parts.get_mut(&key) {
                             st.lake_next = cur;
                             st.expected = cur.max(0);
@@ -682,6 +775,21 @@ impl Core {
                         retry.max_backoff_ms,
                     );
                     tracing::warn!(table = %table, attempt, error = %e, wait_ms = wait.as_millis() as u64, "flush failed; retrying");
+                    let conflict = matches!(e, SinkError::CommitConflict { .. });
+                    if !blocking && !conflict {
+                        // Back to pending, untouched; the loop keeps polling with partitions
+                        // paused until the scheduled attempt.
+                        self.pending_bytes += tp.bytes;
+                        self.stats.pending_bytes.store(self.pending_bytes, Relaxed);
+                        self.pending.insert(table.clone(), tp);
+                        self.retry = Some(ScheduledRetry {
+                            table: table.clone(),
+                            trigger,
+                            attempts: attempt,
+                            at: Instant::now() + wait,
+                        });
+                        return Ok(());
+                    }
                     std::thread::sleep(wait);
                 }
             }

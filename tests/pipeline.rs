@@ -570,3 +570,40 @@ fn two_writers_forced_onto_the_same_partitions_commit_each_range_exactly_once() 
         ]
     );
 }
+
+#[test]
+fn a_lake_outage_pauses_partitions_and_everything_lands_once_it_recovers() {
+    let kafka = Kafka::start();
+    let topic = kafka.topic("outage", 2);
+    let dir = lake_dir();
+    let cfg = config(&kafka.brokers, &topic, dir.path());
+    let p = kafka.producer(&topic, Encoding::default());
+    produce_events(&p, 2, 0, 10, 100);
+    let run = Running::start(&cfg);
+    run.wait("a first flush", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) >= 1_000
+    });
+    // The data path stops accepting files.
+    let data = dir.path().join("data");
+    let moved = dir.path().join("data.away");
+    std::fs::rename(&data, &moved).unwrap();
+    std::fs::write(&data, b"not a directory").unwrap();
+    produce_events(&p, 2, 1_000, 20, 100);
+    run.wait(
+        "a failed flush with paused partitions",
+        Duration::from_secs(60),
+        |s| s.flush_failures.load(Relaxed) >= 2 && s.paused_partitions.load(Relaxed) == 2,
+    );
+    assert_eq!(run.stats.committed_rows.load(Relaxed), 1_000);
+    // The lake recovers: the waiting flush succeeds, partitions resume, the rest follows.
+    std::fs::remove_file(&data).unwrap();
+    std::fs::rename(&moved, &data).unwrap();
+    produce_events(&p, 2, 3_000, 10, 100);
+    run.wait("everything committed", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) >= 4_000 && s.paused_partitions.load(Relaxed) == 0
+    });
+    let stats = run.stats.clone();
+    run.stop().unwrap();
+    assert_eq!(stats.committed_rows.load(Relaxed), 4_000);
+    assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 4_000);
+}
