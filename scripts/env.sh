@@ -9,7 +9,7 @@ export DUCKDB_LIB_DIR="${DUCKDB_LIB_DIR:-$SLUICEDEV_CACHE/duckdb/lib}"
 export LD_LIBRARY_PATH="$DUCKDB_LIB_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # DuckDB's own default extension directory, so sluice, the DuckDB CLI and the DuckDB Python
 # client all find the extensions installed from the PyPI wheels.
-export SLUICEDEV_EXTENSIONS="${SLUICEDEV_EXTENSIONS:-$HOME/.duckdb/extensions}"
+export SLUICEDEV_EXTENSIONS="$HOME/.duckdb/extensions"
 export SLUICEDEV_VENV="${SLUICEDEV_VENV:-$SLUICEDEV_CACHE/venv}"
 export SLUICEDEV_PYTHON="$SLUICEDEV_VENV/bin/python"
 export SLUICEDEV_BIN="$CARGO_TARGET_DIR/release/sluice"

@@ -163,3 +163,35 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn demo_ingests_and_reads_back_exactly() {
+    let dir = lake_dir();
+    let demo_dir = dir.path().join("demo");
+    let o = sluice(
+        &[
+            "demo",
+            "--rows",
+            "20000",
+            "--dir",
+            demo_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("ingested 20000 rows"), "{out}");
+    assert!(
+        out.contains("check: count=20000 distinct seq=20000 sum(seq)=199990000 (expected 199990000) min=0 max=19999"),
+        "{out}"
+    );
+    assert!(out.contains("| purchase "), "{out}");
+    assert!(
+        out.contains(&format!(
+            "ATTACH 'ducklake:{}/demo.ducklake'",
+            demo_dir.display()
+        )),
+        "{out}"
+    );
+    assert!(demo_dir.join("demo.ducklake").exists());
+}
