@@ -59,10 +59,7 @@ fn config_errors_name_the_key_and_exit_non_zero() {
 
 #[test]
 fn check_passes_on_a_reachable_setup_and_names_an_unreachable_broker() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("check", 2);
-    let dir = lake_dir();
-    let cfg = config(&kafka.brokers, &topic, dir.path());
+    let (_kafka, topic, dir, cfg) = setup("check", 2);
     let path = dir.path().join("ok.toml");
     std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
     let o = sluice(&["check", "--config", path.to_str().unwrap()], &[]);
@@ -86,10 +83,7 @@ fn check_passes_on_a_reachable_setup_and_names_an_unreachable_broker() {
 
 #[test]
 fn sigterm_flushes_commits_and_exits_zero() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("sigterm", 2);
-    let dir = lake_dir();
-    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, dir, mut cfg) = setup("sigterm", 2);
     // Nothing would be flushed by size or age before the signal.
     cfg.flush.max_rows = 1_000_000;
     cfg.flush.max_age_ms = 600_000;

@@ -21,10 +21,7 @@ fn run_python(args: &[&str]) -> String {
 
 #[test]
 fn pyarrow_payloads_of_every_format_codec_and_type_read_back_equal_with_duckdb_python() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("interop", 1);
-    let dir = lake_dir();
-    let cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, _dir, cfg) = setup("interop", 1);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/interop.py");
     run_python(&[script, "produce", &kafka.brokers, &topic]);
     let run = Running::start(&cfg);
@@ -53,10 +50,7 @@ fn pyarrow_payloads_of_every_format_codec_and_type_read_back_equal_with_duckdb_p
 
 #[test]
 fn the_python_reference_producer_feeds_sluice_exactly() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("pyref", 3);
-    let dir = lake_dir();
-    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, _dir, mut cfg) = setup("pyref", 3);
     cfg.tables.metadata.partition = true;
     cfg.tables.metadata.offset = true;
     cfg.tables.metadata.timestamp = true;

@@ -90,10 +90,7 @@ fn assert_exact_events(cfg: &sluice::config::Config, table: &str, n: i64) {
 
 #[test]
 fn every_produced_row_lands_exactly_once_with_equal_content() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("e2e", 4);
-    let dir = lake_dir();
-    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, _dir, mut cfg) = setup("e2e", 4);
     cfg.flush.max_rows = 5_000;
     let total = 30_000;
     let run = Running::start(&cfg);
@@ -136,10 +133,7 @@ fn every_produced_row_lands_exactly_once_with_equal_content() {
 
 #[test]
 fn restart_after_a_drop_without_flushing_loses_and_duplicates_nothing() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("restart", 4);
-    let dir = lake_dir();
-    let cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, _dir, cfg) = setup("restart", 4);
     let p = kafka.producer(&topic, Encoding::default());
     let total = produce_events(&p, 4, 0, 80, 100);
     assert_eq!(total, 8_000);
@@ -179,10 +173,7 @@ fn restart_after_a_drop_without_flushing_loses_and_duplicates_nothing() {
 
 #[test]
 fn sigkill_mid_flush_then_restart_loses_and_duplicates_nothing() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("kill", 4);
-    let dir = lake_dir();
-    let cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, dir, cfg) = setup("kill", 4);
     let p = kafka.producer(&topic, Encoding::default());
     let total = produce_events(&p, 4, 0, 60, 100);
     let cfg_path = dir.path().join("sluice.toml");
@@ -244,10 +235,7 @@ fn sigkill_mid_flush_then_restart_loses_and_duplicates_nothing() {
 
 #[test]
 fn two_consumers_with_a_mid_stream_rebalance_lose_and_duplicate_nothing() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("rebalance", 4);
-    let dir = lake_dir();
-    let cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, _dir, cfg) = setup("rebalance", 4);
     // Two pipelines in one process: each has its own connection (own transactions) on one
     // DuckDB instance that holds the attached lake; conflicts between them are DuckLake's.
     let lake = sluice::sink::Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
@@ -300,10 +288,7 @@ fn two_consumers_with_a_mid_stream_rebalance_lose_and_duplicate_nothing() {
 
 #[test]
 fn bad_payloads_are_quarantined_with_their_offsets_and_the_partition_moves_on() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("bad", 1);
-    let dir = lake_dir();
-    let cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, _dir, cfg) = setup("bad", 1);
     let p = kafka.producer(&topic, Encoding::default());
     let mut g = EventGen::starting_at(9, 0);
     let good = |g: &mut EventGen| generate(g, 50);
@@ -397,10 +382,7 @@ fn bad_payloads_are_quarantined_with_their_offsets_and_the_partition_moves_on() 
 
 #[test]
 fn a_flush_that_keeps_failing_gives_up_without_moving_offsets() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("fail", 1);
-    let dir = lake_dir();
-    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, dir, mut cfg) = setup("fail", 1);
     cfg.flush.retry.attempts = 3;
     let p = kafka.producer(&topic, Encoding::default());
     produce_events(&p, 1, 0, 10, 100);
@@ -440,10 +422,7 @@ fn a_flush_that_keeps_failing_gives_up_without_moving_offsets() {
 
 #[test]
 fn file_format_and_compressed_payloads_ingest_like_streams() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("formats", 2);
-    let dir = lake_dir();
-    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, dir, mut cfg) = setup("formats", 2);
     // This test also covers the SQLite catalog.
     cfg.lake.catalog_kind = CatalogKind::Sqlite;
     cfg.lake.catalog = dir.path().join("lake.sqlite").display().to_string();
@@ -478,10 +457,7 @@ fn file_format_and_compressed_payloads_ingest_like_streams() {
 
 #[test]
 fn the_memory_cap_flushes_before_pending_bytes_exceed_it() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("cap", 2);
-    let dir = lake_dir();
-    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, _dir, mut cfg) = setup("cap", 2);
     // Size and age thresholds far away: only the 1 MiB memory cap triggers flushes.
     cfg.flush.max_rows = 10_000_000;
     cfg.flush.max_bytes = 1 << 40;
@@ -510,10 +486,7 @@ fn two_writers_forced_onto_the_same_partitions_commit_each_range_exactly_once() 
     // Two pipelines in different Kafka groups both consume every partition, but share the
     // lake's offsets (one lake consumer group): as two instances that both believe they own the
     // partitions would. Each range is committed by exactly one; the loser drops and re-seeks.
-    let kafka = Kafka::start();
-    let topic = kafka.topic("zombie", 2);
-    let dir = lake_dir();
-    let cfg_a = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, _dir, cfg_a) = setup("zombie", 2);
     let mut cfg_b = cfg_a.clone();
     cfg_b.kafka.group_id = unique("other_group");
     let lake_a = sluice::sink::Lake::open(&cfg_a.lake, "shared").unwrap();
@@ -573,10 +546,7 @@ fn two_writers_forced_onto_the_same_partitions_commit_each_range_exactly_once() 
 
 #[test]
 fn a_lake_outage_pauses_partitions_and_everything_lands_once_it_recovers() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("outage", 2);
-    let dir = lake_dir();
-    let cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, dir, cfg) = setup("outage", 2);
     let p = kafka.producer(&topic, Encoding::default());
     produce_events(&p, 2, 0, 10, 100);
     let run = Running::start(&cfg);

@@ -101,6 +101,16 @@ pub fn produce_events(
     g.next_seq()
 }
 
+/// A mock cluster, a topic of `partitions` partitions named after `prefix`, a lake directory
+/// and a test configuration tying them together.
+pub fn setup(prefix: &str, partitions: i32) -> (Kafka, String, tempfile::TempDir, Config) {
+    let kafka = Kafka::start();
+    let topic = kafka.topic(prefix, partitions);
+    let dir = lake_dir();
+    let cfg = config(&kafka.brokers, &topic, dir.path());
+    (kafka, topic, dir, cfg)
+}
+
 /// A pipeline running on its own thread.
 pub struct Running {
     pub stats: Arc<Stats>,
