@@ -41,6 +41,7 @@ impl From<figment::Error> for ConfigError {
 /// The whole configuration of one sluice process.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct Config {
     /// Kafka connection and consumer-group settings.
     pub kafka: KafkaConfig,
@@ -52,18 +53,6 @@ pub struct Config {
     pub flush: FlushConfig,
     /// Logging.
     pub log: LogConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            kafka: KafkaConfig::default(),
-            lake: LakeConfig::default(),
-            tables: TablesConfig::default(),
-            flush: FlushConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 /// Where a partition starts when the lake holds no offset for it yet.
@@ -449,6 +438,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment's error type.
 mod tests {
     use super::*;
     use figment::Jail;

@@ -8,13 +8,13 @@
 //!                                   (sink)
 //! ```
 //!
-//! - [`source`]: the Kafka consumer and the message owner that backs Arrow buffers.
-//! - [`decode`]: in-place IPC decoding, with copied bytes measured.
-//! - [`sink`]: DuckDB/DuckLake: the Arrow stream handoff and the exactly-once commit.
-//! - [`pipeline`]: flush policy, memory cap, rebalances, quarantine, clean stop.
-//! - [`config`]: figment-layered configuration, validated before start.
-//! - [`observe`]: counters.
-//! - [`demo`]: `sluice demo`, the whole pipeline on embedded parts.
+//! - [`source`] — the Kafka consumer and the message owner that backs Arrow buffers.
+//! - [`decode`] — in-place IPC decoding, with copied bytes measured.
+//! - [`sink`] — DuckDB/DuckLake: the Arrow stream handoff and the exactly-once commit.
+//! - [`pipeline`] — flush policy, memory cap, rebalances, quarantine, clean stop.
+//! - [`config`] — figment-layered configuration, validated before start.
+//! - [`observe`] — counters.
+//! - [`demo`] — `sluice demo`, the whole pipeline on embedded parts.
 
 pub mod config;
 pub mod decode;

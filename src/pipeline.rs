@@ -380,15 +380,14 @@ impl Core {
             .collect();
         let mut tables: Vec<Arc<str>> = Vec::new();
         for k in &keys {
-            if let Some(st) = self.parts.get(k) {
-                if self
+            if let Some(st) = self.parts.get(k)
+                && self
                     .pending
                     .get(&st.table)
                     .is_some_and(|tp| tp.parts.contains_key(k))
-                    && !tables.contains(&st.table)
-                {
-                    tables.push(st.table.clone());
-                }
+                && !tables.contains(&st.table)
+            {
+                tables.push(st.table.clone());
             }
         }
         let mut result = Ok(());
@@ -623,10 +622,10 @@ impl Core {
 
     /// Runs the scheduled attempt of a failed flush when it is due.
     fn retry_due(&mut self) -> Result<(), PipelineError> {
-        if self.retry.as_ref().is_some_and(|r| Instant::now() >= r.at) {
-            if let Some(r) = self.retry.take() {
-                self.flush_from(&r.table, r.trigger, r.attempts)?;
-            }
+        if self.retry.as_ref().is_some_and(|r| Instant::now() >= r.at)
+            && let Some(r) = self.retry.take()
+        {
+            self.flush_from(&r.table, r.trigger, r.attempts)?;
         }
         Ok(())
     }

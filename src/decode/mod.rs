@@ -356,7 +356,7 @@ fn check_compression(
                 continue;
             };
             let declared = i64::from_le_bytes(prefix.try_into().unwrap_or_default());
-            if declared < -1 || declared > MAX_DECOMPRESSED_BUFFER {
+            if !(-1..=MAX_DECOMPRESSED_BUFFER).contains(&declared) {
                 return Err(DecodeError::Corrupt {
                     format,
                     message: format!(

@@ -329,14 +329,13 @@ impl Lake {
         table: &str,
         schema: &SchemaRef,
     ) -> Result<Result<(), String>, SinkError> {
-        if let Some(info) = self.tables.get(table) {
-            if let Some((_, v)) = info
+        if let Some(info) = self.tables.get(table)
+            && let Some((_, v)) = info
                 .verdicts
                 .iter()
                 .find(|(s, _)| Arc::ptr_eq(s, schema) || s == schema)
-            {
-                return Ok(v.clone());
-            }
+        {
+            return Ok(v.clone());
         }
         let incoming = self.arrow_columns(schema)?;
         let known = match self.tables.get(table).and_then(|i| i.columns.clone()) {

@@ -331,7 +331,7 @@ fn two_handles_on_one_database_commit_concurrently_without_mixing_their_streams(
                     loop {
                         let r = lake.commit(&TableFlush {
                             table: "shared",
-                            batches: &[b.clone()],
+                            batches: std::slice::from_ref(&b),
                             quarantine: &[],
                             offsets: &[OffsetUpdate {
                                 topic: Arc::from("t"),

@@ -233,10 +233,10 @@ impl KafkaSource {
         for (t, p, o) in offsets {
             let _ = list.add_partition_offset(t, *p, Offset::Offset(*o));
         }
-        if list.count() > 0 {
-            if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
-                tracing::debug!(error = %e, "kafka offset commit (lag tooling only) failed");
-            }
+        if list.count() > 0
+            && let Err(e) = self.consumer.commit(&list, CommitMode::Async)
+        {
+            tracing::debug!(error = %e, "kafka offset commit (lag tooling only) failed");
         }
     }
 
