@@ -11,6 +11,7 @@
 //! - [`source`] — the Kafka consumer and the message owner that backs Arrow buffers.
 //! - [`decode`] — in-place IPC decoding, with copied bytes measured.
 //! - [`sink`] — DuckDB/DuckLake: the Arrow stream handoff and the exactly-once commit.
+//! - [`live`] — the retention ring behind the live Arrow Flight endpoint.
 //! - [`pipeline`] — flush policy, memory cap, rebalances, quarantine, clean stop.
 //! - [`config`] — figment-layered configuration, validated before start.
 //! - [`observe`] — counters.
@@ -19,6 +20,7 @@
 pub mod config;
 pub mod decode;
 pub mod demo;
+pub mod live;
 pub mod observe;
 pub mod pipeline;
 pub mod sink;

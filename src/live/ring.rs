@@ -1,0 +1,503 @@
+//! The live retention ring: per topic, the very RecordBatches the decoder produced (shared, not
+//! copied), in arrival order, bounded by bytes and by age. Readers pull by sequence number, so
+//! the ingest loop never waits on them; a reader that falls behind the retained window gets a
+//! lag error saying by how much.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, ArrayData, RecordBatch, StructArray};
+use arrow::buffer::Buffer;
+use arrow::datatypes::SchemaRef;
+
+/// Retention bounds of one topic's ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Bytes of batches kept per topic.
+    pub max_bytes: u64,
+    /// Age after which batches are dropped.
+    pub max_age: Duration,
+}
+
+/// One retained batch: all or part of one Kafka message.
+#[derive(Debug, Clone)]
+pub struct LiveBatch {
+    /// Position in the topic's ring (gapless, increasing).
+    pub seq: u64,
+    /// Kafka partition.
+    pub partition: i32,
+    /// Kafka offset of the message the batch came from.
+    pub offset: i64,
+    /// Kafka timestamp of that message, ms since the epoch.
+    pub timestamp_ms: Option<i64>,
+    /// The batch.
+    pub batch: RecordBatch,
+    /// Bytes accounted to this batch.
+    pub bytes: u64,
+    /// Whether the batch still references the Kafka message (not yet compacted).
+    pub pinned: bool,
+    arrived: Instant,
+}
+
+/// Where a read starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// The oldest retained batch.
+    Earliest,
+    /// Only batches arriving from now on.
+    Latest,
+    /// Per partition, the first batch at or after this offset (partitions not named: earliest).
+    Offsets(BTreeMap<i32, i64>),
+    /// The first batch whose Kafka timestamp is at or after this (ms since the epoch).
+    Timestamp(i64),
+}
+
+/// Why a read cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The topic is not (yet) being ingested.
+    #[error("topic {0:?} is not being ingested")]
+    UnknownTopic(String),
+    /// The requested position is older than what is retained.
+    #[error(
+        "position {requested} of topic {topic:?} is no longer retained; available: {available}"
+    )]
+    OutOfRange {
+        /// Topic.
+        topic: String,
+        /// What was asked for.
+        requested: String,
+        /// What is still there, per partition.
+        available: String,
+    },
+    /// The reader fell behind the retained window.
+    #[error("reader of topic {topic:?} lagged: {behind} batches were dropped before it read them")]
+    Lagged {
+        /// Topic.
+        topic: String,
+        /// Batches evicted past the reader's position.
+        behind: u64,
+    },
+}
+
+#[derive(Default)]
+struct TopicRing {
+    entries: VecDeque<LiveBatch>,
+    next_seq: u64,
+    bytes: u64,
+}
+
+impl TopicRing {
+    fn first_seq(&self) -> u64 {
+        self.entries.front().map_or(self.next_seq, |e| e.seq)
+    }
+
+    fn available(&self) -> String {
+        let mut ranges: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+        for e in &self.entries {
+            let r = ranges.entry(e.partition).or_insert((e.offset, e.offset));
+            r.0 = r.0.min(e.offset);
+            r.1 = r.1.max(e.offset);
+        }
+        if ranges.is_empty() {
+            return "nothing retained".into();
+        }
+        ranges
+            .iter()
+            .map(|(p, (a, b))| format!("partition {p}: offsets {a}..={b}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn evict(&mut self, retention: &Retention, now: Instant) {
+        while let Some(front) = self.entries.front() {
+            let too_big = self.bytes > retention.max_bytes;
+            let too_old = now.duration_since(front.arrived) > retention.max_age;
+            if !(too_big || too_old) {
+                break;
+            }
+            self.bytes -= front.bytes;
+            self.entries.pop_front();
+        }
+    }
+}
+
+/// Rings of all topics, shared by the ingest loop (writer) and Flight readers.
+pub struct Ring {
+    retention: Retention,
+    topics: Mutex<HashMap<String, TopicRing>>,
+    /// Bytes copied by compaction (a copy like realignment or decompression).
+    compacted_bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Ring {
+    /// An empty ring with these bounds per topic.
+    pub fn new(retention: Retention) -> Arc<Ring> {
+        Arc::new(Ring {
+            retention,
+            topics: Mutex::new(HashMap::new()),
+            compacted_bytes: Default::default(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, TopicRing>> {
+        self.topics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends the batches of one message (sharing them) and evicts what retention no longer
+    /// allows. `bytes` is the memory the message holds; it is split over its batches by rows.
+    pub fn push(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        batches: &[RecordBatch],
+        bytes: u64,
+    ) {
+        let now = Instant::now();
+        let rows: u64 = batches
+            .iter()
+            .map(|b| b.num_rows() as u64)
+            .sum::<u64>()
+            .max(1);
+        let mut topics = self.lock();
+        let ring = match topics.get_mut(topic) {
+            Some(r) => r,
+            None => topics.entry(topic.to_string()).or_default(),
+        };
+        for b in batches {
+            let share = bytes * b.num_rows().max(1) as u64 / rows;
+            ring.entries.push_back(LiveBatch {
+                seq: ring.next_seq,
+                partition,
+                offset,
+                timestamp_ms,
+                batch: b.clone(),
+                bytes: share,
+                pinned: true,
+                arrived: now,
+            });
+            ring.next_seq += 1;
+            ring.bytes += share;
+        }
+        ring.evict(&self.retention, now);
+    }
+
+    /// The sequence number a read starting at `start` begins with.
+    pub fn resolve(&self, topic: &str, start: &Start) -> Result<u64, ReadError> {
+        let topics = self.lock();
+        let ring = topics
+            .get(topic)
+            .ok_or_else(|| ReadError::UnknownTopic(topic.to_string()))?;
+        let out_of_range = |requested: String| ReadError::OutOfRange {
+            topic: topic.to_string(),
+            requested,
+            available: ring.available(),
+        };
+        Ok(match start {
+            Start::Earliest => ring.first_seq(),
+            Start::Latest => ring.next_seq,
+            Start::Timestamp(t) => ring
+                .entries
+                .iter()
+                .find(|e| e.timestamp_ms.is_some_and(|ts| ts >= *t))
+                .map_or(ring.next_seq, |e| e.seq),
+            Start::Offsets(wanted) => {
+                let mut start = ring.next_seq;
+                for (p, o) in wanted {
+                    let oldest = ring.entries.iter().find(|e| e.partition == *p);
+                    if let Some(first) = oldest
+                        && first.offset > *o
+                    {
+                        return Err(out_of_range(format!("partition {p} offset {o}")));
+                    }
+                    if let Some(e) = ring
+                        .entries
+                        .iter()
+                        .find(|e| e.partition == *p && e.offset >= *o)
+                    {
+                        start = start.min(e.seq);
+                    }
+                }
+                if wanted.is_empty() {
+                    ring.first_seq()
+                } else {
+                    start
+                }
+            }
+        })
+    }
+
+    /// Up to `max` batches from `from` on, keeping those `keep` accepts. Errors if batches at
+    /// or after `from` were already evicted.
+    pub fn read(
+        &self,
+        topic: &str,
+        from: u64,
+        max: usize,
+        keep: impl Fn(&LiveBatch) -> bool,
+    ) -> Result<Vec<LiveBatch>, ReadError> {
+        let topics = self.lock();
+        let ring = topics
+            .get(topic)
+            .ok_or_else(|| ReadError::UnknownTopic(topic.to_string()))?;
+        let first = ring.first_seq();
+        if from < first {
+            return Err(ReadError::Lagged {
+                topic: topic.to_string(),
+                behind: first - from,
+            });
+        }
+        let skip = (from - first) as usize;
+        Ok(ring
+            .entries
+            .iter()
+            .skip(skip)
+            .filter(|e| keep(e))
+            .take(max)
+            .cloned()
+            .collect())
+    }
+
+    /// The next sequence number of `topic` (what a follower waits for).
+    pub fn next_seq(&self, topic: &str) -> Option<u64> {
+        self.lock().get(topic).map(|r| r.next_seq)
+    }
+
+    /// Rows and bytes retained for `topic`.
+    pub fn retained(&self, topic: &str) -> Option<(u64, u64)> {
+        self.lock().get(topic).map(|r| {
+            let rows = r.entries.iter().map(|e| e.batch.num_rows() as u64).sum();
+            (rows, r.bytes)
+        })
+    }
+
+    /// Copies, once, every retained batch of `topic`/`partition` below `offset` that still
+    /// references its Kafka message, so librdkafka's buffers are released after the lake
+    /// commit. Returns the bytes copied.
+    pub fn compact(&self, topic: &str, partition: i32, below: i64) -> u64 {
+        let mut topics = self.lock();
+        let Some(ring) = topics.get_mut(topic) else {
+            return 0;
+        };
+        let mut copied = 0;
+        for e in ring.entries.iter_mut() {
+            if e.pinned && e.partition == partition && e.offset < below {
+                let (batch, n) = deep_copy(&e.batch);
+                e.batch = batch;
+                e.pinned = false;
+                copied += n;
+            }
+        }
+        self.compacted_bytes
+            .fetch_add(copied, std::sync::atomic::Ordering::Relaxed);
+        copied
+    }
+
+    /// Bytes copied by compaction so far.
+    pub fn compacted_bytes(&self) -> u64 {
+        self.compacted_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A copy of `batch` whose buffers are all newly allocated, and the bytes copied.
+fn deep_copy(batch: &RecordBatch) -> (RecordBatch, u64) {
+    let mut copied = 0;
+    let data = copy_data(&StructArray::from(batch.clone()).into_data(), &mut copied);
+    let schema: SchemaRef = batch.schema();
+    let copy = RecordBatch::from(StructArray::from(data))
+        .with_schema(schema)
+        .expect("a copy has its original's schema");
+    (copy, copied)
+}
+
+fn copy_data(data: &ArrayData, copied: &mut u64) -> ArrayData {
+    let mut copy_buffer = |b: &Buffer| {
+        *copied += b.len() as u64;
+        Buffer::from_slice_ref(b.as_slice())
+    };
+    let buffers: Vec<Buffer> = data.buffers().iter().map(&mut copy_buffer).collect();
+    let nulls = data.nulls().map(|n| {
+        let b = copy_buffer(n.buffer());
+        arrow::buffer::NullBuffer::new(arrow::buffer::BooleanBuffer::new(b, n.offset(), n.len()))
+    });
+    let children: Vec<ArrayData> = data
+        .child_data()
+        .iter()
+        .map(|c| copy_data(c, copied))
+        .collect();
+    let builder = data
+        .clone()
+        .into_builder()
+        .buffers(buffers)
+        .nulls(nulls)
+        .child_data(children);
+    // SAFETY: every buffer is a byte-for-byte copy of a buffer of valid ArrayData, with the
+    // same type, length, offset and null layout, so the copy is exactly as valid.
+    unsafe { builder.build_unchecked() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{DictionaryArray, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+
+    fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, true),
+            Field::new(
+                "d",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                true,
+            ),
+        ]));
+        let n = ids.end - ids.start;
+        let d: DictionaryArray<Int32Type> = (0..n)
+            .map(|i| {
+                if i % 4 == 0 {
+                    None
+                } else {
+                    Some(["x", "y"][i as usize % 2])
+                }
+            })
+            .collect();
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(ids.clone())),
+                Arc::new(StringArray::from_iter(
+                    ids.map(|i| (i % 3 != 0).then(|| format!("v{i}"))),
+                )),
+                Arc::new(d),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn ring(max_bytes: u64) -> Arc<Ring> {
+        Ring::new(Retention {
+            max_bytes,
+            max_age: Duration::from_secs(3600),
+        })
+    }
+
+    #[test]
+    fn retention_by_bytes_evicts_oldest_and_readers_behind_get_the_lag() {
+        let r = ring(300);
+        for m in 0..10 {
+            r.push(
+                "t",
+                m % 2,
+                m as i64 / 2,
+                Some(1000 + m as i64),
+                &[batch(0..10)],
+                100,
+            );
+        }
+        // 10 batches of 100 bytes, 300 retained: seqs 7, 8, 9.
+        assert_eq!(r.retained("t"), Some((30, 300)));
+        assert_eq!(r.resolve("t", &Start::Earliest), Ok(7));
+        assert_eq!(r.resolve("t", &Start::Latest), Ok(10));
+        let got = r.read("t", 7, 10, |_| true).unwrap();
+        assert_eq!(
+            got.iter()
+                .map(|e| (e.seq, e.partition, e.offset))
+                .collect::<Vec<_>>(),
+            vec![(7, 1, 3), (8, 0, 4), (9, 1, 4)]
+        );
+        assert_eq!(
+            r.read("t", 5, 10, |_| true).unwrap_err().to_string(),
+            "reader of topic \"t\" lagged: 2 batches were dropped before it read them"
+        );
+        assert!(r.read("t", 10, 10, |_| true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn positions_by_offset_and_timestamp() {
+        let r = ring(1 << 30);
+        for m in 0..6 {
+            r.push(
+                "t",
+                m % 2,
+                10 + m as i64 / 2,
+                Some(1000 * m as i64),
+                &[batch(0..5), batch(5..10)],
+                100,
+            );
+        }
+        // Messages (p0, 10) (p1, 10) (p0, 11) (p1, 11) (p0, 12) (p1, 12), two batches each.
+        assert_eq!(
+            r.resolve("t", &Start::Offsets(BTreeMap::from([(1, 11)]))),
+            Ok(6)
+        );
+        assert_eq!(
+            r.resolve("t", &Start::Offsets(BTreeMap::from([(0, 12), (1, 11)]))),
+            Ok(6)
+        );
+        assert_eq!(r.resolve("t", &Start::Timestamp(2500)), Ok(6));
+        assert_eq!(r.resolve("t", &Start::Timestamp(999_999)), Ok(12));
+        assert_eq!(
+            r.resolve("t", &Start::Offsets(BTreeMap::from([(0, 3)])))
+                .unwrap_err()
+                .to_string(),
+            "position partition 0 offset 3 of topic \"t\" is no longer retained; available: partition 0: offsets 10..=12, partition 1: offsets 10..=12"
+        );
+        assert_eq!(
+            r.resolve("u", &Start::Earliest).unwrap_err(),
+            ReadError::UnknownTopic("u".into())
+        );
+        let p1: Vec<i64> = r
+            .read("t", 0, 100, |e| e.partition == 1)
+            .unwrap()
+            .iter()
+            .map(|e| e.offset)
+            .collect();
+        assert_eq!(p1, vec![10, 10, 11, 11, 12, 12]);
+    }
+
+    #[test]
+    fn compaction_copies_once_and_keeps_values() {
+        let r = ring(1 << 30);
+        let b = batch(0..100);
+        r.push("t", 0, 5, None, &[b.clone()], 100);
+        r.push("t", 0, 6, None, &[b.clone()], 100);
+        let before = r.read("t", 0, 10, |_| true).unwrap();
+        let copied = r.compact("t", 0, 6);
+        // Only offset 5 is below the committed offset 6; every buffer of it is copied.
+        let expected: u64 = {
+            fn sum(d: &ArrayData) -> u64 {
+                d.buffers().iter().map(|b| b.len() as u64).sum::<u64>()
+                    + d.nulls().map_or(0, |n| n.buffer().len() as u64)
+                    + d.child_data().iter().map(sum).sum::<u64>()
+            }
+            b.columns().iter().map(|c| sum(&c.to_data())).sum()
+        };
+        assert_eq!(copied, expected);
+        assert_eq!(r.compact("t", 0, 6), 0, "compaction happens once");
+        let after = r.read("t", 0, 10, |_| true).unwrap();
+        assert_eq!(after[0].batch, b);
+        assert!(!after[0].pinned && after[1].pinned);
+        let old = before[0].batch.column(0).to_data().buffers()[0].as_ptr();
+        let new = after[0].batch.column(0).to_data().buffers()[0].as_ptr();
+        assert_ne!(old, new, "the compacted batch owns new memory");
+        assert_eq!(r.compacted_bytes(), expected);
+    }
+
+    #[test]
+    fn age_retention() {
+        let r = Ring::new(Retention {
+            max_bytes: 1 << 30,
+            max_age: Duration::from_millis(30),
+        });
+        r.push("t", 0, 0, None, &[batch(0..1)], 10);
+        std::thread::sleep(Duration::from_millis(60));
+        r.push("t", 0, 1, None, &[batch(1..2)], 10);
+        assert_eq!(r.resolve("t", &Start::Earliest), Ok(1));
+        assert_eq!(r.retained("t"), Some((1, 10)));
+    }
+}
