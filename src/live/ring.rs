@@ -464,7 +464,7 @@ mod tests {
     fn compaction_copies_once_and_keeps_values() {
         let r = ring(1 << 30);
         let b = batch(0..100);
-        r.push("t", 0, 5, None, &[b.clone()], 100);
+        r.push("t", 0, 5, None, std::slice::from_ref(&b), 100);
         r.push("t", 0, 6, None, &[b.clone()], 100);
         let before = r.read("t", 0, 10, |_| true).unwrap();
         let copied = r.compact("t", 0, 6);
