@@ -465,7 +465,7 @@ mod tests {
         let r = ring(1 << 30);
         let b = batch(0..100);
         r.push("t", 0, 5, None, std::slice::from_ref(&b), 100);
-        r.push("t", 0, 6, None, &[b.clone()], 100);
+        r.push("t", 0, 6, None, std::slice::from_ref(&b), 100);
         let before = r.read("t", 0, 10, |_| true).unwrap();
         let copied = r.compact("t", 0, 6);
         // Only offset 5 is below the committed offset 6; every buffer of it is copied.
