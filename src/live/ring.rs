@@ -29,6 +29,10 @@ pub struct LiveBatch {
     pub partition: i32,
     /// Kafka offset of the message the batch came from.
     pub offset: i64,
+    /// Index of the batch within its message.
+    pub batch_index: u32,
+    /// Batches in its message.
+    pub batches_in_message: u32,
     /// Kafka timestamp of that message, ms since the epoch.
     pub timestamp_ms: Option<i64>,
     /// The batch.
@@ -47,8 +51,8 @@ pub enum Start {
     Earliest,
     /// Only batches arriving from now on.
     Latest,
-    /// Per partition, the first batch at or after this offset (partitions not named: earliest).
-    Offsets(BTreeMap<i32, i64>),
+    /// Per partition, the first batch at or after (offset, batch index within the message).
+    Offsets(BTreeMap<i32, (i64, u32)>),
     /// The first batch whose Kafka timestamp is at or after this (ms since the epoch).
     Timestamp(i64),
 }
@@ -126,6 +130,8 @@ impl TopicRing {
 /// Rings of all topics, shared by the ingest loop (writer) and Flight readers.
 pub struct Ring {
     retention: Retention,
+    /// Bumped on every push: followers wait on it instead of polling.
+    changes: tokio::sync::watch::Sender<u64>,
     topics: Mutex<HashMap<String, TopicRing>>,
     /// Bytes copied by compaction (a copy like realignment or decompression).
     compacted_bytes: std::sync::atomic::AtomicU64,
@@ -136,6 +142,7 @@ impl Ring {
     pub fn new(retention: Retention) -> Arc<Ring> {
         Arc::new(Ring {
             retention,
+            changes: tokio::sync::watch::Sender::new(0),
             topics: Mutex::new(HashMap::new()),
             compacted_bytes: Default::default(),
         })
@@ -167,12 +174,14 @@ impl Ring {
             Some(r) => r,
             None => topics.entry(topic.to_string()).or_default(),
         };
-        for b in batches {
+        for (i, b) in batches.iter().enumerate() {
             let share = bytes * b.num_rows().max(1) as u64 / rows;
             ring.entries.push_back(LiveBatch {
                 seq: ring.next_seq,
                 partition,
                 offset,
+                batch_index: i as u32,
+                batches_in_message: batches.len() as u32,
                 timestamp_ms,
                 batch: b.clone(),
                 bytes: share,
@@ -183,6 +192,43 @@ impl Ring {
             ring.bytes += share;
         }
         ring.evict(&self.retention, now);
+        drop(topics);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver that changes whenever batches are pushed.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Topics with a ring.
+    pub fn topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.lock().keys().cloned().collect();
+        t.sort();
+        t
+    }
+
+    /// Schema of the newest retained batch, retained rows and bytes, and the retained offset
+    /// range per partition, of `topic`.
+    pub fn describe(
+        &self,
+        topic: &str,
+    ) -> Option<(Option<SchemaRef>, u64, u64, BTreeMap<i32, (i64, i64)>)> {
+        let topics = self.lock();
+        let r = topics.get(topic)?;
+        let mut ranges: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+        for e in &r.entries {
+            let x = ranges.entry(e.partition).or_insert((e.offset, e.offset));
+            x.0 = x.0.min(e.offset);
+            x.1 = x.1.max(e.offset);
+        }
+        let rows = r.entries.iter().map(|e| e.batch.num_rows() as u64).sum();
+        Some((
+            r.entries.back().map(|e| e.batch.schema()),
+            rows,
+            r.bytes,
+            ranges,
+        ))
     }
 
     /// The sequence number a read starting at `start` begins with.
@@ -206,17 +252,17 @@ impl Ring {
                 .map_or(ring.next_seq, |e| e.seq),
             Start::Offsets(wanted) => {
                 let mut start = ring.next_seq;
-                for (p, o) in wanted {
+                for (p, (o, b)) in wanted {
                     let oldest = ring.entries.iter().find(|e| e.partition == *p);
                     if let Some(first) = oldest
-                        && first.offset > *o
+                        && (first.offset, first.batch_index) > (*o, *b)
                     {
                         return Err(out_of_range(format!("partition {p} offset {o}")));
                     }
                     if let Some(e) = ring
                         .entries
                         .iter()
-                        .find(|e| e.partition == *p && e.offset >= *o)
+                        .find(|e| e.partition == *p && (e.offset, e.batch_index) >= (*o, *b))
                     {
                         start = start.min(e.seq);
                     }
@@ -432,17 +478,24 @@ mod tests {
         }
         // Messages (p0, 10) (p1, 10) (p0, 11) (p1, 11) (p0, 12) (p1, 12), two batches each.
         assert_eq!(
-            r.resolve("t", &Start::Offsets(BTreeMap::from([(1, 11)]))),
+            r.resolve("t", &Start::Offsets(BTreeMap::from([(1, (11, 0))]))),
             Ok(6)
         );
         assert_eq!(
-            r.resolve("t", &Start::Offsets(BTreeMap::from([(0, 12), (1, 11)]))),
+            r.resolve("t", &Start::Offsets(BTreeMap::from([(1, (11, 1))]))),
+            Ok(7)
+        );
+        assert_eq!(
+            r.resolve(
+                "t",
+                &Start::Offsets(BTreeMap::from([(0, (12, 0)), (1, (11, 0))]))
+            ),
             Ok(6)
         );
         assert_eq!(r.resolve("t", &Start::Timestamp(2500)), Ok(6));
         assert_eq!(r.resolve("t", &Start::Timestamp(999_999)), Ok(12));
         assert_eq!(
-            r.resolve("t", &Start::Offsets(BTreeMap::from([(0, 3)])))
+            r.resolve("t", &Start::Offsets(BTreeMap::from([(0, (3, 0))])))
                 .unwrap_err()
                 .to_string(),
             "position partition 0 offset 3 of topic \"t\" is no longer retained; available: partition 0: offsets 10..=12, partition 1: offsets 10..=12"
