@@ -44,6 +44,19 @@ pub struct LiveBatch {
     arrived: Instant,
 }
 
+/// What a topic's ring retains.
+#[derive(Debug, Clone)]
+pub struct TopicView {
+    /// Schema of the newest batch.
+    pub schema: Option<SchemaRef>,
+    /// Rows retained.
+    pub rows: u64,
+    /// Bytes retained.
+    pub bytes: u64,
+    /// Retained offset range (first, last) per partition.
+    pub offsets: BTreeMap<i32, (i64, i64)>,
+}
+
 /// Where a read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
@@ -97,13 +110,19 @@ impl TopicRing {
         self.entries.front().map_or(self.next_seq, |e| e.seq)
     }
 
-    fn available(&self) -> String {
+    /// Retained (first, last) offset per partition.
+    fn offset_ranges(&self) -> BTreeMap<i32, (i64, i64)> {
         let mut ranges: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
         for e in &self.entries {
             let r = ranges.entry(e.partition).or_insert((e.offset, e.offset));
             r.0 = r.0.min(e.offset);
             r.1 = r.1.max(e.offset);
         }
+        ranges
+    }
+
+    fn available(&self) -> String {
+        let ranges = self.offset_ranges();
         if ranges.is_empty() {
             return "nothing retained".into();
         }
@@ -208,27 +227,16 @@ impl Ring {
         t
     }
 
-    /// Schema of the newest retained batch, retained rows and bytes, and the retained offset
-    /// range per partition, of `topic`.
-    pub fn describe(
-        &self,
-        topic: &str,
-    ) -> Option<(Option<SchemaRef>, u64, u64, BTreeMap<i32, (i64, i64)>)> {
+    /// What is retained for `topic`.
+    pub fn describe(&self, topic: &str) -> Option<TopicView> {
         let topics = self.lock();
         let r = topics.get(topic)?;
-        let mut ranges: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
-        for e in &r.entries {
-            let x = ranges.entry(e.partition).or_insert((e.offset, e.offset));
-            x.0 = x.0.min(e.offset);
-            x.1 = x.1.max(e.offset);
-        }
-        let rows = r.entries.iter().map(|e| e.batch.num_rows() as u64).sum();
-        Some((
-            r.entries.back().map(|e| e.batch.schema()),
-            rows,
-            r.bytes,
-            ranges,
-        ))
+        Some(TopicView {
+            schema: r.entries.back().map(|e| e.batch.schema()),
+            rows: r.entries.iter().map(|e| e.batch.num_rows() as u64).sum(),
+            bytes: r.bytes,
+            offsets: r.offset_ranges(),
+        })
     }
 
     /// The sequence number a read starting at `start` begins with.
