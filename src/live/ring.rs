@@ -284,15 +284,16 @@ impl Ring {
         })
     }
 
-    /// Up to `max` batches from `from` on, keeping those `keep` accepts. Errors if batches at
-    /// or after `from` were already evicted.
+    /// Up to `max` batches from `from` on that `keep` accepts, and the sequence number to read
+    /// next (past every batch examined). Errors if batches at or after `from` were already
+    /// evicted.
     pub fn read(
         &self,
         topic: &str,
         from: u64,
         max: usize,
         keep: impl Fn(&LiveBatch) -> bool,
-    ) -> Result<Vec<LiveBatch>, ReadError> {
+    ) -> Result<(Vec<LiveBatch>, u64), ReadError> {
         let topics = self.lock();
         let ring = topics
             .get(topic)
@@ -304,15 +305,18 @@ impl Ring {
                 behind: first - from,
             });
         }
-        let skip = (from - first) as usize;
-        Ok(ring
-            .entries
-            .iter()
-            .skip(skip)
-            .filter(|e| keep(e))
-            .take(max)
-            .cloned()
-            .collect())
+        let mut out = Vec::new();
+        let mut next = from.max(first);
+        for e in ring.entries.iter().skip((from - first) as usize) {
+            if out.len() >= max {
+                break;
+            }
+            next = e.seq + 1;
+            if keep(e) {
+                out.push(e.clone());
+            }
+        }
+        Ok((out, next))
     }
 
     /// The next sequence number of `topic` (what a follower waits for).
@@ -457,7 +461,8 @@ mod tests {
         assert_eq!(r.retained("t"), Some((30, 300)));
         assert_eq!(r.resolve("t", &Start::Earliest), Ok(7));
         assert_eq!(r.resolve("t", &Start::Latest), Ok(10));
-        let got = r.read("t", 7, 10, |_| true).unwrap();
+        let (got, next) = r.read("t", 7, 10, |_| true).unwrap();
+        assert_eq!(next, 10);
         assert_eq!(
             got.iter()
                 .map(|e| (e.seq, e.partition, e.offset))
@@ -468,7 +473,7 @@ mod tests {
             r.read("t", 5, 10, |_| true).unwrap_err().to_string(),
             "reader of topic \"t\" lagged: 2 batches were dropped before it read them"
         );
-        assert!(r.read("t", 10, 10, |_| true).unwrap().is_empty());
+        assert_eq!(r.read("t", 10, 10, |_| true).unwrap().0.len(), 0);
     }
 
     #[test]
@@ -515,6 +520,7 @@ mod tests {
         let p1: Vec<i64> = r
             .read("t", 0, 100, |e| e.partition == 1)
             .unwrap()
+            .0
             .iter()
             .map(|e| e.offset)
             .collect();
@@ -527,7 +533,7 @@ mod tests {
         let b = batch(0..100);
         r.push("t", 0, 5, None, std::slice::from_ref(&b), 100);
         r.push("t", 0, 6, None, std::slice::from_ref(&b), 100);
-        let before = r.read("t", 0, 10, |_| true).unwrap();
+        let (before, _) = r.read("t", 0, 10, |_| true).unwrap();
         let copied = r.compact("t", 0, 6);
         // Only offset 5 is below the committed offset 6; every buffer of it is copied.
         let expected: u64 = {
@@ -540,7 +546,7 @@ mod tests {
         };
         assert_eq!(copied, expected);
         assert_eq!(r.compact("t", 0, 6), 0, "compaction happens once");
-        let after = r.read("t", 0, 10, |_| true).unwrap();
+        let (after, _) = r.read("t", 0, 10, |_| true).unwrap();
         assert_eq!(after[0].batch, b);
         assert!(!after[0].pinned && after[1].pinned);
         let old = before[0].batch.column(0).to_data().buffers()[0].as_ptr();
