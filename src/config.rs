@@ -51,6 +51,8 @@ pub struct Config {
     pub tables: TablesConfig,
     /// Flush thresholds, memory cap and retry policy.
     pub flush: FlushConfig,
+    /// The live Arrow Flight endpoint.
+    pub live: LiveConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -280,6 +282,32 @@ impl Default for FlushConfig {
     }
 }
 
+/// The live Arrow Flight endpoint: the decoded batches, retained per topic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Serve Flight at all.
+    pub enabled: bool,
+    /// Listen address (`host:port`; port 0 picks a free one).
+    pub address: String,
+    /// Bytes of batches retained per topic.
+    pub retention_bytes: u64,
+    /// Age after which retained batches are dropped.
+    pub retention_ms: u64,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            enabled: true,
+            // 8815 is the port Arrow Flight examples conventionally use.
+            address: "127.0.0.1:8815".into(),
+            retention_bytes: 256 * 1024 * 1024,
+            retention_ms: 300_000,
+        }
+    }
+}
+
 /// Log format.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -429,6 +457,20 @@ impl Config {
                 "flush.retry.initial_backoff_ms",
                 "must not exceed flush.retry.max_backoff_ms",
             );
+        }
+        if self.live.enabled {
+            if self.live.address.parse::<std::net::SocketAddr>().is_err() {
+                return bad(
+                    "live.address",
+                    "must be host:port with a numeric IP, e.g. 127.0.0.1:8815",
+                );
+            }
+            if self.live.retention_bytes == 0 {
+                return bad("live.retention_bytes", "must be greater than 0");
+            }
+            if self.live.retention_ms == 0 {
+                return bad("live.retention_ms", "must be greater than 0");
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return bad("log.level", &format!("is not a valid filter: {e}"));

@@ -106,8 +106,13 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     cfg.flush.memory_cap_bytes = 256 * 1024 * 1024;
     cfg.validate()?;
 
+    cfg.live.address = "127.0.0.1:0".into();
     let stats = Arc::new(Stats::default());
     let pipeline = Pipeline::new(&cfg, stats.clone())?;
+    let live = crate::live::start(&cfg.live).context("starting the Flight endpoint")?;
+    if let Some((ring, _)) = &live {
+        pipeline.attach_live(ring.clone());
+    }
     println!(
         "sluice demo: mock Kafka at {brokers}, topic {TOPIC:?} with {} partitions",
         opts.partitions
@@ -117,9 +122,21 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         dir.display()
     );
     println!(
-        "             producing {} PostHog-shaped events as Arrow IPC ({} rows/message, compression {:?})\n",
+        "             producing {} PostHog-shaped events as Arrow IPC ({} rows/message, compression {:?})",
         opts.rows, opts.rows_per_message, opts.compression
     );
+    if let Some((_, server)) = &live {
+        println!(
+            "             live Arrow Flight at grpc://{} while the demo runs; read it with pyarrow:",
+            server.addr
+        );
+        println!("               import pyarrow.flight as fl, json");
+        println!(
+            "               print(fl.connect(\"grpc://{}\").do_get(fl.Ticket(json.dumps({{\"topic\": \"{TOPIC}\", \"from\": \"latest\", \"follow\": True}}))).read_chunk().data)",
+            server.addr
+        );
+    }
+    println!();
 
     let pipeline_stop = Arc::new(AtomicBool::new(false));
     let ingest = {
@@ -183,6 +200,10 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         .join()
         .map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?;
     result.context("ingestion failed")?;
+    let live_summary = live.map(|(ring, server)| {
+        server.stop();
+        (ring.describe(TOPIC), ring.compacted_bytes())
+    });
     let elapsed = started.elapsed();
     progress(&stats, produced_rows, last);
     drop(cluster);
@@ -218,6 +239,14 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         stats.flushes.load(Relaxed),
         by.join(", ")
     );
+    if let Some((Some(view), compacted)) = live_summary {
+        println!(
+            "live ring at the end: {} rows, {:.1} MB retained; {:.1} MB compacted off Kafka buffers after their commits",
+            view.rows,
+            view.bytes as f64 / 1e6,
+            compacted as f64 / 1e6
+        );
+    }
 
     let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
     let (files, file_bytes) = parquet_files(&lake, "events")?;

@@ -101,8 +101,19 @@ fn run(cli: Cli) -> Result<()> {
             let stop = stop_flag()?;
             let stats = Arc::new(Stats::default());
             let pipeline = Pipeline::new(&cfg, stats)?;
+            let live = sluice::live::start(&cfg.live)
+                .with_context(|| format!("starting the Flight endpoint on {}", cfg.live.address))?;
+            if let Some((ring, server)) = &live {
+                pipeline.attach_live(ring.clone());
+                tracing::info!(url = %format!("grpc://{}", server.addr), "live Arrow Flight endpoint");
+            }
             tracing::info!(topics = ?cfg.kafka.topics, group = %cfg.kafka.group_id, "sluice running");
-            pipeline.run(&stop)?;
+            // Ingestion flushes and commits first; then the Flight server stops.
+            let result = pipeline.run(&stop);
+            if let Some((_, server)) = live {
+                server.stop();
+            }
+            result?;
             tracing::info!("stopped cleanly");
             Ok(())
         }

@@ -17,6 +17,7 @@ use rdkafka::topic_partition_list::Offset;
 
 use crate::config::{Config, FlushConfig, StartFrom, TablesConfig};
 use crate::decode::{self, Copies};
+use crate::live::ring::Ring;
 use crate::observe::{FlushTrigger, Stats};
 use crate::sink::{self, Lake, NO_OFFSET, OffsetUpdate, QuarantineRow, SinkError, TableFlush};
 use crate::source::{KafkaMessage, KafkaSource, RebalanceHandler, SourceError};
@@ -99,6 +100,8 @@ struct Core {
     reseek: Vec<(Arc<str>, i32, Offset)>,
     /// An error raised inside a callback, surfaced by the loop.
     fatal: Option<PipelineError>,
+    /// The live ring Flight readers read from, if enabled.
+    live: Option<Arc<Ring>>,
     /// A flush that failed and waits for its next attempt. While set, no other flush runs and
     /// every assigned partition is paused: memory stays bounded while the loop keeps polling
     /// (heartbeats, rebalances) instead of sleeping.
@@ -178,6 +181,7 @@ impl Pipeline {
             kafka_commits: Vec::new(),
             reseek: Vec::new(),
             fatal: None,
+            live: None,
             retry: None,
         }));
         source.set_handler(Arc::new(Handler { core: core.clone() }));
@@ -188,6 +192,11 @@ impl Pipeline {
             stats,
             paused: std::cell::Cell::new(false),
         })
+    }
+
+    /// Publishes every decoded batch to `ring` (the live Flight endpoint's retention).
+    pub fn attach_live(&self, ring: Arc<Ring>) {
+        lock(&self.core).live = Some(ring);
     }
 
     /// Counters of this pipeline.
@@ -456,6 +465,9 @@ impl Core {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         self.stats.record_message(msg.payload_len(), rows, &copies);
         let bytes = msg.payload_len() as u64 + copies.copied();
+        if let Some(ring) = &self.live {
+            ring.push(&key.0, key.1, offset, msg.timestamp_ms(), &batches, bytes);
+        }
         self.append(
             &table,
             key,
@@ -706,6 +718,10 @@ impl Core {
                         }
                         self.kafka_commits
                             .push((o.topic.clone(), o.partition, o.next));
+                        if let Some(ring) = &self.live {
+                            // Retained batches no longer need their Kafka messages pinned.
+                            ring.compact(&o.topic, o.partition, o.next);
+                        }
                     }
                     self.stats.record_flush(
                         trigger,
