@@ -128,9 +128,15 @@ impl Running {
 
     /// Starts a pipeline on a given lake handle (several pipelines can share one DuckDB).
     pub fn start_on(cfg: &Config, lake: Lake) -> Running {
+        Self::start_with(cfg, lake, |_| {})
+    }
+
+    /// Like `start_on`, letting `prepare` configure the pipeline before it runs.
+    pub fn start_with(cfg: &Config, lake: Lake, prepare: impl FnOnce(&Pipeline)) -> Running {
         init_logs();
         let stats = Arc::new(Stats::default());
         let pipeline = Pipeline::with_lake(cfg, lake, stats.clone()).expect("pipeline");
+        prepare(&pipeline);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let handle = std::thread::spawn(move || pipeline.run(&s));

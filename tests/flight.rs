@@ -1,0 +1,86 @@
+//! The live Arrow Flight endpoint with a real client (pyarrow.flight).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use common::*;
+use sluice::live::flight::{FlightServer, LiveFlight};
+use sluice::live::ring::{Retention, Ring};
+use sluice::pipeline::Pipeline;
+use sluice::sink::Lake;
+use sluice_producer::Encoding;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_client.py");
+
+fn start_with_flight(cfg: &sluice::config::Config) -> (Running, FlightServer) {
+    let ring = Ring::new(Retention {
+        max_bytes: 1 << 30,
+        max_age: Duration::from_secs(600),
+    });
+    let server = FlightServer::start(
+        LiveFlight::new(ring.clone()),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
+    let run = Running::start_with(cfg, lake, |p: &Pipeline| p.attach_live(ring.clone()));
+    (run, server)
+}
+
+#[test]
+fn replay_resume_filters_and_errors_with_pyarrow_flight() {
+    let (kafka, topic, _dir, cfg) = setup("flight", 2);
+    let p = kafka.producer(&topic, Encoding::default());
+    produce_events(&p, 2, 0, 30, 100);
+    let (run, server) = start_with_flight(&cfg);
+    run.wait("all rows committed", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) >= 3_000
+    });
+    let url = format!("grpc://{}", server.addr);
+    let out = Command::new(python())
+        .args([SCRIPT, "replay", &url, &topic, "3000"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("replayed 3000 rows in 30 batches; resumed after 7; errors ok"),
+        "{stderr}"
+    );
+    run.stop().unwrap();
+    server.stop();
+}
+
+#[test]
+fn a_follower_receives_batches_produced_after_it_connects() {
+    let (kafka, topic, _dir, cfg) = setup("follow", 2);
+    let p = kafka.producer(&topic, Encoding::default());
+    produce_events(&p, 2, 0, 10, 100);
+    let (run, server) = start_with_flight(&cfg);
+    run.wait("first rows", Duration::from_secs(60), |s| {
+        s.rows.load(Relaxed) >= 1_000
+    });
+    let url = format!("grpc://{}", server.addr);
+    let mut child = Command::new(python())
+        .args([SCRIPT, "follow", &url, &topic, "1000", "500"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "following");
+    produce_events(&p, 2, 1_000, 5, 100);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("followed 500 rows"), "{stderr}");
+    run.stop().unwrap();
+    server.stop();
+}

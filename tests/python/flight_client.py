@@ -1,0 +1,117 @@
+"""pyarrow.flight checks driven by tests/flight.rs.
+
+    flight_client.py replay URL TOPIC N         -- list, schema, full replay, resume, bad tickets
+    flight_client.py follow URL TOPIC FIRST N   -- prints "following", then expects seq FIRST..FIRST+N
+"""
+
+import json
+import sys
+
+import pyarrow as pa
+import pyarrow.flight as fl
+
+
+def read(client, ticket):
+    reader = client.do_get(fl.Ticket(json.dumps(ticket) if isinstance(ticket, dict) else ticket))
+    batches = []
+    while True:
+        try:
+            chunk = reader.read_chunk()
+        except StopIteration:
+            return batches
+        batches.append((chunk.data, json.loads(chunk.app_metadata.to_pybytes())))
+
+
+def seqs(batches):
+    return [s for b, _ in batches for s in b.column("seq").to_pylist()]
+
+
+def fail(msg):
+    print(msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def replay(url, topic, n):
+    client = fl.connect(url)
+    infos = list(client.list_flights())
+    info = next(i for i in infos if i.descriptor.path == [topic.encode()])
+    if info.total_records != n:
+        fail(f"list_flights total_records {info.total_records} != {n}")
+    schema = client.get_schema(fl.FlightDescriptor.for_path(topic)).schema
+    if schema.names[:3] != ["seq", "uuid", "event"]:
+        fail(f"schema {schema.names}")
+
+    full = read(client, topic)  # bare topic: earliest, no follow
+    got = seqs(full)
+    if sorted(got) != list(range(n)):
+        fail(f"replay returned {len(got)} rows, not seq 0..{n}")
+    for b, m in full:
+        if m["topic"] != topic or b.num_rows == 0 or not {"partition", "offset", "batch", "batches"} <= m.keys():
+            fail(f"bad app_metadata {m}")
+
+    # Resume after the 7th batch: the union of both reads is the full read, no gap, no duplicate.
+    first = full[:7]
+    last = {}
+    for _, m in first:
+        last[str(m["partition"])] = [m["offset"], m["batch"] + 1]
+    rest = read(client, {"topic": topic, "from": {"offsets": last}})
+    if seqs(first) + seqs(rest) != got:
+        fail(f"resume: {len(seqs(first))} + {len(seqs(rest))} rows differ from the full read of {len(got)}")
+
+    # One partition only.
+    p0 = read(client, {"topic": topic, "partitions": [0]})
+    if any(m["partition"] != 0 for _, m in p0) or not p0:
+        fail("partition filter")
+
+    errors = {}
+    for name, ticket in [
+        ("malformed", '{"topic": '),
+        ("unknown_field", {"topic": topic, "form": "latest"}),
+        ("unknown_topic", "no-such-topic"),
+        ("out_of_range", {"topic": topic, "from": {"offsets": {"0": -5}}}),
+    ]:
+        try:
+            read(client, ticket)
+            fail(f"{name} ticket was accepted")
+        except pa.ArrowException as e:  # FlightError, ArrowInvalid (INVALID_ARGUMENT), ...
+            errors[name] = str(e)
+    for name, want in [
+        ("malformed", "bad ticket: ticket is not valid"),
+        ("unknown_field", "unknown field `form`"),
+        ("unknown_topic", 'topic "no-such-topic" is not being ingested'),
+        ("out_of_range", "position partition 0 offset -5 of topic"),
+    ]:
+        if want not in errors[name]:
+            fail(f"{name}: {errors[name]!r} lacks {want!r}")
+    # The server keeps serving after errors.
+    if sorted(seqs(read(client, topic))) != list(range(n)):
+        fail("replay after errors")
+    stats = json.loads(next(iter(client.do_action(fl.Action("stats", b"")))).body.to_pybytes())
+    if stats["topics"][topic]["rows"] != n:
+        fail(f"stats {stats}")
+    print(f"replayed {n} rows in {len(full)} batches; resumed after 7; errors ok", file=sys.stderr)
+
+
+def follow(url, topic, first, n):
+    client = fl.connect(url)
+    reader = client.do_get(fl.Ticket(json.dumps({"topic": topic, "from": "latest", "follow": True})))
+    reader.schema  # the server has resolved "latest" once the schema arrives
+    print("following", flush=True)
+    got = []
+    while len(got) < n:
+        chunk = reader.read_chunk()
+        got.extend(chunk.data.column("seq").to_pylist())
+    reader.cancel()
+    if sorted(got) != list(range(first, first + n)):
+        fail(f"follow got {len(got)} rows: {got[:3]}...")
+    print(f"followed {n} rows", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "replay":
+        replay(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif cmd == "follow":
+        follow(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    else:
+        fail(f"unknown command {cmd}")
