@@ -84,3 +84,104 @@ fn a_follower_receives_batches_produced_after_it_connects() {
     run.stop().unwrap();
     server.stop();
 }
+
+#[test]
+fn twenty_followers_receive_identical_streams_and_the_lake_stays_exact() {
+    let (kafka, topic, _dir, cfg) = setup("followers", 2);
+    let p = kafka.producer(&topic, Encoding::default());
+    produce_events(&p, 2, 0, 4, 100);
+    let (run, server) = start_with_flight(&cfg);
+    run.wait("first rows", Duration::from_secs(60), |s| {
+        s.rows.load(Relaxed) >= 400
+    });
+    let url = format!("grpc://{}", server.addr);
+    let mut child = Command::new(python())
+        .args([SCRIPT, "followers", &url, &topic, "400", "3000", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "following");
+    produce_events(&p, 2, 400, 30, 100);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("20 followers received identical streams of 3000 rows"),
+        "{stderr}"
+    );
+    run.wait("all committed", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) >= 3_400
+    });
+    run.stop().unwrap();
+    server.stop();
+    assert_eq!(
+        events_summary(&cfg, &sluice::config::table_name_from_topic(&topic)),
+        expected_summary(3_400)
+    );
+}
+
+#[test]
+fn a_slow_reader_is_cut_off_with_the_lag_while_ingestion_goes_on() {
+    let (kafka, topic, _dir, cfg) = setup("slow", 1);
+    let p = kafka.producer(&topic, Encoding::default());
+    produce_events(&p, 1, 0, 2, 100);
+    // A retention of about 10 messages: the stalled reader falls out of it.
+    let ring = Ring::new(Retention {
+        max_bytes: 1_100_000,
+        max_age: Duration::from_secs(600),
+    });
+    let server = FlightServer::start(
+        LiveFlight::new(ring.clone()),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
+    let run = Running::start_with(&cfg, lake, |p: &Pipeline| p.attach_live(ring.clone()));
+    run.wait("first rows", Duration::from_secs(60), |s| {
+        s.rows.load(Relaxed) >= 200
+    });
+    let url = format!("grpc://{}", server.addr);
+    let mut child = Command::new(python())
+        .args([SCRIPT, "slow", &url, &topic, "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "following");
+    produce_events(&p, 1, 200, 1, 100);
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "stalling");
+    // While it stalls, 80 more messages go through the ring (8x its retention), in two bursts
+    // the consumer keeps up with (the mock cluster keeps only 5 MiB per partition).
+    produce_events(&p, 1, 300, 40, 100);
+    run.wait("first burst", Duration::from_secs(60), |s| {
+        s.rows.load(Relaxed) >= 4_300
+    });
+    produce_events(&p, 1, 4_300, 40, 100);
+    run.wait("ingestion went on", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) >= 8_300
+    });
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("lagged:"), "{stderr}");
+    assert!(
+        stderr.contains("batches were dropped before it read them"),
+        "{stderr}"
+    );
+    run.stop().unwrap();
+    server.stop();
+    assert_eq!(
+        events_summary(&cfg, &sluice::config::table_name_from_topic(&topic)),
+        expected_summary(8_300)
+    );
+}

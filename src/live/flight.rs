@@ -30,8 +30,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::ring::{LiveBatch, ReadError, Ring, Start};
 
-/// Batches read from the ring per step of a stream.
-const READ_CHUNK: usize = 64;
+/// Batches a reader takes from the ring at a time: its bounded queue. Batches still in the
+/// ring when the reader gets to them are never lost to it; once evicted, the reader is cut off.
+const READ_CHUNK: usize = 4;
 
 /// A parsed DoGet ticket.
 #[derive(Debug, Clone, PartialEq, Eq)]

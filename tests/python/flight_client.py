@@ -107,11 +107,78 @@ def follow(url, topic, first, n):
     print(f"followed {n} rows", file=sys.stderr)
 
 
+def followers(url, topic, first, n, count):
+    """`count` concurrent followers from "latest"; all must see seq first..first+n, in the same order."""
+    import threading
+
+    results, errors = [None] * count, []
+    ready = threading.Barrier(count + 1)
+
+    def one(i):
+        try:
+            client = fl.connect(url)
+            reader = client.do_get(fl.Ticket(json.dumps({"topic": topic, "from": "latest", "follow": True})))
+            reader.schema
+            ready.wait()
+            got = []
+            while len(got) < n:
+                got.extend(reader.read_chunk().data.column("seq").to_pylist())
+            reader.cancel()
+            results[i] = got
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+            ready.abort()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    print("following", flush=True)
+    for t in threads:
+        t.join(120)
+    if errors:
+        fail(f"followers failed: {errors[:3]}")
+    if any(r != results[0] for r in results) or sorted(results[0]) != list(range(first, first + n)):
+        fail("followers saw different streams")
+    print(f"{count} followers received identical streams of {n} rows", file=sys.stderr)
+
+
+def slow(url, topic):
+    """Reads one batch, then stalls; expects to be cut off with the lag error."""
+    import os
+    import threading
+    import time
+
+    threading.Timer(60, lambda: os._exit(3)).start()  # never hang the test
+
+    client = fl.connect(url)
+    reader = client.do_get(fl.Ticket(json.dumps({"topic": topic, "from": "latest", "follow": True})))
+    reader.schema
+    print("following", flush=True)
+    reader.read_chunk()
+    print("stalling", flush=True)
+    time.sleep(float(sys.argv[4]))
+    try:
+        for _ in range(100_000):
+            reader.read_chunk()
+        fail("the slow reader was never cut off")
+    except pa.ArrowException as e:
+        msg = str(e)
+        if "lagged" not in msg:
+            fail(f"unexpected error {msg!r}")
+        print(f"cut off: {msg.splitlines()[0]}", file=sys.stderr, flush=True)
+        os._exit(0)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "replay":
         replay(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif cmd == "follow":
         follow(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif cmd == "followers":
+        followers(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+    elif cmd == "slow":
+        slow(sys.argv[2], sys.argv[3])
     else:
         fail(f"unknown command {cmd}")
