@@ -185,3 +185,54 @@ fn a_slow_reader_is_cut_off_with_the_lag_while_ingestion_goes_on() {
         expected_summary(8_300)
     );
 }
+
+#[test]
+fn a_follower_stream_ends_cleanly_at_a_schema_change_and_resumes_with_the_new_schema() {
+    use arrow::datatypes::{DataType, Field, Schema};
+    use sluice_producer::events::{EventGen, generate};
+    let (kafka, topic, _dir, cfg) = setup("schema", 1);
+    let p = kafka.producer(&topic, Encoding::default());
+    produce_events(&p, 1, 0, 5, 100);
+    // Then the producer switches `event` to dictionary encoding: the same DuckDB type (the lake
+    // accepts it), a different Arrow schema (Flight readers see the change).
+    let mut g = EventGen::starting_at(9, 500);
+    for _ in 0..3 {
+        let b = generate(&mut g, 100);
+        let mut fields: Vec<Field> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        fields[2] = Field::new("event", dict.clone(), false);
+        let mut cols = b.columns().to_vec();
+        cols[2] = arrow::compute::cast(&cols[2], &dict).unwrap();
+        let changed =
+            arrow::array::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), cols)
+                .unwrap();
+        p.send(Some(0), None, &[changed]).unwrap();
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    let (run, server) = start_with_flight(&cfg);
+    run.wait("all rows", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) >= 800
+    });
+    let url = format!("grpc://{}", server.addr);
+    let out = Command::new(python())
+        .args([SCRIPT, "schema", &url, &topic, "500", "300"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("schema change: 500 rows, clean end, then 300 rows as dictionary<values=string, indices=int32"),
+        "{stderr}"
+    );
+    run.stop().unwrap();
+    server.stop();
+    assert_eq!(
+        events_summary(&cfg, &sluice::config::table_name_from_topic(&topic)),
+        expected_summary(800)
+    );
+}

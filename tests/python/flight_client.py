@@ -170,6 +170,28 @@ def slow(url, topic):
         os._exit(0)
 
 
+def schema_change(url, topic, before, after):
+    """Follows from earliest: the stream ends cleanly at the schema change after `before` rows;
+    resuming from the last app_metadata continues with the new schema for `after` rows."""
+    client = fl.connect(url)
+    first = read(client, {"topic": topic, "follow": True})  # ends by itself at the change
+    if sum(b.num_rows for b, _ in first) != before:
+        fail(f"first stream had {sum(b.num_rows for b, _ in first)} rows, not {before}")
+    last = {}
+    for _, m in first:
+        last[str(m["partition"])] = [m["offset"], m["batch"] + 1]
+    reader = client.do_get(fl.Ticket(json.dumps({"topic": topic, "from": {"offsets": last}, "follow": True})))
+    got = []
+    while len(got) < after:
+        chunk = reader.read_chunk()
+        got.extend(chunk.data.column("seq").to_pylist())
+    reader.cancel()
+    event_type = str(reader.schema.field("event").type)
+    if sorted(got) != list(range(before, before + after)) or "dictionary" not in event_type:
+        fail(f"after the change: {len(got)} rows, event type {event_type}")
+    print(f"schema change: {before} rows, clean end, then {after} rows as {event_type}", file=sys.stderr)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "replay":
@@ -178,6 +200,8 @@ if __name__ == "__main__":
         follow(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     elif cmd == "followers":
         followers(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+    elif cmd == "schema":
+        schema_change(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     elif cmd == "slow":
         slow(sys.argv[2], sys.argv[3])
     else:
