@@ -31,6 +31,33 @@ fn start_with_flight(cfg: &sluice::config::Config) -> (Running, FlightServer) {
     (run, server)
 }
 
+/// Runs the client script with `args`; returns it once it printed `first_line`, with its stdout.
+fn spawn_client(
+    args: &[&str],
+    first_line: &str,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(python())
+        .arg(SCRIPT)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), first_line);
+    (child, stdout)
+}
+
+/// Waits for the client and returns its stderr, asserting it succeeded.
+fn finish_client(child: std::process::Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
 #[test]
 fn replay_resume_filters_and_errors_with_pyarrow_flight() {
     let (kafka, topic, _dir, cfg) = setup("flight", 2);
@@ -41,12 +68,8 @@ fn replay_resume_filters_and_errors_with_pyarrow_flight() {
         s.committed_rows.load(Relaxed) >= 3_000
     });
     let url = format!("grpc://{}", server.addr);
-    let out = Command::new(python())
-        .args([SCRIPT, "replay", &url, &topic, "3000"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (child, _stdout) = spawn_client(&["replay", &url, &topic, "3000"], "");
+    let stderr = finish_client(child);
     assert!(
         stderr.contains("replayed 3000 rows in 30 batches; resumed after 7; errors ok"),
         "{stderr}"
@@ -65,21 +88,9 @@ fn a_follower_receives_batches_produced_after_it_connects() {
         s.rows.load(Relaxed) >= 1_000
     });
     let url = format!("grpc://{}", server.addr);
-    let mut child = Command::new(python())
-        .args([SCRIPT, "follow", &url, &topic, "1000", "500"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "following");
+    let (child, _stdout) = spawn_client(&["follow", &url, &topic, "1000", "500"], "following");
     produce_events(&p, 2, 1_000, 5, 100);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = finish_client(child);
     assert!(stderr.contains("followed 500 rows"), "{stderr}");
     run.stop().unwrap();
     server.stop();
@@ -95,21 +106,12 @@ fn twenty_followers_receive_identical_streams_and_the_lake_stays_exact() {
         s.rows.load(Relaxed) >= 400
     });
     let url = format!("grpc://{}", server.addr);
-    let mut child = Command::new(python())
-        .args([SCRIPT, "followers", &url, &topic, "400", "3000", "20"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "following");
+    let (child, _stdout) = spawn_client(
+        &["followers", &url, &topic, "400", "3000", "20"],
+        "following",
+    );
     produce_events(&p, 2, 400, 30, 100);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = finish_client(child);
     assert!(
         stderr.contains("20 followers received identical streams of 3000 rows"),
         "{stderr}"
@@ -146,16 +148,8 @@ fn a_slow_reader_is_cut_off_with_the_lag_while_ingestion_goes_on() {
         s.rows.load(Relaxed) >= 200
     });
     let url = format!("grpc://{}", server.addr);
-    let mut child = Command::new(python())
-        .args([SCRIPT, "slow", &url, &topic, "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (child, mut stdout) = spawn_client(&["slow", &url, &topic, "3"], "following");
     let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "following");
     produce_events(&p, 1, 200, 1, 100);
     line.clear();
     stdout.read_line(&mut line).unwrap();
@@ -170,9 +164,7 @@ fn a_slow_reader_is_cut_off_with_the_lag_while_ingestion_goes_on() {
     run.wait("ingestion went on", Duration::from_secs(60), |s| {
         s.committed_rows.load(Relaxed) >= 8_300
     });
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = finish_client(child);
     assert!(stderr.contains("lagged:"), "{stderr}");
     assert!(
         stderr.contains("batches were dropped before it read them"),
@@ -219,12 +211,8 @@ fn a_follower_stream_ends_cleanly_at_a_schema_change_and_resumes_with_the_new_sc
         s.committed_rows.load(Relaxed) >= 800
     });
     let url = format!("grpc://{}", server.addr);
-    let out = Command::new(python())
-        .args([SCRIPT, "schema", &url, &topic, "500", "300"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (child, _stdout) = spawn_client(&["schema", &url, &topic, "500", "300"], "");
+    let stderr = finish_client(child);
     assert!(
         stderr.contains("schema change: 500 rows, clean end, then 300 rows as dictionary<values=string, indices=int32"),
         "{stderr}"
