@@ -58,71 +58,84 @@ fn finish_client(child: std::process::Child) -> String {
     stderr
 }
 
-#[test]
-fn replay_resume_filters_and_errors_with_pyarrow_flight() {
-    let (kafka, topic, _dir, cfg) = setup("flight", 2);
-    let p = kafka.producer(&topic, Encoding::default());
-    produce_events(&p, 2, 0, 30, 100);
+/// A topic with `messages` messages of 100 events produced, a pipeline with Flight consuming
+/// it, and the Flight URL, once `rows` rows were consumed.
+struct Case {
+    _kafka: Kafka,
+    topic: String,
+    _dir: tempfile::TempDir,
+    cfg: sluice::config::Config,
+    producer: sluice_producer::ArrowProducer,
+    run: Running,
+    server: FlightServer,
+    url: String,
+}
+
+fn started(prefix: &str, partitions: i32, messages: usize, rows: u64) -> Case {
+    let (kafka, topic, dir, cfg) = setup(prefix, partitions);
+    let producer = kafka.producer(&topic, Encoding::default());
+    produce_events(&producer, partitions, 0, messages, 100);
     let (run, server) = start_with_flight(&cfg);
-    run.wait("all rows committed", Duration::from_secs(60), |s| {
-        s.committed_rows.load(Relaxed) >= 3_000
+    run.wait("first rows consumed", Duration::from_secs(60), |s| {
+        s.rows.load(Relaxed) >= rows
     });
     let url = format!("grpc://{}", server.addr);
-    let (child, _stdout) = spawn_client(&["replay", &url, &topic, "3000"], "");
+    Case {
+        _kafka: kafka,
+        topic,
+        _dir: dir,
+        cfg,
+        producer,
+        run,
+        server,
+        url,
+    }
+}
+
+#[test]
+fn replay_resume_filters_and_errors_with_pyarrow_flight() {
+    let c = started("flight", 2, 30, 3_000);
+    let (child, _stdout) = spawn_client(&["replay", &c.url, &c.topic, "3000"], "");
     let stderr = finish_client(child);
     assert!(
         stderr.contains("replayed 3000 rows in 30 batches; resumed after 7; errors ok"),
         "{stderr}"
     );
-    run.stop().unwrap();
-    server.stop();
+    c.run.stop().unwrap();
+    c.server.stop();
 }
 
 #[test]
 fn a_follower_receives_batches_produced_after_it_connects() {
-    let (kafka, topic, _dir, cfg) = setup("follow", 2);
-    let p = kafka.producer(&topic, Encoding::default());
-    produce_events(&p, 2, 0, 10, 100);
-    let (run, server) = start_with_flight(&cfg);
-    run.wait("first rows", Duration::from_secs(60), |s| {
-        s.rows.load(Relaxed) >= 1_000
-    });
-    let url = format!("grpc://{}", server.addr);
-    let (child, _stdout) = spawn_client(&["follow", &url, &topic, "1000", "500"], "following");
-    produce_events(&p, 2, 1_000, 5, 100);
+    let c = started("follow", 2, 10, 1_000);
+    let (child, _stdout) = spawn_client(&["follow", &c.url, &c.topic, "1000", "500"], "following");
+    produce_events(&c.producer, 2, 1_000, 5, 100);
     let stderr = finish_client(child);
     assert!(stderr.contains("followed 500 rows"), "{stderr}");
-    run.stop().unwrap();
-    server.stop();
+    c.run.stop().unwrap();
+    c.server.stop();
 }
 
 #[test]
 fn twenty_followers_receive_identical_streams_and_the_lake_stays_exact() {
-    let (kafka, topic, _dir, cfg) = setup("followers", 2);
-    let p = kafka.producer(&topic, Encoding::default());
-    produce_events(&p, 2, 0, 4, 100);
-    let (run, server) = start_with_flight(&cfg);
-    run.wait("first rows", Duration::from_secs(60), |s| {
-        s.rows.load(Relaxed) >= 400
-    });
-    let url = format!("grpc://{}", server.addr);
+    let c = started("followers", 2, 4, 400);
     let (child, _stdout) = spawn_client(
-        &["followers", &url, &topic, "400", "3000", "20"],
+        &["followers", &c.url, &c.topic, "400", "3000", "20"],
         "following",
     );
-    produce_events(&p, 2, 400, 30, 100);
+    produce_events(&c.producer, 2, 400, 30, 100);
     let stderr = finish_client(child);
     assert!(
         stderr.contains("20 followers received identical streams of 3000 rows"),
         "{stderr}"
     );
-    run.wait("all committed", Duration::from_secs(60), |s| {
+    c.run.wait("all committed", Duration::from_secs(60), |s| {
         s.committed_rows.load(Relaxed) >= 3_400
     });
-    run.stop().unwrap();
-    server.stop();
+    c.run.stop().unwrap();
+    c.server.stop();
     assert_eq!(
-        events_summary(&cfg, &sluice::config::table_name_from_topic(&topic)),
+        events_summary(&c.cfg, &sluice::config::table_name_from_topic(&c.topic)),
         expected_summary(3_400)
     );
 }

@@ -324,14 +324,6 @@ impl Ring {
         self.lock().get(topic).map(|r| r.next_seq)
     }
 
-    /// Rows and bytes retained for `topic`.
-    pub fn retained(&self, topic: &str) -> Option<(u64, u64)> {
-        self.lock().get(topic).map(|r| {
-            let rows = r.entries.iter().map(|e| e.batch.num_rows() as u64).sum();
-            (rows, r.bytes)
-        })
-    }
-
     /// Copies, once, every retained batch of `topic`/`partition` below `offset` that still
     /// references its Kafka message, so librdkafka's buffers are released after the lake
     /// commit. Returns the bytes copied.
@@ -458,7 +450,8 @@ mod tests {
             );
         }
         // 10 batches of 100 bytes, 300 retained: seqs 7, 8, 9.
-        assert_eq!(r.retained("t"), Some((30, 300)));
+        let v = r.describe("t").unwrap();
+        assert_eq!((v.rows, v.bytes), (30, 300));
         assert_eq!(r.resolve("t", &Start::Earliest), Ok(7));
         assert_eq!(r.resolve("t", &Start::Latest), Ok(10));
         let (got, next) = r.read("t", 7, 10, |_| true).unwrap();
@@ -565,6 +558,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         r.push("t", 0, 1, None, &[batch(1..2)], 10);
         assert_eq!(r.resolve("t", &Start::Earliest), Ok(1));
-        assert_eq!(r.retained("t"), Some((1, 10)));
+        let v = r.describe("t").unwrap();
+        assert_eq!((v.rows, v.bytes), (1, 10));
     }
 }

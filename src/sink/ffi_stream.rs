@@ -144,15 +144,6 @@ unsafe extern "C" fn release(stream: *mut FFI_ArrowArrayStream) {
     }
 }
 
-/// Bytes of Arrow buffers referenced by `batch`, each buffer counted once.
-pub fn batch_bytes(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .iter()
-        .map(|c| c.get_buffer_memory_size())
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -240,18 +240,6 @@ impl KafkaSource {
         }
     }
 
-    /// High watermark (next offset to be produced) of a partition.
-    pub fn high_watermark(
-        &self,
-        topic: &str,
-        partition: i32,
-        timeout: Duration,
-    ) -> Result<i64, KafkaError> {
-        self.consumer
-            .fetch_watermarks(topic, partition, timeout)
-            .map(|(_, high)| high)
-    }
-
     /// Checks the brokers answer, returning the number of partitions of each topic.
     pub fn check(
         &self,

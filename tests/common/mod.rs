@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
 use rdkafka::mocking::MockCluster;
 use sluice::config::Config;
 use sluice::observe::Stats;
@@ -227,11 +226,6 @@ pub fn python() -> PathBuf {
 /// A directory for one test's lake.
 pub fn lake_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
-}
-
-/// All batches of one schema concatenated (for comparisons).
-pub fn concat(batches: &[RecordBatch]) -> RecordBatch {
-    arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap()
 }
 
 /// Logs to stderr when TEST_LOG is set (e.g. TEST_LOG=sluice=debug).
