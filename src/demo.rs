@@ -202,7 +202,7 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     result.context("ingestion failed")?;
     let live_summary = live.map(|(ring, server)| {
         server.stop();
-        (ring.describe(TOPIC), ring.compacted_bytes())
+        (ring.describe(TOPIC), stats.compacted_bytes.load(Relaxed))
     });
     let elapsed = started.elapsed();
     progress(&stats, produced_rows, last);

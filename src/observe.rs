@@ -61,6 +61,11 @@ pub struct Stats {
     pub realigned_bytes: AtomicU64,
     /// Buffer bytes produced by decompression.
     pub decompressed_bytes: AtomicU64,
+    /// Bytes the live ring copied off Kafka messages once their lake commit passed.
+    pub compacted_bytes: AtomicU64,
+    /// Gauge: bytes the live ring retains over all topics (shared with pending data until
+    /// compacted).
+    pub live_bytes: AtomicU64,
     /// Successful flushes.
     pub flushes: AtomicU64,
     /// Successful flushes by trigger, indexed like [`FlushTrigger::ALL`].

@@ -264,6 +264,10 @@ impl Pipeline {
             }
             core.retry_due()?;
             core.flush_aged()?;
+            if let Some(ring) = &core.live {
+                ring.expire();
+                core.stats.live_bytes.store(ring.retained_bytes(), Relaxed);
+            }
         }
         self.after_flushes();
         Ok(())
@@ -720,7 +724,8 @@ impl Core {
                             .push((o.topic.clone(), o.partition, o.next));
                         if let Some(ring) = &self.live {
                             // Retained batches no longer need their Kafka messages pinned.
-                            ring.compact(&o.topic, o.partition, o.next);
+                            let copied = ring.compact(&o.topic, o.partition, o.next);
+                            self.stats.compacted_bytes.fetch_add(copied, Relaxed);
                         }
                     }
                     self.stats.record_flush(

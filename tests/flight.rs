@@ -16,7 +16,9 @@ use sluice_producer::Encoding;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_client.py");
 
-fn start_with_flight(cfg: &sluice::config::Config) -> (Running, FlightServer) {
+fn start_with_flight(
+    cfg: &sluice::config::Config,
+) -> (Running, FlightServer, std::sync::Arc<Ring>) {
     let ring = Ring::new(Retention {
         max_bytes: 1 << 30,
         max_age: Duration::from_secs(600),
@@ -28,7 +30,7 @@ fn start_with_flight(cfg: &sluice::config::Config) -> (Running, FlightServer) {
     .unwrap();
     let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
     let run = Running::start_with(cfg, lake, |p: &Pipeline| p.attach_live(ring.clone()));
-    (run, server)
+    (run, server, ring)
 }
 
 /// Runs the client script with `args`; returns it once it printed `first_line`, with its stdout.
@@ -68,6 +70,7 @@ struct Case {
     producer: sluice_producer::ArrowProducer,
     run: Running,
     server: FlightServer,
+    ring: std::sync::Arc<Ring>,
     url: String,
 }
 
@@ -75,7 +78,7 @@ fn started(prefix: &str, partitions: i32, messages: usize, rows: u64) -> Case {
     let (kafka, topic, dir, cfg) = setup(prefix, partitions);
     let producer = kafka.producer(&topic, Encoding::default());
     produce_events(&producer, partitions, 0, messages, 100);
-    let (run, server) = start_with_flight(&cfg);
+    let (run, server, ring) = start_with_flight(&cfg);
     run.wait("first rows consumed", Duration::from_secs(60), |s| {
         s.rows.load(Relaxed) >= rows
     });
@@ -88,6 +91,7 @@ fn started(prefix: &str, partitions: i32, messages: usize, rows: u64) -> Case {
         producer,
         run,
         server,
+        ring,
         url,
     }
 }
@@ -132,7 +136,12 @@ fn twenty_followers_receive_identical_streams_and_the_lake_stays_exact() {
     c.run.wait("all committed", Duration::from_secs(60), |s| {
         s.committed_rows.load(Relaxed) >= 3_400
     });
+    let stats = c.run.stats.clone();
     c.run.stop().unwrap();
+    // Committed batches were copied off their Kafka messages once, and counted.
+    let compacted = stats.compacted_bytes.load(Relaxed);
+    assert!(compacted > 0);
+    assert_eq!(compacted, c.ring.compacted_bytes());
     c.server.stop();
     assert_eq!(
         events_summary(&c.cfg, &sluice::config::table_name_from_topic(&c.topic)),
@@ -219,7 +228,7 @@ fn a_follower_stream_ends_cleanly_at_a_schema_change_and_resumes_with_the_new_sc
         p.send(Some(0), None, &[changed]).unwrap();
     }
     p.flush(Duration::from_secs(10)).unwrap();
-    let (run, server) = start_with_flight(&cfg);
+    let (run, server, _ring) = start_with_flight(&cfg);
     run.wait("all rows", Duration::from_secs(60), |s| {
         s.committed_rows.load(Relaxed) >= 800
     });

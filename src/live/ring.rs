@@ -339,11 +339,29 @@ impl Ring {
                 e.batch = batch;
                 e.pinned = false;
                 copied += n;
+                // From now on the batch holds exactly the memory it was copied into.
+                ring.bytes = ring.bytes - e.bytes + n;
+                e.bytes = n;
             }
         }
+        ring.evict(&self.retention, Instant::now());
         self.compacted_bytes
             .fetch_add(copied, std::sync::atomic::Ordering::Relaxed);
         copied
+    }
+
+    /// Drops batches older than the retention age from every topic, so an idle topic does not
+    /// hold them until its next batch arrives.
+    pub fn expire(&self) {
+        let now = Instant::now();
+        for ring in self.lock().values_mut() {
+            ring.evict(&self.retention, now);
+        }
+    }
+
+    /// Bytes retained over all topics.
+    pub fn retained_bytes(&self) -> u64 {
+        self.lock().values().map(|r| r.bytes).sum()
     }
 
     /// Bytes copied by compaction so far.
@@ -546,6 +564,10 @@ mod tests {
         let new = after[0].batch.column(0).to_data().buffers()[0].as_ptr();
         assert_ne!(old, new, "the compacted batch owns new memory");
         assert_eq!(r.compacted_bytes(), expected);
+        // The compacted batch is now accounted at the bytes it owns, the pinned one as pushed.
+        assert_eq!(after[0].bytes, expected);
+        assert_eq!(r.retained_bytes(), expected + 100);
+        assert_eq!(r.describe("t").unwrap().bytes, expected + 100);
     }
 
     #[test]
@@ -560,5 +582,13 @@ mod tests {
         assert_eq!(r.resolve("t", &Start::Earliest), Ok(1));
         let v = r.describe("t").unwrap();
         assert_eq!((v.rows, v.bytes), (1, 10));
+        // An idle topic loses its old batches by age too, without a new push.
+        r.push("u", 0, 0, None, &[batch(0..1)], 7);
+        assert_eq!(r.retained_bytes(), 17);
+        std::thread::sleep(Duration::from_millis(60));
+        r.expire();
+        assert_eq!(r.retained_bytes(), 0);
+        assert_eq!(r.resolve("t", &Start::Earliest), Ok(2));
+        assert_eq!(r.describe("u").unwrap().rows, 0);
     }
 }
