@@ -264,7 +264,11 @@ pub struct FlushConfig {
     pub max_rows: u64,
     /// Flush a table when its oldest pending message is this old.
     pub max_age_ms: u64,
-    /// Pending bytes of all tables together; at the cap partitions pause until a flush frees memory.
+    /// The process's memory budget for Arrow data: pending bytes, the live ring's retention
+    /// (`live.retention_bytes` per topic) and librdkafka's prefetch
+    /// (`kafka.queued_max_messages_kbytes` plus `kafka.fetch_max_bytes`) together. Pending data
+    /// gets what the other two leave (see [`Config::memory_budget`]); when it is full the
+    /// largest tables are flushed, and while a failed flush waits partitions pause.
     pub memory_cap_bytes: u64,
     /// Retry policy of a failing flush.
     pub retry: RetryConfig,
@@ -337,7 +341,48 @@ impl Default for LogConfig {
     }
 }
 
+/// How `flush.memory_cap_bytes` is split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    /// `flush.memory_cap_bytes`.
+    pub total: u64,
+    /// Reserved for the live ring: `live.retention_bytes` × topics (0 when live is off).
+    pub live: u64,
+    /// Reserved for librdkafka's prefetch: `kafka.queued_max_messages_kbytes` KiB +
+    /// `kafka.fetch_max_bytes` (the queue bound may be overshot by one fetch).
+    pub prefetch: u64,
+    /// What is left for pending (not yet flushed) data: the cap the flush policy enforces.
+    pub pending: u64,
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
 impl Config {
+    /// The split of the memory budget between live retention, prefetch and pending data.
+    pub fn memory_budget(&self) -> MemoryBudget {
+        let total = self.flush.memory_cap_bytes;
+        let live = if self.live.enabled {
+            self.live
+                .retention_bytes
+                .saturating_mul(self.kafka.topics.len() as u64)
+        } else {
+            0
+        };
+        let prefetch = self
+            .kafka
+            .queued_max_messages_kbytes
+            .saturating_mul(1024)
+            .saturating_add(self.kafka.fetch_max_bytes);
+        MemoryBudget {
+            total,
+            live,
+            prefetch,
+            pending: total.saturating_sub(live.saturating_add(prefetch)),
+        }
+    }
+
     /// Defaults, then the TOML file (if given), then `SLUICE_…` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
@@ -471,6 +516,19 @@ impl Config {
             if self.live.retention_ms == 0 {
                 return bad("live.retention_ms", "must be greater than 0");
             }
+        }
+        let budget = self.memory_budget();
+        if budget.pending == 0 {
+            return bad(
+                "flush.memory_cap_bytes",
+                &format!(
+                    "({}) leaves nothing for pending data: the live ring reserves {} (live.retention_bytes × {} topics) and librdkafka's prefetch {} (kafka.queued_max_messages_kbytes + kafka.fetch_max_bytes); raise it or lower those",
+                    mib(budget.total),
+                    mib(budget.live),
+                    self.kafka.topics.len(),
+                    mib(budget.prefetch)
+                ),
+            );
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return bad("log.level", &format!("is not a valid filter: {e}"));
@@ -611,6 +669,34 @@ mod tests {
             let err = load_in_jail(toml).unwrap_err().to_string();
             assert!(err.contains(want), "for {toml:?}: got {err}, want {want}");
         }
+    }
+
+    #[test]
+    fn the_memory_budget_reserves_live_retention_and_prefetch() {
+        let mut cfg = Config::default();
+        cfg.kafka.topics = vec!["a".into(), "b".into()];
+        const MIB: u64 = 1024 * 1024;
+        // Defaults: 1024 MiB budget; 256 MiB live per topic; 64 MiB queue + 50 MiB fetch.
+        assert_eq!(
+            cfg.memory_budget(),
+            MemoryBudget {
+                total: 1024 * MIB,
+                live: 512 * MIB,
+                prefetch: 64 * MIB + 52_428_800,
+                pending: 1024 * MIB - 512 * MIB - 64 * MIB - 52_428_800,
+            }
+        );
+        cfg.live.enabled = false;
+        assert_eq!(cfg.memory_budget().live, 0);
+        cfg.live.enabled = true;
+        cfg.kafka.topics.extend(["c".into(), "d".into()]);
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "configuration error: `flush.memory_cap_bytes` (1024 MiB) leaves nothing for pending \
+             data: the live ring reserves 1024 MiB (live.retention_bytes × 4 topics) and \
+             librdkafka's prefetch 114 MiB (kafka.queued_max_messages_kbytes + \
+             kafka.fetch_max_bytes); raise it or lower those"
+        );
     }
 
     #[test]

@@ -63,6 +63,43 @@ pub struct DemoReport {
     pub file_bytes: u64,
 }
 
+/// Produces `rows` generated events, `rows_per_message` per message, round-robin over
+/// `partitions`, never more than [`MAX_UNCONSUMED_BYTES`] ahead of `consumed` (the consumer's
+/// payload bytes), so librdkafka's mock cluster truncates nothing unread. `keep_going` runs
+/// between messages and while waiting, with the rows produced so far; `false` stops early.
+/// Returns the rows produced.
+pub fn produce_paced(
+    producer: &ArrowProducer,
+    gen_: &mut EventGen,
+    rows: u64,
+    rows_per_message: usize,
+    partitions: i32,
+    consumed: &std::sync::atomic::AtomicU64,
+    mut keep_going: impl FnMut(u64) -> bool,
+) -> Result<u64> {
+    let (mut produced_rows, mut produced_bytes, mut messages) = (0u64, 0u64, 0u64);
+    while produced_rows < rows {
+        while produced_bytes.saturating_sub(consumed.load(Relaxed)) > MAX_UNCONSUMED_BYTES {
+            producer.poll();
+            std::thread::sleep(Duration::from_millis(1));
+            if !keep_going(produced_rows) {
+                return Ok(produced_rows);
+            }
+        }
+        if !keep_going(produced_rows) {
+            break;
+        }
+        let n = (rows - produced_rows).min(rows_per_message as u64) as usize;
+        let batch = generate(gen_, n);
+        let partition = (messages % partitions as u64) as i32;
+        produced_bytes += producer.send(Some(partition), None, &[batch])? as u64;
+        produced_rows += n as u64;
+        messages += 1;
+        producer.poll();
+    }
+    Ok(produced_rows)
+}
+
 fn prepare_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for name in ["demo.ducklake", "demo.ducklake.wal"] {
@@ -103,7 +140,9 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     cfg.lake.data_path = format!("{}/", dir.join("data").display());
     cfg.flush.max_bytes = 96 * 1024 * 1024;
     cfg.flush.max_age_ms = 3_000;
-    cfg.flush.memory_cap_bytes = 256 * 1024 * 1024;
+    // Of 512 MiB: 128 MiB live retention, 114 MiB librdkafka prefetch, 270 MiB pending.
+    cfg.flush.memory_cap_bytes = 512 * 1024 * 1024;
+    cfg.live.retention_bytes = 128 * 1024 * 1024;
     cfg.validate()?;
 
     cfg.live.address = "127.0.0.1:0".into();
@@ -156,36 +195,24 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         &[("linger.ms", "2")],
     )?;
     let started = Instant::now();
-    let mut gen_ = EventGen::new(2026);
-    let (mut produced_rows, mut produced_bytes, mut messages) = (0u64, 0u64, 0u64);
     let mut last_report = Instant::now();
     let mut last = (0u64, 0u64, Instant::now());
     let interrupted = |s: &AtomicBool| s.load(Relaxed);
-    while produced_rows < opts.rows && !interrupted(&stop) {
-        while produced_bytes.saturating_sub(stats.payload_bytes.load(Relaxed))
-            > MAX_UNCONSUMED_BYTES
-        {
-            producer.poll();
-            std::thread::sleep(Duration::from_millis(1));
-            if ingest.is_finished() || interrupted(&stop) {
-                break;
+    let produced_rows = produce_paced(
+        &producer,
+        &mut EventGen::new(2026),
+        opts.rows,
+        opts.rows_per_message,
+        opts.partitions,
+        &stats.payload_bytes,
+        |produced| {
+            if last_report.elapsed() >= Duration::from_secs(1) {
+                last_report = Instant::now();
+                last = progress(&stats, produced, last);
             }
-        }
-        if ingest.is_finished() {
-            break;
-        }
-        let n = (opts.rows - produced_rows).min(opts.rows_per_message as u64) as usize;
-        let batch = generate(&mut gen_, n);
-        let partition = (messages % opts.partitions as u64) as i32;
-        produced_bytes += producer.send(Some(partition), None, &[batch])? as u64;
-        produced_rows += n as u64;
-        messages += 1;
-        producer.poll();
-        if last_report.elapsed() >= Duration::from_secs(1) {
-            last_report = Instant::now();
-            last = progress(&stats, produced_rows, last);
-        }
-    }
+            !ingest.is_finished() && !interrupted(&stop)
+        },
+    )?;
     producer.flush(Duration::from_secs(30))?;
     // Wait until everything produced is consumed; stopping the pipeline then flushes the tail.
     while stats.rows.load(Relaxed) < produced_rows && !ingest.is_finished() && !interrupted(&stop) {

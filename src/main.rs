@@ -121,6 +121,15 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = Config::load(config.as_deref())?;
             init_logging("warn", cfg.log.format);
             println!("config: ok");
+            let b = cfg.memory_budget();
+            let mib = |n: u64| n / (1024 * 1024);
+            println!(
+                "memory budget: {} MiB = {} MiB pending + {} MiB live retention + {} MiB librdkafka prefetch",
+                mib(b.total),
+                mib(b.pending),
+                mib(b.live),
+                mib(b.prefetch)
+            );
             let source = KafkaSource::new(&cfg.kafka)?;
             let topics = source
                 .check(&cfg.kafka.topics, Duration::from_secs(10))

@@ -88,6 +88,8 @@ struct Core {
     lake: Lake,
     tables_cfg: TablesConfig,
     flush_cfg: FlushConfig,
+    /// Pending bytes allowed: what the memory budget leaves after live retention and prefetch.
+    pending_cap: u64,
     start_from: StartFrom,
     stats: Arc<Stats>,
     parts: HashMap<PartKey, PartState>,
@@ -172,6 +174,7 @@ impl Pipeline {
             lake,
             tables_cfg: cfg.tables.clone(),
             flush_cfg: cfg.flush.clone(),
+            pending_cap: cfg.memory_budget().pending,
             start_from: cfg.kafka.start_from,
             stats: stats.clone(),
             parts: HashMap::new(),
@@ -600,7 +603,7 @@ impl Core {
         }
         // The memory cap: flush the largest tables until pending bytes are below it (unless a
         // failed flush is waiting: then the partitions are paused instead).
-        while self.pending_bytes >= self.flush_cfg.memory_cap_bytes && self.retry.is_none() {
+        while self.pending_bytes >= self.pending_cap && self.retry.is_none() {
             let Some(largest) = self
                 .pending
                 .iter()

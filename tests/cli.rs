@@ -70,6 +70,11 @@ fn check_passes_on_a_reachable_setup_and_names_an_unreachable_broker() {
         "{out}"
     );
     assert!(out.contains("lake: attached (duckdb catalog"), "{out}");
+    // 1024 MiB: 256 MiB of live retention for the one topic, 64 MiB + 50 MiB of prefetch.
+    assert!(
+        out.contains("memory budget: 1024 MiB = 654 MiB pending + 256 MiB live retention + 114 MiB librdkafka prefetch"),
+        "{out}"
+    );
 
     let o = sluice(
         &["check", "--config", path.to_str().unwrap()],

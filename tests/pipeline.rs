@@ -458,11 +458,16 @@ fn file_format_and_compressed_payloads_ingest_like_streams() {
 #[test]
 fn the_memory_cap_flushes_before_pending_bytes_exceed_it() {
     let (kafka, topic, _dir, mut cfg) = setup("cap", 2);
-    // Size and age thresholds far away: only the 1 MiB memory cap triggers flushes.
+    // Size and age thresholds far away: only the memory cap triggers flushes. Of the 4 MiB
+    // budget, live retention and prefetch reserve 1 + 2 MiB, which leaves 1 MiB for pending data.
     cfg.flush.max_rows = 10_000_000;
     cfg.flush.max_bytes = 1 << 40;
     cfg.flush.max_age_ms = 600_000;
-    cfg.flush.memory_cap_bytes = 1 << 20;
+    cfg.flush.memory_cap_bytes = 4 << 20;
+    cfg.live.retention_bytes = 1 << 20;
+    cfg.kafka.queued_max_messages_kbytes = 1024;
+    cfg.kafka.fetch_max_bytes = 1 << 20;
+    assert_eq!(cfg.memory_budget().pending, 1 << 20);
     let p = kafka.producer(&topic, Encoding::default());
     produce_events(&p, 2, 0, 40, 100);
     let run = Running::start(&cfg);

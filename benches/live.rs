@@ -1,0 +1,410 @@
+//! Benchmark of the live Arrow Flight endpoint (prints numbers; asserts nothing about speed).
+//!
+//! 1. Ingest rate with 0 and with N followers (default 20) reading every batch over Flight, on
+//!    librdkafka's mock cluster, the producer paced like `sluice demo`. The ring's retained bytes
+//!    are sampled against `live.retention_bytes`, and the process's resident memory against the
+//!    budget `flush.memory_cap_bytes` + `live.retention_bytes` per topic.
+//! 2. Produce → Flight receipt latency: a producer sends one small message every millisecond;
+//!    followers (1, then N) record when each batch arrives. p50/p99/p999/max are printed.
+//!
+//! Run: `scripts/bench-live`, or after `. scripts/env.sh`:
+//! `cargo bench --bench live -- --rows 500000 --followers 20 --latency-secs 10`
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use arrow::array::{Array, Int64Array};
+use arrow_flight::{FlightClient, Ticket};
+use futures::StreamExt;
+use rdkafka::mocking::MockCluster;
+use sluice::config::{Config, StartFrom};
+use sluice::live::flight::FlightServer;
+use sluice::live::ring::Ring;
+use sluice::observe::Stats;
+use sluice::pipeline::Pipeline;
+use sluice_producer::events::{EventGen, generate};
+use sluice_producer::{ArrowProducer, Encoding};
+
+const TOPIC: &str = "events";
+const PARTITIONS: i32 = 4;
+const MIB: u64 = 1024 * 1024;
+
+struct Args {
+    rows: u64,
+    followers: usize,
+    latency_secs: u64,
+    retention_mib: u64,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args {
+        rows: 500_000,
+        followers: 20,
+        latency_secs: 10,
+        retention_mib: 64,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| -> Result<u64> {
+            let v = it.next().with_context(|| format!("{name} needs a value"))?;
+            v.parse().with_context(|| format!("{name} {v:?}"))
+        };
+        match flag.as_str() {
+            "--rows" => a.rows = value("--rows")?,
+            "--followers" => a.followers = value("--followers")? as usize,
+            "--latency-secs" => a.latency_secs = value("--latency-secs")?,
+            "--retention-mib" => a.retention_mib = value("--retention-mib")?,
+            // cargo bench passes --bench to every bench target.
+            "--bench" => {}
+            other => bail!(
+                "unknown argument {other:?} (--rows N, --followers N, --latency-secs N, --retention-mib N)"
+            ),
+        }
+    }
+    Ok(a)
+}
+
+/// A mock cluster with the topic, a pipeline with Flight ingesting it on its own thread.
+struct Rig {
+    _cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    _dir: tempfile::TempDir,
+    brokers: String,
+    cfg: Config,
+    stats: Arc<Stats>,
+    ring: Arc<Ring>,
+    server: FlightServer,
+    stop: Arc<AtomicBool>,
+    ingest: std::thread::JoinHandle<Result<(), sluice::pipeline::PipelineError>>,
+}
+
+impl Rig {
+    fn start(retention_bytes: u64) -> Result<Rig> {
+        let cluster = MockCluster::new(1)?;
+        cluster.create_topic(TOPIC, PARTITIONS, 1)?;
+        let brokers = cluster.bootstrap_servers();
+        let dir = tempfile::tempdir()?;
+        let mut cfg = Config::default();
+        cfg.kafka.brokers = brokers.clone();
+        cfg.kafka.group_id = "sluice-bench".into();
+        cfg.kafka.topics = vec![TOPIC.into()];
+        cfg.kafka.start_from = StartFrom::Earliest;
+        // The demo's settings: the mock broker answers fetches fast.
+        cfg.kafka
+            .properties
+            .insert("fetch.wait.max.ms".into(), "10".into());
+        cfg.lake.catalog = dir.path().join("bench.ducklake").display().to_string();
+        cfg.lake.data_path = format!("{}/", dir.path().join("data").display());
+        cfg.flush.max_bytes = 96 * MIB;
+        cfg.flush.max_age_ms = 3_000;
+        cfg.flush.memory_cap_bytes = 256 * MIB;
+        cfg.live.address = "127.0.0.1:0".into();
+        cfg.live.retention_bytes = retention_bytes;
+        cfg.validate()?;
+        let stats = Arc::new(Stats::default());
+        let pipeline = Pipeline::new(&cfg, stats.clone())?;
+        let (ring, server) = sluice::live::start(&cfg.live)?.context("live is enabled")?;
+        pipeline.attach_live(ring.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let ingest = {
+            let stop = stop.clone();
+            std::thread::spawn(move || pipeline.run(&stop))
+        };
+        Ok(Rig {
+            _cluster: cluster,
+            _dir: dir,
+            brokers,
+            cfg,
+            stats,
+            ring,
+            server,
+            stop,
+            ingest,
+        })
+    }
+
+    fn producer(&self, linger_ms: &str) -> Result<ArrowProducer> {
+        Ok(ArrowProducer::new(
+            &self.brokers,
+            TOPIC,
+            Encoding::default(),
+            &[("linger.ms", linger_ms)],
+        )?)
+    }
+
+    /// Produces one message and waits until the ring has the topic, so followers can start.
+    fn warm_up(&self, producer: &ArrowProducer, gen_: &mut EventGen) -> Result<()> {
+        producer.send(Some(0), None, &[generate(gen_, 1)])?;
+        producer.flush(Duration::from_secs(10))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.stats.rows.load(Relaxed) < 1 {
+            if Instant::now() > deadline {
+                bail!("the warm-up message was not consumed within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        self.stop.store(true, Relaxed);
+        self.ingest
+            .join()
+            .map_err(|_| anyhow::anyhow!("ingest panicked"))??;
+        self.server.stop();
+        Ok(())
+    }
+}
+
+/// What one follower saw.
+#[derive(Default)]
+struct Seen {
+    rows: u64,
+    batches: u64,
+    /// Receipt time of each batch's first `seq`.
+    arrivals: Vec<(i64, Instant)>,
+    error: Option<String>,
+}
+
+/// Follows `TOPIC` from `from` until `rows` rows arrived (or `stop` is set).
+async fn follow(
+    url: String,
+    from: &'static str,
+    rows: u64,
+    stop: Arc<AtomicBool>,
+    keep_arrivals: bool,
+) -> Seen {
+    let mut seen = Seen::default();
+    let result: Result<()> = async {
+        let channel = tonic::transport::Channel::from_shared(url)?
+            .connect()
+            .await?;
+        let mut client = FlightClient::new(channel);
+        let ticket = format!(r#"{{"topic": "{TOPIC}", "from": "{from}", "follow": true}}"#);
+        let mut stream = client.do_get(Ticket::new(ticket)).await?;
+        while seen.rows < rows && !stop.load(Relaxed) {
+            let next = tokio::time::timeout(Duration::from_millis(200), stream.next()).await;
+            let batch = match next {
+                Err(_) => continue,
+                Ok(None) => bail!("the stream ended"),
+                Ok(Some(b)) => b?,
+            };
+            let now = Instant::now();
+            if keep_arrivals {
+                let seq = batch
+                    .column_by_name("seq")
+                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                    .context("no seq column")?;
+                if !seq.is_empty() {
+                    seen.arrivals.push((seq.value(0), now));
+                }
+            }
+            seen.rows += batch.num_rows() as u64;
+            seen.batches += 1;
+        }
+        Ok(())
+    }
+    .await;
+    seen.error = result.err().map(|e| format!("{e:#}"));
+    seen
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// (VmRSS, VmHWM) of this process in bytes.
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn throughput(a: &Args, followers: usize) -> Result<()> {
+    let rig = Rig::start(a.retention_mib * MIB)?;
+    let rt = runtime()?;
+    let producer = rig.producer("2")?;
+    let mut gen_ = EventGen::new(7);
+    rig.warm_up(&producer, &mut gen_)?;
+    let url = format!("grpc://{}", rig.server.addr);
+    let stop = Arc::new(AtomicBool::new(false));
+    let target = a.rows + 1;
+    let readers: Vec<_> = (0..followers)
+        .map(|_| rt.spawn(follow(url.clone(), "earliest", target, stop.clone(), false)))
+        .collect();
+
+    let started = Instant::now();
+    let max_retained = AtomicU64::new(0);
+    let sample = || {
+        max_retained.fetch_max(rig.ring.retained_bytes(), Relaxed);
+    };
+    let produced = sluice::demo::produce_paced(
+        &producer,
+        &mut gen_,
+        a.rows,
+        100,
+        PARTITIONS,
+        &rig.stats.payload_bytes,
+        |_| {
+            sample();
+            !rig.ingest.is_finished()
+        },
+    )?;
+    producer.flush(Duration::from_secs(30))?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while rig.stats.rows.load(Relaxed) < produced + 1 {
+        if Instant::now() > deadline || rig.ingest.is_finished() {
+            bail!("ingestion stopped short");
+        }
+        sample();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let ingest_secs = started.elapsed().as_secs_f64();
+    // Followers get a bounded time to catch up after ingestion finished.
+    let seen: Vec<Seen> = rt.block_on(async {
+        let cutoff = tokio::time::sleep(Duration::from_secs(60));
+        tokio::pin!(cutoff);
+        let mut all = Vec::new();
+        for r in readers {
+            tokio::select! {
+                s = r => all.push(s.unwrap_or_default()),
+                _ = &mut cutoff => { stop.store(true, Relaxed); }
+            }
+        }
+        all
+    });
+    let readers_secs = started.elapsed().as_secs_f64();
+    sample();
+    let bytes = rig.stats.payload_bytes.load(Relaxed);
+    let (rss, hwm) = memory();
+    println!(
+        "ingest with {followers:>2} followers: {produced} rows, {:.1} MB in {ingest_secs:.2} s = {:.0} rows/s, {:.1} MB/s",
+        bytes as f64 / 1e6,
+        produced as f64 / ingest_secs,
+        bytes as f64 / 1e6 / ingest_secs
+    );
+    if followers > 0 {
+        let complete = seen.iter().filter(|s| s.rows >= target).count();
+        let errors: Vec<&str> = seen.iter().filter_map(|s| s.error.as_deref()).collect();
+        println!(
+            "    followers: {complete}/{followers} received all {target} rows, the last at {readers_secs:.2} s; {} errors{}",
+            errors.len(),
+            errors
+                .first()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    let cap = rig.cfg.live.retention_bytes;
+    println!(
+        "    live ring: max {:.1} MiB retained of the {:.0} MiB cap; {:.1} MB compacted; process RSS {:.0} MiB now, {:.0} MiB peak (Arrow budget: {:.0} MiB pending cap + {:.0} MiB ring)",
+        max_retained.load(Relaxed) as f64 / MIB as f64,
+        cap as f64 / MIB as f64,
+        rig.stats.compacted_bytes.load(Relaxed) as f64 / 1e6,
+        rss as f64 / MIB as f64,
+        hwm as f64 / MIB as f64,
+        rig.cfg.flush.memory_cap_bytes as f64 / MIB as f64,
+        cap as f64 / MIB as f64,
+    );
+    drop(producer);
+    rig.finish()
+}
+
+fn latency(a: &Args, followers: usize) -> Result<()> {
+    let rig = Rig::start(a.retention_mib * MIB)?;
+    let rt = runtime()?;
+    let producer = rig.producer("0")?;
+    let mut gen_ = EventGen::new(11);
+    rig.warm_up(&producer, &mut gen_)?;
+    let url = format!("grpc://{}", rig.server.addr);
+    let stop = Arc::new(AtomicBool::new(false));
+    let messages = a.latency_secs * 1000;
+    let rows_per_message = 10u64;
+    let target = messages * rows_per_message;
+    let readers: Vec<_> = (0..followers)
+        .map(|_| rt.spawn(follow(url.clone(), "latest", target, stop.clone(), true)))
+        .collect();
+    // Let every follower's DoGet reach the server before the first timed message.
+    std::thread::sleep(Duration::from_millis(500));
+    let sent: Mutex<HashMap<i64, Instant>> = Mutex::new(HashMap::new());
+    let started = Instant::now();
+    for m in 0..messages {
+        let due = started + Duration::from_millis(m);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let first = gen_.next_seq();
+        let batch = generate(&mut gen_, rows_per_message as usize);
+        sent.lock().unwrap().insert(first, Instant::now());
+        producer.send(Some((m % PARTITIONS as u64) as i32), None, &[batch])?;
+        producer.poll();
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let seen: Vec<Seen> = rt.block_on(async {
+        let cutoff = tokio::time::sleep(Duration::from_secs(60));
+        tokio::pin!(cutoff);
+        let mut all = Vec::new();
+        for r in readers {
+            tokio::select! {
+                s = r => all.push(s.unwrap_or_default()),
+                _ = &mut cutoff => { stop.store(true, Relaxed); }
+            }
+        }
+        all
+    });
+    let sent = sent.into_inner().unwrap();
+    let mut micros: Vec<u64> = seen
+        .iter()
+        .flat_map(|s| s.arrivals.iter())
+        .filter_map(|(seq, at)| {
+            sent.get(seq)
+                .map(|t| at.saturating_duration_since(*t).as_micros() as u64)
+        })
+        .collect();
+    micros.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if micros.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((micros.len() as f64 * p).ceil() as usize).clamp(1, micros.len()) - 1;
+        micros[i] as f64 / 1000.0
+    };
+    let errors = seen.iter().filter(|s| s.error.is_some()).count();
+    println!(
+        "latency produce -> Flight receipt, {followers:>2} follower(s), {messages} messages of {rows_per_message} rows at 1000/s: {} receipts, p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms; {errors} errors",
+        micros.len(),
+        pct(0.50),
+        pct(0.99),
+        pct(0.999),
+        micros.last().map_or(f64::NAN, |m| *m as f64 / 1000.0),
+    );
+    drop(producer);
+    rig.finish()
+}
+
+fn main() -> Result<()> {
+    let a = args()?;
+    println!(
+        "sluice live bench: mock Kafka, {PARTITIONS} partitions, {} rows of ~1 KB per run, 100 rows/message, live.retention_bytes {} MiB, {} cores",
+        a.rows,
+        a.retention_mib,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    throughput(&a, 0)?;
+    throughput(&a, a.followers)?;
+    latency(&a, 1)?;
+    latency(&a, a.followers)?;
+    Ok(())
+}
