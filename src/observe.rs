@@ -84,8 +84,10 @@ pub struct Stats {
     pub offset_conflicts: AtomicU64,
     /// Flush attempts that failed for another reason (each retried with backoff).
     pub flush_failures: AtomicU64,
-    /// Gauge: bytes pending in memory (payloads plus copies).
+    /// Gauge: bytes pending in memory (payloads plus copies), including the flush in flight.
     pub pending_bytes: AtomicU64,
+    /// Gauge: bytes of the flush being committed on the flush thread (0 when none is).
+    pub inflight_bytes: AtomicU64,
     /// Messages dropped because they were older than the partition's position (after a seek).
     pub stale_messages: AtomicU64,
     /// Gauge: partitions currently assigned to this consumer.

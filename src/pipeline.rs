@@ -31,6 +31,9 @@ pub enum PipelineError {
     /// The Kafka client could not be created or subscribed.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The flush thread could not start, or ended unexpectedly (offsets of its data unmoved).
+    #[error("flush thread: {0}")]
+    Flusher(String),
     /// A flush failed `attempts` times; offsets were not moved.
     #[error("flush of table {table} failed after {attempts} attempts, offsets not moved: {last}")]
     FlushGaveUp {
@@ -96,6 +99,10 @@ struct Core {
     pending: HashMap<Arc<str>, TablePending>,
     topic_tables: HashMap<String, Arc<str>>,
     pending_bytes: u64,
+    /// Bytes of the flush in flight (still in memory until it is committed).
+    inflight_bytes: u64,
+    /// Runs non-blocking commits on its own thread and lake connection.
+    flusher: Flusher,
     /// Offsets committed to the lake, to be recorded in Kafka for lag tooling.
     kafka_commits: Vec<(Arc<str>, i32, i64)>,
     /// Partitions to re-seek after an offset conflict.
@@ -170,6 +177,8 @@ impl Pipeline {
     /// lake shared by several pipelines in one process).
     pub fn with_lake(cfg: &Config, lake: Lake, stats: Arc<Stats>) -> Result<Self, PipelineError> {
         let source = KafkaSource::new(&cfg.kafka)?;
+        let flusher = Flusher::start(lake.another(lake.group())?)
+            .map_err(|e| PipelineError::Flusher(format!("could not start: {e}")))?;
         let core = Arc::new(Mutex::new(Core {
             lake,
             tables_cfg: cfg.tables.clone(),
@@ -181,6 +190,8 @@ impl Pipeline {
             pending: HashMap::new(),
             topic_tables: HashMap::new(),
             pending_bytes: 0,
+            inflight_bytes: 0,
+            flusher,
             kafka_commits: Vec::new(),
             reseek: Vec::new(),
             fatal: None,
@@ -213,6 +224,7 @@ impl Pipeline {
         let result = self.run_loop(stop);
         let result = result.and_then(|()| {
             let mut core = lock(&self.core);
+            core.wait_inflight()?;
             core.flush_all(FlushTrigger::Shutdown)
         });
         self.after_flushes();
@@ -265,6 +277,7 @@ impl Pipeline {
                     tracing::warn!(error = %e, "kafka consumer error (librdkafka retries)")
                 }
             }
+            core.poll_inflight()?;
             core.retry_due()?;
             core.flush_aged()?;
             if let Some(ring) = &core.live {
@@ -390,6 +403,8 @@ impl Core {
     }
 
     fn revoke(&mut self, partitions: &[(String, i32)]) -> Result<(), PipelineError> {
+        // The flush in flight may cover revoked partitions: its outcome must be known first.
+        let waited = self.wait_inflight();
         let keys: Vec<PartKey> = partitions
             .iter()
             .map(|(t, p)| (Arc::from(t.as_str()), *p))
@@ -406,8 +421,11 @@ impl Core {
                 tables.push(st.table.clone());
             }
         }
-        let mut result = Ok(());
+        let mut result = waited;
         for t in tables {
+            if result.is_err() {
+                break;
+            }
             if let Err(e) = self.flush(&t, FlushTrigger::Revoke) {
                 result = Err(e);
                 break;
@@ -432,7 +450,7 @@ impl Core {
             }
         }
         self.pending.retain(|_, tp| !tp.parts.is_empty());
-        self.stats.pending_bytes.store(self.pending_bytes, Relaxed);
+        self.update_pending_gauge();
     }
 
     fn ingest(&mut self, msg: KafkaMessage) -> Result<(), PipelineError> {
@@ -534,7 +552,7 @@ impl Core {
         tp.bytes += bytes;
         tp.since.get_or_insert_with(Instant::now);
         self.pending_bytes += bytes;
-        self.stats.pending_bytes.store(self.pending_bytes, Relaxed);
+        self.update_pending_gauge();
         if let Some(st) = self.parts.get_mut(&key) {
             st.expected = offset + 1;
         }
@@ -601,9 +619,14 @@ impl Core {
         if let Some(t) = trigger {
             self.flush(table, t)?;
         }
-        // The memory cap: flush the largest tables until pending bytes are below it (unless a
-        // failed flush is waiting: then the partitions are paused instead).
-        while self.pending_bytes >= self.pending_cap && self.retry.is_none() {
+        // The memory cap (pending plus in-flight bytes): flush the largest tables until below it,
+        // waiting for the flush in flight (unless a failed flush is waiting: then the
+        // partitions are paused instead).
+        while self.pending_bytes + self.inflight_bytes >= self.pending_cap && self.retry.is_none() {
+            if self.flusher.busy() {
+                self.wait_inflight()?;
+                continue;
+            }
             let Some(largest) = self
                 .pending
                 .iter()
@@ -641,7 +664,8 @@ impl Core {
 
     /// Runs the scheduled attempt of a failed flush when it is due.
     fn retry_due(&mut self) -> Result<(), PipelineError> {
-        if self.retry.as_ref().is_some_and(|r| Instant::now() >= r.at)
+        if !self.flusher.busy()
+            && self.retry.as_ref().is_some_and(|r| Instant::now() >= r.at)
             && let Some(r) = self.retry.take()
         {
             self.flush_from(&r.table, r.trigger, r.attempts)?;
@@ -651,6 +675,9 @@ impl Core {
 
     fn flush(&mut self, table: &Arc<str>, trigger: FlushTrigger) -> Result<(), PipelineError> {
         let blocking = matches!(trigger, FlushTrigger::Revoke | FlushTrigger::Shutdown);
+        if blocking {
+            self.wait_inflight()?;
+        }
         match self.retry.take() {
             // A stop or a revoke cannot wait for the schedule: it retries in place, counting
             // the attempts already made.
@@ -670,11 +697,10 @@ impl Core {
         }
     }
 
-    /// Commits the pending data of `table` (one DuckLake transaction). Commit conflicts are
-    /// retried at once with jittered backoff. Other failures are retried in place for a stop or
-    /// a revoke; otherwise the data goes back to pending and the next attempt is scheduled (see
-    /// [`Core::retry`]). Offset conflicts drop that partition's data and re-seek. After
-    /// `flush.retry.attempts` failed attempts the pipeline stops with offsets unmoved.
+    /// Starts committing the pending data of `table` as one DuckLake transaction: on the flusher
+    /// thread (the loop keeps polling, decoding and publishing live meanwhile), or in place for
+    /// a stop or a revoke. One flush is in flight at a time; a trigger that finds the flusher
+    /// busy fires again later.
     fn flush_from(
         &mut self,
         table: &Arc<str>,
@@ -682,140 +708,393 @@ impl Core {
         attempts_before: u32,
     ) -> Result<(), PipelineError> {
         let blocking = matches!(trigger, FlushTrigger::Revoke | FlushTrigger::Shutdown);
-        let Some(mut tp) = self.pending.remove(table) else {
+        if self.flusher.busy() {
+            if !blocking {
+                return Ok(());
+            }
+            self.wait_inflight()?;
+        }
+        let Some(tp) = self.pending.remove(table) else {
             return Ok(());
         };
         self.pending_bytes -= tp.bytes;
-        self.stats.pending_bytes.store(self.pending_bytes, Relaxed);
-        let retry = self.flush_cfg.retry.clone();
-        let mut attempt = attempts_before;
+        self.inflight_bytes = tp.bytes;
+        self.update_pending_gauge();
+        let job = self.job(table.clone(), trigger, attempts_before, tp);
+        if !blocking {
+            return self.flusher.submit(job);
+        }
+        let mut job = job;
         loop {
-            if tp.parts.is_empty() {
-                return Ok(());
-            }
-            let started = Instant::now();
-            let mut batches = Vec::new();
-            let mut quarantine = Vec::new();
-            let mut offsets = Vec::new();
-            let (mut messages, mut bytes) = (0u64, 0u64);
-            for (key, pp) in &tp.parts {
-                batches.extend(pp.batches.iter().cloned());
-                quarantine.extend(pp.quarantine.iter().cloned());
-                let prev = self.parts.get(key).map_or(NO_OFFSET, |st| st.lake_next);
-                offsets.push(OffsetUpdate {
-                    topic: key.0.clone(),
-                    partition: key.1,
-                    prev,
-                    next: pp.next,
-                });
-                messages += pp.messages;
-                bytes += pp.bytes;
-            }
-            let flush = TableFlush {
-                table,
-                batches: &batches,
-                quarantine: &quarantine,
-                offsets: &offsets,
-            };
-            match self.lake.commit(&flush) {
-                Ok(report) => {
-                    for o in &offsets {
-                        if let Some(st) = self.parts.get_mut(&(o.topic.clone(), o.partition)) {
-                            st.lake_next = o.next;
-                        }
-                        self.kafka_commits
-                            .push((o.topic.clone(), o.partition, o.next));
-                        if let Some(ring) = &self.live {
-                            // Retained batches no longer need their Kafka messages pinned.
-                            let copied = ring.compact(&o.topic, o.partition, o.next);
-                            self.stats.compacted_bytes.fetch_add(copied, Relaxed);
-                        }
-                    }
-                    self.stats.record_flush(
-                        trigger,
-                        report.rows,
-                        messages,
-                        bytes,
-                        report.quarantined,
-                    );
-                    let ranges: Vec<String> = offsets
-                        .iter()
-                        .map(|o| {
-                            format!("{}[{}]:{}..{}", o.topic, o.partition, o.prev.max(0), o.next)
-                        })
-                        .collect();
-                    tracing::info!(
-                        table = %table,
-                        trigger = trigger.name(),
-                        rows = report.rows,
-                        bytes,
-                        messages,
-                        quarantined = report.quarantined,
-                        duration_ms = started.elapsed().as_millis() as u64,
-                        offsets = %ranges.join(" "),
-                        "flushed"
-                    );
-                    return Ok(());
-                }
-                Err(SinkError::OffsetConflict { topic, partitions }) => {
-                    for (p, cur) in partitions {
-                        let key: PartKey = (Arc::from(topic.as_str()), p);
-                        tracing::warn!(%topic, partition = p, lake_next = cur, "another writer committed this partition; dropping our pending range and re-seeking");
-                        self.stats.offset_conflicts.fetch_add(1, Relaxed);
-                        if let Some(pp) = tp.parts.remove(&key) {
-                            tp.bytes -= pp.bytes;
-                            tp.rows -= pp.rows;
-                        }
-                        if let Some(st) = self.parts.get_mut(&key) {
-                            st.lake_next = cur;
-                            st.expected = cur.max(0);
-                            let to = if cur == NO_OFFSET {
-                                Offset::Beginning
-                            } else {
-                                Offset::Offset(cur)
-                            };
-                            self.reseek.push((key.0.clone(), p, to));
-                        }
-                    }
-                }
-                Err(e) => {
-                    attempt += 1;
-                    if matches!(e, SinkError::CommitConflict { .. }) {
-                        self.stats.commit_conflicts.fetch_add(1, Relaxed);
-                    } else {
-                        self.stats.flush_failures.fetch_add(1, Relaxed);
-                    }
-                    if attempt >= retry.attempts {
-                        return Err(PipelineError::FlushGaveUp {
-                            table: table.to_string(),
-                            attempts: attempt,
-                            last: e,
-                        });
-                    }
-                    let wait = sink::jittered_backoff(
-                        attempt - 1,
-                        retry.initial_backoff_ms,
-                        retry.max_backoff_ms,
-                    );
-                    tracing::warn!(table = %table, attempt, error = %e, wait_ms = wait.as_millis() as u64, "flush failed; retrying");
-                    let conflict = matches!(e, SinkError::CommitConflict { .. });
-                    if !blocking && !conflict {
-                        // Back to pending, untouched; the loop keeps polling with partitions
-                        // paused until the scheduled attempt.
-                        self.pending_bytes += tp.bytes;
-                        self.stats.pending_bytes.store(self.pending_bytes, Relaxed);
-                        self.pending.insert(table.clone(), tp);
-                        self.retry = Some(ScheduledRetry {
-                            table: table.clone(),
-                            trigger,
-                            attempts: attempt,
-                            at: Instant::now() + wait,
-                        });
-                        return Ok(());
-                    }
+            let result = self.lake.commit(&job.flush());
+            match self.settle(job, result, true)? {
+                Settled::Done => return Ok(()),
+                Settled::Again(next, wait) => {
                     std::thread::sleep(wait);
+                    job = next;
                 }
             }
+        }
+    }
+
+    /// A commit job for `tp`, each partition's update conditional on the lake offset we know.
+    fn job(
+        &self,
+        table: Arc<str>,
+        trigger: FlushTrigger,
+        attempts: u32,
+        tp: TablePending,
+    ) -> FlushJob {
+        let mut batches = Vec::new();
+        let mut quarantine = Vec::new();
+        let mut offsets = Vec::new();
+        let (mut messages, mut bytes) = (0u64, 0u64);
+        for (key, pp) in &tp.parts {
+            batches.extend(pp.batches.iter().cloned());
+            quarantine.extend(pp.quarantine.iter().cloned());
+            let prev = self.parts.get(key).map_or(NO_OFFSET, |st| st.lake_next);
+            offsets.push(OffsetUpdate {
+                topic: key.0.clone(),
+                partition: key.1,
+                prev,
+                next: pp.next,
+            });
+            messages += pp.messages;
+            bytes += pp.bytes;
+        }
+        FlushJob {
+            columns: self.lake.planned_columns(&table),
+            table,
+            trigger,
+            attempts,
+            tp,
+            batches,
+            quarantine,
+            offsets,
+            messages,
+            bytes,
+            not_before: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// Applies the outcome of the in-flight flush if it has finished (never waits).
+    fn poll_inflight(&mut self) -> Result<(), PipelineError> {
+        while let Some((job, result)) = self.flusher.try_result()? {
+            self.settle_async(job, result)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the in-flight flush, if any, and applies its outcome.
+    fn wait_inflight(&mut self) -> Result<(), PipelineError> {
+        while let Some((job, result)) = self.flusher.wait_result()? {
+            self.settle_async(job, result)?;
+        }
+        Ok(())
+    }
+
+    fn settle_async(
+        &mut self,
+        job: FlushJob,
+        result: Result<sink::CommitReport, SinkError>,
+    ) -> Result<(), PipelineError> {
+        match self.settle(job, result, false)? {
+            Settled::Done => {}
+            Settled::Again(mut next, wait) => {
+                next.not_before = Some(Instant::now() + wait);
+                self.flusher.submit(next)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a commit's outcome. Success moves the partitions' lake offsets. An offset
+    /// conflict drops that partition's data (in flight and pending) and re-seeks it. A commit
+    /// conflict is retried at once with jittered backoff. Another failure is retried in place
+    /// for a stop or a revoke; otherwise the data goes back in front of pending and the next
+    /// attempt is scheduled (see [`Core::retry`]). After `flush.retry.attempts` failed attempts
+    /// the pipeline stops with offsets unmoved.
+    fn settle(
+        &mut self,
+        mut job: FlushJob,
+        result: Result<sink::CommitReport, SinkError>,
+        blocking: bool,
+    ) -> Result<Settled, PipelineError> {
+        let table = job.table.clone();
+        match result {
+            Ok(report) => {
+                for o in &job.offsets {
+                    if let Some(st) = self.parts.get_mut(&(o.topic.clone(), o.partition)) {
+                        st.lake_next = o.next;
+                    }
+                    self.kafka_commits
+                        .push((o.topic.clone(), o.partition, o.next));
+                    if let Some(ring) = &self.live {
+                        // Retained batches no longer need their Kafka messages pinned.
+                        let copied = ring.compact(&o.topic, o.partition, o.next);
+                        self.stats.compacted_bytes.fetch_add(copied, Relaxed);
+                    }
+                }
+                self.stats.record_flush(
+                    job.trigger,
+                    report.rows,
+                    job.messages,
+                    job.bytes,
+                    report.quarantined,
+                );
+                let ranges: Vec<String> = job
+                    .offsets
+                    .iter()
+                    .map(|o| format!("{}[{}]:{}..{}", o.topic, o.partition, o.prev.max(0), o.next))
+                    .collect();
+                tracing::info!(
+                    table = %table,
+                    trigger = job.trigger.name(),
+                    rows = report.rows,
+                    bytes = job.bytes,
+                    messages = job.messages,
+                    quarantined = report.quarantined,
+                    duration_ms = job.started.elapsed().as_millis() as u64,
+                    offsets = %ranges.join(" "),
+                    "flushed"
+                );
+                self.inflight_bytes = 0;
+                self.update_pending_gauge();
+                Ok(Settled::Done)
+            }
+            Err(SinkError::OffsetConflict { topic, partitions }) => {
+                let mut tp = job.tp;
+                for (p, cur) in partitions {
+                    let key: PartKey = (Arc::from(topic.as_str()), p);
+                    tracing::warn!(%topic, partition = p, lake_next = cur, "another writer committed this partition; dropping our pending range and re-seeking");
+                    self.stats.offset_conflicts.fetch_add(1, Relaxed);
+                    if let Some(pp) = tp.parts.remove(&key) {
+                        tp.bytes -= pp.bytes;
+                        tp.rows -= pp.rows;
+                    }
+                    // What was appended after the flush started continues the lost range.
+                    self.drop_pending(&key);
+                    if let Some(st) = self.parts.get_mut(&key) {
+                        st.lake_next = cur;
+                        st.expected = cur.max(0);
+                        let to = if cur == NO_OFFSET {
+                            Offset::Beginning
+                        } else {
+                            Offset::Offset(cur)
+                        };
+                        self.reseek.push((key.0.clone(), p, to));
+                    }
+                }
+                self.inflight_bytes = tp.bytes;
+                self.update_pending_gauge();
+                if tp.parts.is_empty() {
+                    return Ok(Settled::Done);
+                }
+                let next = self.job(table, job.trigger, job.attempts, tp);
+                Ok(Settled::Again(next, Duration::ZERO))
+            }
+            Err(e) => {
+                let retry = self.flush_cfg.retry.clone();
+                let attempt = job.attempts + 1;
+                let conflict = matches!(e, SinkError::CommitConflict { .. });
+                if conflict {
+                    self.stats.commit_conflicts.fetch_add(1, Relaxed);
+                } else {
+                    self.stats.flush_failures.fetch_add(1, Relaxed);
+                }
+                if attempt >= retry.attempts {
+                    return Err(PipelineError::FlushGaveUp {
+                        table: table.to_string(),
+                        attempts: attempt,
+                        last: e,
+                    });
+                }
+                let wait = sink::jittered_backoff(
+                    attempt - 1,
+                    retry.initial_backoff_ms,
+                    retry.max_backoff_ms,
+                );
+                tracing::warn!(table = %table, attempt, error = %e, wait_ms = wait.as_millis() as u64, "flush failed; retrying");
+                if blocking || conflict {
+                    job.attempts = attempt;
+                    return Ok(Settled::Again(job, wait));
+                }
+                // Back to pending, in front of what arrived meanwhile; the loop keeps polling
+                // with partitions paused until the scheduled attempt.
+                self.restore(&table, job.tp);
+                self.retry = Some(ScheduledRetry {
+                    table,
+                    trigger: job.trigger,
+                    attempts: attempt,
+                    at: Instant::now() + wait,
+                });
+                Ok(Settled::Done)
+            }
+        }
+    }
+
+    /// Puts the data of a failed flush back in front of the table's pending data.
+    fn restore(&mut self, table: &Arc<str>, mut tp: TablePending) {
+        self.inflight_bytes = 0;
+        self.pending_bytes += tp.bytes;
+        if let Some(later) = self.pending.remove(table) {
+            for (key, pp) in later.parts {
+                let into = tp.parts.entry(key).or_default();
+                into.batches.extend(pp.batches);
+                into.quarantine.extend(pp.quarantine);
+                into.next = pp.next;
+                into.bytes += pp.bytes;
+                into.rows += pp.rows;
+                into.messages += pp.messages;
+            }
+            tp.bytes += later.bytes;
+            tp.rows += later.rows;
+            tp.since = match (tp.since, later.since) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        self.pending.insert(table.clone(), tp);
+        self.update_pending_gauge();
+    }
+
+    fn update_pending_gauge(&self) {
+        self.stats
+            .pending_bytes
+            .store(self.pending_bytes + self.inflight_bytes, Relaxed);
+        self.stats
+            .inflight_bytes
+            .store(self.inflight_bytes, Relaxed);
+    }
+}
+
+/// One flush: a table's pending data and the offsets it moves.
+struct FlushJob {
+    table: Arc<str>,
+    trigger: FlushTrigger,
+    /// Failed attempts before this one.
+    attempts: u32,
+    tp: TablePending,
+    batches: Vec<RecordBatch>,
+    quarantine: Vec<QuarantineRow>,
+    offsets: Vec<OffsetUpdate>,
+    messages: u64,
+    bytes: u64,
+    /// A retried commit waits until then.
+    not_before: Option<Instant>,
+    /// Columns to create the table with if it does not exist yet (see
+    /// [`Lake::planned_columns`]).
+    columns: Option<Vec<sink::Column>>,
+    started: Instant,
+}
+
+impl FlushJob {
+    fn flush(&self) -> TableFlush<'_> {
+        TableFlush {
+            table: &self.table,
+            batches: &self.batches,
+            quarantine: &self.quarantine,
+            offsets: &self.offsets,
+        }
+    }
+}
+
+/// What to do after a commit's outcome was applied.
+enum Settled {
+    Done,
+    /// Commit this (rebuilt) job again after the wait.
+    Again(FlushJob, Duration),
+}
+
+type FlushResult = (FlushJob, Result<sink::CommitReport, SinkError>);
+
+/// The thread that runs non-blocking commits on its own lake connection, one at a time.
+struct Flusher {
+    jobs: Option<std::sync::mpsc::Sender<FlushJob>>,
+    results: std::sync::mpsc::Receiver<FlushResult>,
+    busy: bool,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(mut lake: Lake) -> std::io::Result<Flusher> {
+        let (jobs, job_rx) = std::sync::mpsc::channel::<FlushJob>();
+        let (result_tx, results) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("sluice-flush".into())
+            .spawn(move || {
+                for job in job_rx {
+                    if let Some(wait) = job
+                        .not_before
+                        .and_then(|t| t.checked_duration_since(Instant::now()))
+                    {
+                        std::thread::sleep(wait);
+                    }
+                    if let Some(c) = &job.columns {
+                        lake.adopt_planned_columns(&job.table, c.clone());
+                    }
+                    let result = lake.commit(&job.flush());
+                    if result_tx.send((job, result)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Flusher {
+            jobs: Some(jobs),
+            results,
+            busy: false,
+            thread: Some(thread),
+        })
+    }
+
+    fn busy(&self) -> bool {
+        self.busy
+    }
+
+    fn submit(&mut self, job: FlushJob) -> Result<(), PipelineError> {
+        debug_assert!(!self.busy, "one flush in flight at a time");
+        if !self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok()) {
+            return Err(Self::lost());
+        }
+        self.busy = true;
+        Ok(())
+    }
+
+    fn lost() -> PipelineError {
+        PipelineError::Flusher("ended unexpectedly; offsets of its data were not moved".into())
+    }
+
+    fn try_result(&mut self) -> Result<Option<FlushResult>, PipelineError> {
+        if !self.busy {
+            return Ok(None);
+        }
+        match self.results.try_recv() {
+            Ok(r) => {
+                self.busy = false;
+                Ok(Some(r))
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => Ok(None),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(Self::lost()),
+        }
+    }
+
+    fn wait_result(&mut self) -> Result<Option<FlushResult>, PipelineError> {
+        if !self.busy {
+            return Ok(None);
+        }
+        let r = self.results.recv().map_err(|_| Self::lost())?;
+        self.busy = false;
+        Ok(Some(r))
+    }
+}
+
+impl Drop for Flusher {
+    /// Lets an in-flight commit finish (its outcome is discarded), then ends the thread.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

@@ -246,3 +246,42 @@ fn a_follower_stream_ends_cleanly_at_a_schema_change_and_resumes_with_the_new_sc
         expected_summary(800)
     );
 }
+
+#[test]
+fn ingestion_and_live_publishing_continue_while_a_commit_is_held_open() {
+    // Every commit is held open for 3 s; flushes run on the flush thread, so the poll loop keeps
+    // decoding and publishing to the live ring meanwhile.
+    let (kafka, topic, _dir, cfg) = setup("inflight", 2);
+    let producer = kafka.producer(&topic, Encoding::default());
+    let ring = Ring::new(Retention {
+        max_bytes: 1 << 30,
+        max_age: Duration::from_secs(600),
+    });
+    let mut lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
+    lake.set_commit_delay(Some(Duration::from_secs(3)));
+    let run = Running::start_with(&cfg, lake, |p: &Pipeline| p.attach_live(ring.clone()));
+    produce_events(&producer, 2, 0, 10, 100);
+    // The 1 000 rows are flushed by age (500 ms); wait until that commit is in flight.
+    run.wait("a flush in flight", Duration::from_secs(60), |s| {
+        s.inflight_bytes.load(Relaxed) > 0
+    });
+    produce_events(&producer, 2, 1_000, 10, 100);
+    run.wait(
+        "the next 1 000 rows consumed",
+        Duration::from_secs(60),
+        |s| s.rows.load(Relaxed) >= 2_000,
+    );
+    // Still inside the first commit's 3 s: nothing committed, yet all 2 000 rows are live.
+    assert_eq!(run.stats.flushes.load(Relaxed), 0);
+    assert_eq!(run.stats.committed_rows.load(Relaxed), 0);
+    assert!(run.stats.inflight_bytes.load(Relaxed) > 0);
+    assert_eq!(ring.describe(&topic).unwrap().rows, 2_000);
+    run.wait("everything committed", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) >= 2_000
+    });
+    run.stop().unwrap();
+    assert_eq!(
+        events_summary(&cfg, &sluice::config::table_name_from_topic(&topic)),
+        expected_summary(2_000)
+    );
+}

@@ -192,6 +192,17 @@ impl Lake {
         Ok(lake)
     }
 
+    /// Holds every commit of this handle (and of handles made from it by [`Lake::another`])
+    /// open for `delay` after its data is written: the in-process form of [`COMMIT_DELAY_ENV`].
+    pub fn set_commit_delay(&mut self, delay: Option<std::time::Duration>) {
+        self.commit_delay = delay;
+    }
+
+    /// The consumer group whose offsets this handle reads and commits.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
     /// A second handle on the same attached lake (its own connection and transactions).
     pub fn another(&self, group: &str) -> Result<Lake, SinkError> {
         let conn = self
@@ -359,6 +370,24 @@ impl Lake {
         let info = self.tables.entry(table.to_string()).or_default();
         info.verdicts.push((schema.clone(), verdict.clone()));
         Ok(verdict)
+    }
+
+    /// The columns a table that does not exist yet will be created with (decided by
+    /// [`Lake::check_fit`] from the first batch seen), so a flush committed through another
+    /// handle creates the same table.
+    pub fn planned_columns(&self, table: &str) -> Option<Vec<Column>> {
+        self.tables
+            .get(table)
+            .filter(|i| !i.exists)
+            .and_then(|i| i.columns.clone())
+    }
+
+    /// Adopts columns another handle planned for a table this handle does not know to exist.
+    pub fn adopt_planned_columns(&mut self, table: &str, columns: Vec<Column>) {
+        let info = self.tables.entry(table.to_string()).or_default();
+        if !info.exists {
+            info.columns = Some(columns);
+        }
     }
 
     /// Ensures every (topic, partition) has an offsets row (registration is serialized through a
