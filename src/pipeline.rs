@@ -731,7 +731,7 @@ impl Core {
                 Settled::Done => return Ok(()),
                 Settled::Again(next, wait) => {
                     std::thread::sleep(wait);
-                    job = next;
+                    job = *next;
                 }
             }
         }
@@ -803,7 +803,7 @@ impl Core {
             Settled::Done => {}
             Settled::Again(mut next, wait) => {
                 next.not_before = Some(Instant::now() + wait);
-                self.flusher.submit(next)?;
+                self.flusher.submit(*next)?;
             }
         }
         Ok(())
@@ -892,7 +892,7 @@ impl Core {
                     return Ok(Settled::Done);
                 }
                 let next = self.job(table, job.trigger, job.attempts, tp);
-                Ok(Settled::Again(next, Duration::ZERO))
+                Ok(Settled::Again(Box::new(next), Duration::ZERO))
             }
             Err(e) => {
                 let retry = self.flush_cfg.retry.clone();
@@ -918,7 +918,7 @@ impl Core {
                 tracing::warn!(table = %table, attempt, error = %e, wait_ms = wait.as_millis() as u64, "flush failed; retrying");
                 if blocking || conflict {
                     job.attempts = attempt;
-                    return Ok(Settled::Again(job, wait));
+                    return Ok(Settled::Again(Box::new(job), wait));
                 }
                 // Back to pending, in front of what arrived meanwhile; the loop keeps polling
                 // with partitions paused until the scheduled attempt.
@@ -1004,7 +1004,7 @@ impl FlushJob {
 enum Settled {
     Done,
     /// Commit this (rebuilt) job again after the wait.
-    Again(FlushJob, Duration),
+    Again(Box<FlushJob>, Duration),
 }
 
 type FlushResult = (FlushJob, Result<sink::CommitReport, SinkError>);
@@ -1054,7 +1054,7 @@ impl Flusher {
 
     fn submit(&mut self, job: FlushJob) -> Result<(), PipelineError> {
         debug_assert!(!self.busy, "one flush in flight at a time");
-        if !self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok()) {
+        if self.jobs.as_ref().is_none_or(|j| j.send(job).is_err()) {
             return Err(Self::lost());
         }
         self.busy = true;
