@@ -7,7 +7,7 @@
 //! 2. Produce → Flight receipt latency: a producer sends one small message every millisecond;
 //!    followers (1, then N) record when each batch arrives. p50/p99/p999/max are printed.
 //!
-//! Run: `scripts/bench-live`, or after `. scripts/env.sh`:
+//! Run: `scripts/bench-live [ARGS]`, or after `. scripts/env.sh`:
 //! `cargo bench --bench live -- --rows 500000 --followers 20 --latency-secs 10`
 
 use std::collections::HashMap;
@@ -37,6 +37,8 @@ struct Args {
     followers: usize,
     latency_secs: u64,
     retention_mib: u64,
+    fetch_wait_ms: u64,
+    lake_threads: Option<u32>,
 }
 
 fn args() -> Result<Args> {
@@ -45,6 +47,8 @@ fn args() -> Result<Args> {
         followers: 20,
         latency_secs: 10,
         retention_mib: 64,
+        fetch_wait_ms: 10,
+        lake_threads: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,10 +61,12 @@ fn args() -> Result<Args> {
             "--followers" => a.followers = value("--followers")? as usize,
             "--latency-secs" => a.latency_secs = value("--latency-secs")?,
             "--retention-mib" => a.retention_mib = value("--retention-mib")?,
+            "--fetch-wait-ms" => a.fetch_wait_ms = value("--fetch-wait-ms")?,
+            "--lake-threads" => a.lake_threads = Some(value("--lake-threads")? as u32),
             // cargo bench passes --bench to every bench target.
             "--bench" => {}
             other => bail!(
-                "unknown argument {other:?} (--rows N, --followers N, --latency-secs N, --retention-mib N)"
+                "unknown argument {other:?} (--rows N, --followers N, --latency-secs N, --retention-mib N, --fetch-wait-ms N, --lake-threads N)"
             ),
         }
     }
@@ -77,11 +83,11 @@ struct Rig {
     ring: Arc<Ring>,
     server: FlightServer,
     stop: Arc<AtomicBool>,
-    ingest: std::thread::JoinHandle<Result<(), sluice::pipeline::PipelineError>>,
+    ingest: Option<std::thread::JoinHandle<Result<(), sluice::pipeline::PipelineError>>>,
 }
 
 impl Rig {
-    fn start(retention_bytes: u64) -> Result<Rig> {
+    fn start(a: &Args) -> Result<Rig> {
         let cluster = MockCluster::new(1)?;
         cluster.create_topic(TOPIC, PARTITIONS, 1)?;
         let brokers = cluster.bootstrap_servers();
@@ -91,17 +97,20 @@ impl Rig {
         cfg.kafka.group_id = "sluice-bench".into();
         cfg.kafka.topics = vec![TOPIC.into()];
         cfg.kafka.start_from = StartFrom::Earliest;
-        // The demo's settings: the mock broker answers fetches fast.
+        // The demo uses 10 ms: the mock broker holds an empty fetch that long.
         cfg.kafka
             .properties
-            .insert("fetch.wait.max.ms".into(), "10".into());
+            .insert("fetch.wait.max.ms".into(), a.fetch_wait_ms.to_string());
+        cfg.lake.threads = a.lake_threads;
         cfg.lake.catalog = dir.path().join("bench.ducklake").display().to_string();
         cfg.lake.data_path = format!("{}/", dir.path().join("data").display());
         cfg.flush.max_bytes = 96 * MIB;
         cfg.flush.max_age_ms = 3_000;
-        cfg.flush.memory_cap_bytes = 256 * MIB;
         cfg.live.address = "127.0.0.1:0".into();
-        cfg.live.retention_bytes = retention_bytes;
+        cfg.live.retention_bytes = a.retention_mib * MIB;
+        // 256 MiB for pending data on top of what live retention and prefetch reserve.
+        let reserved = cfg.memory_budget();
+        cfg.flush.memory_cap_bytes = 256 * MIB + reserved.live + reserved.prefetch;
         cfg.validate()?;
         let stats = Arc::new(Stats::default());
         let pipeline = Pipeline::new(&cfg, stats.clone())?;
@@ -121,7 +130,7 @@ impl Rig {
             ring,
             server,
             stop,
-            ingest,
+            ingest: Some(ingest),
         })
     }
 
@@ -148,11 +157,21 @@ impl Rig {
         Ok(())
     }
 
-    fn finish(self) -> Result<()> {
+    fn ingesting(&self) -> bool {
+        self.ingest.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
+    /// Stops ingestion: the pipeline's shutdown flush commits what is pending.
+    fn stop_ingest(&mut self) -> Result<()> {
         self.stop.store(true, Relaxed);
-        self.ingest
-            .join()
-            .map_err(|_| anyhow::anyhow!("ingest panicked"))??;
+        if let Some(h) = self.ingest.take() {
+            h.join().map_err(|_| anyhow::anyhow!("ingest panicked"))??;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.stop_ingest()?;
         self.server.stop();
         Ok(())
     }
@@ -211,6 +230,29 @@ async fn follow(
     seen
 }
 
+/// The followers' results, giving them at most 60 s more (then they are told to stop).
+fn collect(
+    rt: &tokio::runtime::Runtime,
+    readers: Vec<tokio::task::JoinHandle<Seen>>,
+    stop: &AtomicBool,
+) -> Vec<Seen> {
+    rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut all = Vec::new();
+        for mut r in readers {
+            let seen = match tokio::time::timeout_at(deadline, &mut r).await {
+                Ok(s) => s,
+                Err(_) => {
+                    stop.store(true, Relaxed);
+                    r.await
+                }
+            };
+            all.push(seen.unwrap_or_default());
+        }
+        all
+    })
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -233,7 +275,7 @@ fn memory() -> (u64, u64) {
 }
 
 fn throughput(a: &Args, followers: usize) -> Result<()> {
-    let rig = Rig::start(a.retention_mib * MIB)?;
+    let mut rig = Rig::start(a)?;
     let rt = runtime()?;
     let producer = rig.producer("2")?;
     let mut gen_ = EventGen::new(7);
@@ -247,8 +289,9 @@ fn throughput(a: &Args, followers: usize) -> Result<()> {
 
     let started = Instant::now();
     let max_retained = AtomicU64::new(0);
+    let ring = rig.ring.clone();
     let sample = || {
-        max_retained.fetch_max(rig.ring.retained_bytes(), Relaxed);
+        max_retained.fetch_max(ring.retained_bytes(), Relaxed);
     };
     let produced = sluice::demo::produce_paced(
         &producer,
@@ -259,44 +302,45 @@ fn throughput(a: &Args, followers: usize) -> Result<()> {
         &rig.stats.payload_bytes,
         |_| {
             sample();
-            !rig.ingest.is_finished()
+            rig.ingesting()
         },
     )?;
     producer.flush(Duration::from_secs(30))?;
     let deadline = Instant::now() + Duration::from_secs(600);
     while rig.stats.rows.load(Relaxed) < produced + 1 {
-        if Instant::now() > deadline || rig.ingest.is_finished() {
+        if Instant::now() > deadline || !rig.ingesting() {
             bail!("ingestion stopped short");
         }
         sample();
         std::thread::sleep(Duration::from_millis(2));
     }
-    let ingest_secs = started.elapsed().as_secs_f64();
-    // Followers get a bounded time to catch up after ingestion finished.
-    let seen: Vec<Seen> = rt.block_on(async {
-        let cutoff = tokio::time::sleep(Duration::from_secs(60));
-        tokio::pin!(cutoff);
-        let mut all = Vec::new();
-        for r in readers {
-            tokio::select! {
-                s = r => all.push(s.unwrap_or_default()),
-                _ = &mut cutoff => { stop.store(true, Relaxed); }
-            }
-        }
-        all
-    });
+    let decoded_secs = started.elapsed().as_secs_f64();
+    // The shutdown flush commits the tail: then every row is in the lake.
+    rig.stop_ingest()?;
+    let lake_secs = started.elapsed().as_secs_f64();
+    let committed = rig.stats.committed_rows.load(Relaxed);
+    if committed != produced + 1 {
+        bail!("the lake holds {committed} rows, expected {}", produced + 1);
+    }
+    let seen = collect(&rt, readers, &stop);
     let readers_secs = started.elapsed().as_secs_f64();
     sample();
     let bytes = rig.stats.payload_bytes.load(Relaxed);
     let (rss, hwm) = memory();
     println!(
-        "ingest with {followers:>2} followers: {produced} rows, {:.1} MB in {ingest_secs:.2} s = {:.0} rows/s, {:.1} MB/s",
+        "ingest with {followers:>2} followers: {produced} rows, {:.1} MB decoded and live in {decoded_secs:.2} s = {:.0} rows/s, {:.1} MB/s; all committed to the lake at {lake_secs:.2} s = {:.0} rows/s end to end",
         bytes as f64 / 1e6,
-        produced as f64 / ingest_secs,
-        bytes as f64 / 1e6 / ingest_secs
+        produced as f64 / decoded_secs,
+        bytes as f64 / 1e6 / decoded_secs,
+        produced as f64 / lake_secs,
     );
     if followers > 0 {
         let complete = seen.iter().filter(|s| s.rows >= target).count();
+        let delivered: u64 = seen.iter().map(|s| s.rows).sum();
+        println!(
+            "    Flight delivered {delivered} rows to {followers} followers in {readers_secs:.2} s = {:.0} rows/s in total",
+            delivered as f64 / readers_secs
+        );
         let errors: Vec<&str> = seen.iter().filter_map(|s| s.error.as_deref()).collect();
         println!(
             "    followers: {complete}/{followers} received all {target} rows, the last at {readers_secs:.2} s; {} errors{}",
@@ -308,22 +352,26 @@ fn throughput(a: &Args, followers: usize) -> Result<()> {
         );
     }
     let cap = rig.cfg.live.retention_bytes;
+    let b = rig.cfg.memory_budget();
+    let mib = |n: u64| n as f64 / MIB as f64;
     println!(
-        "    live ring: max {:.1} MiB retained of the {:.0} MiB cap; {:.1} MB compacted; process RSS {:.0} MiB now, {:.0} MiB peak (Arrow budget: {:.0} MiB pending cap + {:.0} MiB ring)",
-        max_retained.load(Relaxed) as f64 / MIB as f64,
-        cap as f64 / MIB as f64,
+        "    live ring: max {:.1} MiB retained of the {:.0} MiB cap; {:.1} MB compacted; process RSS {:.0} MiB now, {:.0} MiB peak; Arrow budget {:.0} MiB = {:.0} pending + {:.0} live + {:.0} prefetch",
+        mib(max_retained.load(Relaxed)),
+        mib(cap),
         rig.stats.compacted_bytes.load(Relaxed) as f64 / 1e6,
-        rss as f64 / MIB as f64,
-        hwm as f64 / MIB as f64,
-        rig.cfg.flush.memory_cap_bytes as f64 / MIB as f64,
-        cap as f64 / MIB as f64,
+        mib(rss),
+        mib(hwm),
+        mib(b.total),
+        mib(b.pending),
+        mib(b.live),
+        mib(b.prefetch),
     );
     drop(producer);
     rig.finish()
 }
 
 fn latency(a: &Args, followers: usize) -> Result<()> {
-    let rig = Rig::start(a.retention_mib * MIB)?;
+    let rig = Rig::start(a)?;
     let rt = runtime()?;
     let producer = rig.producer("0")?;
     let mut gen_ = EventGen::new(11);
@@ -352,18 +400,7 @@ fn latency(a: &Args, followers: usize) -> Result<()> {
         producer.poll();
     }
     producer.flush(Duration::from_secs(30))?;
-    let seen: Vec<Seen> = rt.block_on(async {
-        let cutoff = tokio::time::sleep(Duration::from_secs(60));
-        tokio::pin!(cutoff);
-        let mut all = Vec::new();
-        for r in readers {
-            tokio::select! {
-                s = r => all.push(s.unwrap_or_default()),
-                _ = &mut cutoff => { stop.store(true, Relaxed); }
-            }
-        }
-        all
-    });
+    let seen = collect(&rt, readers, &stop);
     let sent = sent.into_inner().unwrap();
     let mut micros: Vec<u64> = seen
         .iter()
@@ -397,9 +434,12 @@ fn latency(a: &Args, followers: usize) -> Result<()> {
 fn main() -> Result<()> {
     let a = args()?;
     println!(
-        "sluice live bench: mock Kafka, {PARTITIONS} partitions, {} rows of ~1 KB per run, 100 rows/message, live.retention_bytes {} MiB, {} cores",
+        "sluice live bench: mock Kafka, {PARTITIONS} partitions, {} rows of ~1 KB per run, 100 rows/message, live.retention_bytes {} MiB, fetch.wait.max.ms {}, lake.threads {}, {} cores",
         a.rows,
         a.retention_mib,
+        a.fetch_wait_ms,
+        a.lake_threads
+            .map_or("default".to_string(), |t| t.to_string()),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     throughput(&a, 0)?;

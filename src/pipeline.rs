@@ -774,6 +774,8 @@ impl Core {
             messages,
             bytes,
             not_before: None,
+            live: self.live.clone(),
+            compacted: None,
             started: Instant::now(),
         }
     }
@@ -830,12 +832,9 @@ impl Core {
                     }
                     self.kafka_commits
                         .push((o.topic.clone(), o.partition, o.next));
-                    if let Some(ring) = &self.live {
-                        // Retained batches no longer need their Kafka messages pinned.
-                        let copied = ring.compact(&o.topic, o.partition, o.next);
-                        self.stats.compacted_bytes.fetch_add(copied, Relaxed);
-                    }
                 }
+                let compacted = job.compacted.unwrap_or_else(|| job.compact());
+                self.stats.compacted_bytes.fetch_add(compacted, Relaxed);
                 self.stats.record_flush(
                     job.trigger,
                     report.rows,
@@ -986,10 +985,26 @@ struct FlushJob {
     /// Columns to create the table with if it does not exist yet (see
     /// [`Lake::planned_columns`]).
     columns: Option<Vec<sink::Column>>,
+    /// The live ring, whose batches of the committed ranges are compacted after the commit.
+    live: Option<Arc<Ring>>,
+    /// Bytes compacted by the flush thread after a successful commit (`None`: not done yet).
+    compacted: Option<u64>,
     started: Instant,
 }
 
 impl FlushJob {
+    /// Copies the live ring's batches of the committed ranges off their Kafka messages (they no
+    /// longer need to stay pinned). Returns the bytes copied.
+    fn compact(&self) -> u64 {
+        let Some(ring) = &self.live else {
+            return 0;
+        };
+        self.offsets
+            .iter()
+            .map(|o| ring.compact(&o.topic, o.partition, o.next))
+            .sum()
+    }
+
     fn flush(&self) -> TableFlush<'_> {
         TableFlush {
             table: &self.table,
@@ -1024,7 +1039,7 @@ impl Flusher {
         let thread = std::thread::Builder::new()
             .name("sluice-flush".into())
             .spawn(move || {
-                for job in job_rx {
+                for mut job in job_rx {
                     if let Some(wait) = job
                         .not_before
                         .and_then(|t| t.checked_duration_since(Instant::now()))
@@ -1035,6 +1050,10 @@ impl Flusher {
                         lake.adopt_planned_columns(&job.table, c.clone());
                     }
                     let result = lake.commit(&job.flush());
+                    if result.is_ok() {
+                        // Off the poll thread: copying retained batches takes a while.
+                        job.compacted = Some(job.compact());
+                    }
                     if result_tx.send((job, result)).is_err() {
                         return;
                     }

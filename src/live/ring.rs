@@ -326,23 +326,52 @@ impl Ring {
 
     /// Copies, once, every retained batch of `topic`/`partition` below `offset` that still
     /// references its Kafka message, so librdkafka's buffers are released after the lake
-    /// commit. Returns the bytes copied.
+    /// commit. The copying runs outside the ring's lock: pushes and reads go on meanwhile.
+    /// Returns the bytes copied into batches still retained.
     pub fn compact(&self, topic: &str, partition: i32, below: i64) -> u64 {
+        let todo: Vec<(u64, RecordBatch)> = {
+            let topics = self.lock();
+            let Some(ring) = topics.get(topic) else {
+                return 0;
+            };
+            ring.entries
+                .iter()
+                .filter(|e| e.pinned && e.partition == partition && e.offset < below)
+                .map(|e| (e.seq, e.batch.clone()))
+                .collect()
+        };
+        if todo.is_empty() {
+            return 0;
+        }
+        let copies: Vec<(u64, RecordBatch, u64)> = todo
+            .into_iter()
+            .map(|(seq, b)| {
+                let (copy, n) = deep_copy(&b);
+                (seq, copy, n)
+            })
+            .collect();
         let mut topics = self.lock();
         let Some(ring) = topics.get_mut(topic) else {
             return 0;
         };
         let mut copied = 0;
-        for e in ring.entries.iter_mut() {
-            if e.pinned && e.partition == partition && e.offset < below {
-                let (batch, n) = deep_copy(&e.batch);
-                e.batch = batch;
-                e.pinned = false;
-                copied += n;
-                // From now on the batch holds exactly the memory it was copied into.
-                ring.bytes = ring.bytes - e.bytes + n;
-                e.bytes = n;
+        for (seq, batch, n) in copies {
+            // Entries are in seq order without gaps, so a retained seq is found by index.
+            let Some(i) = seq.checked_sub(ring.first_seq()) else {
+                continue; // evicted meanwhile
+            };
+            let Some(e) = ring.entries.get_mut(i as usize) else {
+                continue;
+            };
+            if e.seq != seq || !e.pinned {
+                continue;
             }
+            e.batch = batch;
+            e.pinned = false;
+            copied += n;
+            // From now on the batch holds exactly the memory it was copied into.
+            ring.bytes = ring.bytes - e.bytes + n;
+            e.bytes = n;
         }
         ring.evict(&self.retention, Instant::now());
         self.compacted_bytes
