@@ -3,6 +3,9 @@
 //!
 //! One thread runs the loop. The state it shares with the consumer's rebalance callback (which
 //! runs inside `poll` on the same thread) sits behind a mutex that is never held across `poll`.
+//! Commits run on a flush thread with its own lake connection, one at a time, so the loop keeps
+//! decoding (and publishing live) while the lake writes Parquet; the outcome is applied by the
+//! loop. A stop or a revoke waits for the flush in flight, then commits in place.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
