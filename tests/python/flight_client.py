@@ -40,6 +40,16 @@ def replay(url, topic, n):
     schema = client.get_schema(fl.FlightDescriptor.for_path(topic)).schema
     if schema.names[:3] != ["seq", "uuid", "event"]:
         fail(f"schema {schema.names}")
+    # GetFlightInfo: rows, schema, the offset range per partition, and a ticket that reads it.
+    info = client.get_flight_info(fl.FlightDescriptor.for_path(topic))
+    offsets = json.loads(info.app_metadata)["offsets"]
+    per_partition = n // 100 // 2  # 100 rows per message, round robin over 2 partitions
+    want = {"0": [0, per_partition - 1], "1": [0, per_partition - 1]}
+    if info.total_records != n or info.total_bytes <= 0 or offsets != want or info.schema != schema:
+        fail(f"get_flight_info: {info.total_records} rows, {info.total_bytes} bytes, offsets {offsets}")
+    via_info = read(client, info.endpoints[0].ticket.ticket.decode())
+    if len(seqs(via_info)) != n:
+        fail(f"the FlightInfo ticket read {len(seqs(via_info))} rows, not {n}")
 
     full = read(client, topic)  # bare topic: earliest, no follow
     got = seqs(full)
@@ -83,6 +93,14 @@ def replay(url, topic, n):
     ]:
         if want not in errors[name]:
             fail(f"{name}: {errors[name]!r} lacks {want!r}")
+    try:
+        client.get_flight_info(fl.FlightDescriptor.for_path("no-such-topic"))
+        fail("get_flight_info of an unknown topic succeeded")
+    except fl.FlightServerError as e:
+        fail(f"get_flight_info of an unknown topic: not NOT_FOUND but {e}")
+    except pa.ArrowException as e:  # NOT_FOUND maps to ArrowKeyError
+        if 'topic "no-such-topic" is not being ingested' not in str(e):
+            fail(f"get_flight_info of an unknown topic: {e}")
     # The server keeps serving after errors.
     if sorted(seqs(read(client, topic))) != list(range(n)):
         fail("replay after errors")
