@@ -13,3 +13,5 @@ export SLUICEDEV_EXTENSIONS="$HOME/.duckdb/extensions"
 export SLUICEDEV_VENV="${SLUICEDEV_VENV:-$SLUICEDEV_CACHE/venv}"
 export SLUICEDEV_PYTHON="$SLUICEDEV_VENV/bin/python"
 export SLUICEDEV_BIN="$CARGO_TARGET_DIR/release/sluice"
+# The Kafka-compatible broker tansu (cargo install'ed by scripts/setup).
+export SLUICEDEV_TANSU="$SLUICEDEV_CACHE/tools/bin/tansu"

@@ -714,10 +714,78 @@ pub fn redact(text: &str) -> String {
     out
 }
 
+/// Whether the data path is on S3 (or an S3-compatible server).
+pub fn is_s3(data_path: &str) -> bool {
+    data_path
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("s3://")
+}
+
+/// `text` with every credential of `cfg` (S3 keys, a catalog password) replaced by `***`, for
+/// error messages and logs.
+pub fn scrub(text: &str, cfg: &LakeConfig) -> String {
+    let mut out = redact(text);
+    let s3 = cfg.s3.resolve(|k| std::env::var(k).ok());
+    for secret in [s3.secret_access_key, s3.session_token]
+        .into_iter()
+        .flatten()
+    {
+        if !secret.expose().is_empty() {
+            out = out.replace(secret.expose(), "***");
+        }
+    }
+    out
+}
+
+/// Creates the DuckDB secret httpfs uses for the S3 data path.
+fn create_s3_secret(conn: &Connection, cfg: &LakeConfig) -> Result<(), SinkError> {
+    conn.execute("LOAD httpfs").map_err(duck(
+        "load the DuckDB httpfs extension (run scripts/setup, or allow DuckDB to install it)",
+    ))?;
+    let s3 = cfg.s3.resolve(|k| std::env::var(k).ok());
+    let mut params = vec!["TYPE s3".to_string()];
+    let mut add = |key: &str, value: &str| params.push(format!("{key} {}", literal(value)));
+    if let Some(v) = &s3.access_key_id {
+        add("KEY_ID", v);
+    }
+    if let Some(v) = &s3.secret_access_key {
+        add("SECRET", v.expose());
+    }
+    if let Some(v) = &s3.session_token {
+        add("SESSION_TOKEN", v.expose());
+    }
+    if let Some(v) = &s3.region {
+        add("REGION", v);
+    }
+    if let Some(v) = &s3.endpoint {
+        add("ENDPOINT", v);
+    }
+    add(
+        "URL_STYLE",
+        match s3.url_style {
+            crate::config::UrlStyle::Path => "path",
+            crate::config::UrlStyle::Vhost => "vhost",
+        },
+    );
+    params.push(format!("USE_SSL {}", s3.use_ssl));
+    let sql = format!("CREATE OR REPLACE SECRET sluice_s3 ({})", params.join(", "));
+    conn.execute(&sql).map_err(|e| SinkError::Duck {
+        context: "create the S3 secret for the data path".into(),
+        source: DuckError {
+            message: scrub(&e.message, cfg),
+        },
+    })?;
+    Ok(())
+}
+
 fn attach(conn: &Connection, cfg: &LakeConfig) -> Result<(), SinkError> {
     conn.execute("LOAD ducklake").map_err(duck(
         "load the DuckDB ducklake extension (run scripts/setup, or allow DuckDB to install it)",
     ))?;
+    if is_s3(&cfg.data_path) {
+        create_s3_secret(conn, cfg)?;
+    }
     let sql = format!(
         "ATTACH {} AS {} (DATA_PATH {})",
         literal(&attach_target(cfg)),
@@ -732,7 +800,7 @@ fn attach(conn: &Connection, cfg: &LakeConfig) -> Result<(), SinkError> {
             cfg.data_path
         ),
         source: DuckError {
-            message: redact(&e.message),
+            message: scrub(&e.message, cfg),
         },
     })?;
     Ok(())

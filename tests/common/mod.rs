@@ -2,6 +2,8 @@
 //! a temporary directory, a pipeline running on its own thread, and exact read-backs.
 #![allow(dead_code)]
 
+pub mod services;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};

@@ -1,0 +1,279 @@
+//! Real servers on loopback for integration tests, each a child process killed on drop: an S3
+//! server (`moto_server`, from the test venv), a throwaway PostgreSQL cluster (Debian's
+//! postgresql, `initdb` + `pg_ctl`) and the Kafka-compatible broker `tansu`.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::python;
+
+/// A free loopback port (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `port` accepts connections, or panics naming `what` and its log.
+fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited with {status} before listening on {port}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} within {timeout:?}:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
+    let out = std::fs::File::create(log).expect("log file");
+    let err = out.try_clone().unwrap();
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"))
+}
+
+/// An S3-compatible server (moto) on loopback with one bucket.
+pub struct S3Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+    pub bucket: String,
+}
+
+/// Access key and secret the tests use with the S3 server (moto accepts any).
+pub const S3_KEY_ID: &str = "sluice-test-key";
+pub const S3_SECRET: &str = "sluice-test-secret-do-not-log";
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = dir.path().join("moto.log");
+        let mut child = spawn_logged(
+            Command::new(python())
+                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+                .arg(port.to_string()),
+            &log,
+        );
+        wait_for_port(
+            port,
+            "moto_server",
+            &mut child,
+            &log,
+            Duration::from_secs(60),
+        );
+        let bucket = "sluice-lake".to_string();
+        let status = Command::new(python())
+            .args([
+                "-c",
+                "import sys, boto3; boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+                 aws_access_key_id=sys.argv[3], aws_secret_access_key=sys.argv[4]).create_bucket(Bucket=sys.argv[2])",
+            ])
+            .arg(format!("http://127.0.0.1:{port}"))
+            .arg(&bucket)
+            .arg(S3_KEY_ID)
+            .arg(S3_SECRET)
+            .status()
+            .expect("run boto3");
+        assert!(status.success(), "creating bucket {bucket} failed");
+        S3Server {
+            child,
+            _dir: dir,
+            port,
+            bucket,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Sets the lake of `cfg` to `s3://bucket/prefix/` on this server.
+    pub fn configure(&self, lake: &mut sluice::config::LakeConfig, prefix: &str) {
+        lake.data_path = format!("s3://{}/{prefix}/", self.bucket);
+        lake.s3.endpoint = Some(self.endpoint());
+        lake.s3.region = Some("us-east-1".into());
+        lake.s3.access_key_id = Some(S3_KEY_ID.into());
+        lake.s3.secret_access_key = Some(sluice::config::Secret::new(S3_SECRET));
+    }
+
+    /// Keys (object names) under `prefix` in the bucket.
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        let out = Command::new(python())
+            .args([
+                "-c",
+                "import sys, boto3\n\
+                 c = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+                 aws_access_key_id='k', aws_secret_access_key='s')\n\
+                 for page in c.get_paginator('list_objects_v2').paginate(Bucket=sys.argv[2], Prefix=sys.argv[3]):\n\
+                 \x20   for o in page.get('Contents', []): print(o['Key'])",
+            ])
+            .arg(self.endpoint())
+            .arg(&self.bucket)
+            .arg(prefix)
+            .output()
+            .expect("run boto3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The directory of PostgreSQL's server binaries (Debian: /usr/lib/postgresql/<v>/bin).
+fn pg_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed (/usr/lib/postgresql): run scripts/setup")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no PostgreSQL server binaries under /usr/lib/postgresql")
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's effective user.
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// A command run as the `postgres` user when we are root (initdb refuses root).
+fn as_pg_user(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A throwaway PostgreSQL cluster on a free loopback port, trust authentication for the
+/// `sluice` role, with a database for the catalog.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = pg_bin();
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-pg")
+            .tempdir()
+            .unwrap();
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let data = dir.path().join("data");
+        let out = as_pg_user(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "sluice", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+            dir.path().display()
+        );
+        let log = dir.path().join("postgres.log");
+        let out = as_pg_user(&bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &opts, "-l"])
+            .arg(&log)
+            .args(["-w", "-t", "60", "start"])
+            .output()
+            .expect("run pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let pg = Postgres { dir, port, bin };
+        let out = Command::new(pg.bin.join("createdb"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "sluice",
+                "lake",
+            ])
+            .output()
+            .expect("run createdb");
+        assert!(
+            out.status.success(),
+            "createdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg
+    }
+
+    /// The libpq connection string of the catalog database.
+    pub fn conninfo(&self) -> String {
+        format!("host=127.0.0.1 port={} user=sluice dbname=lake", self.port)
+    }
+
+    /// Sets the lake of `cfg` to use this database as its catalog.
+    pub fn configure(&self, lake: &mut sluice::config::LakeConfig) {
+        lake.catalog_kind = sluice::config::CatalogKind::Postgres;
+        lake.catalog = self.conninfo();
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_pg_user(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
