@@ -825,6 +825,43 @@ mod tests {
     }
 
     #[test]
+    fn s3_settings_fall_back_to_the_aws_environment() {
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("env-key".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("env-secret".to_string()),
+            "AWS_DEFAULT_REGION" => Some("eu-west-1".to_string()),
+            "AWS_ENDPOINT_URL" => Some("http://minio:9000/".to_string()),
+            _ => None,
+        };
+        let r = S3Config::default().resolve(env);
+        assert_eq!(
+            r,
+            S3Resolved {
+                endpoint: Some("minio:9000".into()),
+                region: Some("eu-west-1".into()),
+                url_style: UrlStyle::Path,
+                use_ssl: false,
+                access_key_id: Some("env-key".into()),
+                secret_access_key: Some(Secret::new("env-secret")),
+                session_token: None,
+            }
+        );
+        // Configured values win; no endpoint means AWS: vhost style over HTTPS.
+        let cfg = S3Config {
+            region: Some("us-east-2".into()),
+            access_key_id: Some("cfg-key".into()),
+            ..Default::default()
+        };
+        let r = cfg.resolve(|_| None);
+        assert_eq!(
+            (r.endpoint, r.region.as_deref(), r.url_style, r.use_ssl),
+            (None, Some("us-east-2"), UrlStyle::Vhost, true)
+        );
+        assert_eq!(r.access_key_id.as_deref(), Some("cfg-key"));
+        assert_eq!(format!("{:?}", Secret::new("x")), "\"***\"");
+    }
+
+    #[test]
     fn missing_file_is_named() {
         let err = Config::load(Some(Path::new("/nonexistent/sluice.toml"))).unwrap_err();
         assert_eq!(
