@@ -277,3 +277,137 @@ impl Drop for Postgres {
             .output();
     }
 }
+
+/// The Kafka-compatible broker tansu, in memory, on a free loopback port.
+pub struct Tansu {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let bin = std::env::var("SLUICEDEV_TANSU")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/tools/bin/tansu")
+            });
+        assert!(
+            bin.exists(),
+            "tansu is missing at {}: run scripts/setup (scripts/test does)",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = dir.path().join("tansu.log");
+        let mut child = spawn_logged(
+            Command::new(&bin)
+                .arg("broker")
+                .args(["--listener-url", &url, "--advertised-listener-url", &url])
+                .args(["--storage-engine", "memory://tansu/"]),
+            &log,
+        );
+        wait_for_port(port, "tansu", &mut child, &log, Duration::from_secs(60));
+        Tansu {
+            child,
+            _dir: dir,
+            port,
+            bin,
+        }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a topic (unique name from `prefix`) with `partitions` partitions.
+    pub fn topic(&self, prefix: &str, partitions: i32) -> String {
+        let name = super::unique(prefix);
+        let out = Command::new(&self.bin)
+            .args(["topic", "create", "--broker"])
+            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .args(["--partitions", &partitions.to_string()])
+            .arg(&name)
+            .output()
+            .expect("run tansu topic create");
+        assert!(
+            out.status.success(),
+            "tansu topic create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        name
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `sluice run` child process; its stdout and stderr go to a log file.
+pub struct SluiceProc {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl SluiceProc {
+    pub fn start(config: &Path, log: PathBuf, env: &[(&str, &str)]) -> SluiceProc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.args(["run", "--config"]).arg(config);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = spawn_logged(&mut cmd, &log);
+        SluiceProc { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+    }
+
+    /// SIGTERM, then waits (at most `timeout`) for the exit; returns the exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not exit within {timeout:?} of SIGTERM:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for SluiceProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -2,6 +2,10 @@
 
     interop.py produce BROKERS TOPIC     -- pyarrow writes every IPC format x codec to Kafka
     interop.py verify CATALOG DATA TABLE -- the stock DuckDB Python client reads the lake back
+    interop.py verify-reference CATALOG DATA TABLE TOTAL ROWS_PER_MESSAGE SEED
+        -- the lake holds exactly what producer/python/arrow_producer.py sent with those
+           arguments (start 0); CATALOG is what follows `ducklake:` in ATTACH. For an s3://
+           DATA path, SLUICEDEV_S3_ENDPOINT/_KEY_ID/_SECRET give the S3 server.
 
 The table covers the Arrow types producers send, with nulls in every column; the same
 deterministic table is rebuilt on both sides, so `verify` compares value for value.
@@ -77,16 +81,47 @@ def produce(brokers: str, topic: str) -> int:
     return 1 if left else 0
 
 
-def verify(catalog: str, data: str, table: str) -> int:
+def lake_table(catalog: str, data: str, table: str, order: str) -> pa.Table:
+    """The whole table, read by the stock DuckDB Python client."""
+    import os
+
     import duckdb
 
     assert duckdb.__version__ == "1.5.5", duckdb.__version__
     con = duckdb.connect()
+    if data.startswith("s3://"):
+        endpoint = os.environ["SLUICEDEV_S3_ENDPOINT"].removeprefix("http://")
+        con.execute(
+            f"CREATE SECRET (TYPE s3, KEY_ID '{os.environ['SLUICEDEV_S3_KEY_ID']}', "
+            f"SECRET '{os.environ['SLUICEDEV_S3_SECRET']}', ENDPOINT '{endpoint}', "
+            "URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')"
+        )
     con.execute(f"ATTACH 'ducklake:{catalog}' AS lake (DATA_PATH '{data}', READ_ONLY)")
-    got = con.sql(f'SELECT * FROM lake.main."{table}" ORDER BY id').arrow()
-    if hasattr(got, "read_all"):
-        got = got.read_all()
-    want = expected()
+    got = con.sql(f'SELECT * FROM lake.main."{table}" ORDER BY {order}').arrow()
+    return got.read_all() if hasattr(got, "read_all") else got
+
+
+def verify(catalog: str, data: str, table: str) -> int:
+    return compare(lake_table(catalog, data, table, "id"), expected())
+
+
+def verify_reference(catalog, data, table, total, rows_per_message, seed) -> int:
+    import os
+    import random
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "producer", "python"))
+    import arrow_producer
+
+    rng = random.Random(seed)
+    batches, sent = [], 0
+    while sent < total:
+        n = min(rows_per_message, total - sent)
+        batches.append(arrow_producer.events(sent, n, rng))
+        sent += n
+    return compare(lake_table(catalog, data, table, "seq"), pa.Table.from_batches(batches))
+
+
+def compare(got: pa.Table, want: pa.Table) -> int:
     problems = []
     if got.num_rows != want.num_rows:
         problems.append(f"rows: got {got.num_rows}, want {want.num_rows}")
@@ -112,4 +147,7 @@ if __name__ == "__main__":
         sys.exit(produce(sys.argv[2], sys.argv[3]))
     if cmd == "verify":
         sys.exit(verify(sys.argv[2], sys.argv[3], sys.argv[4]))
+    if cmd == "verify-reference":
+        a = sys.argv
+        sys.exit(verify_reference(a[2], a[3], a[4], int(a[5]), int(a[6]), int(a[7])))
     sys.exit(f"unknown command {cmd}")
