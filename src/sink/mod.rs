@@ -176,7 +176,27 @@ fn commit_delay_from_env() -> Option<std::time::Duration> {
 impl Lake {
     /// Opens DuckDB, loads the ducklake extension, attaches the lake and creates sluice's own
     /// tables if needed. `group` is the consumer group whose offsets this lake handle moves.
+    ///
+    /// Instances starting together race to initialize a new catalog and to create sluice's
+    /// tables; the losers' errors (duplicate catalog tables, transaction conflicts) are retried
+    /// a few times with jittered backoff.
     pub fn open(cfg: &LakeConfig, group: &str) -> Result<Lake, SinkError> {
+        const ATTEMPTS: u32 = 8;
+        let mut attempt = 0;
+        loop {
+            match Self::open_once(cfg, group) {
+                Err(e) if attempt + 1 < ATTEMPTS && is_startup_race(&e) => {
+                    let wait = jittered_backoff(attempt, 100, 2_000);
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "lake initialization raced another instance; retrying");
+                    std::thread::sleep(wait);
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn open_once(cfg: &LakeConfig, group: &str) -> Result<Lake, SinkError> {
         let db = open_database(cfg)?;
         let conn = db.connect().map_err(duck("connect to DuckDB"))?;
         attach(&conn, cfg)?;
@@ -712,6 +732,23 @@ pub fn redact(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Whether `e` is what losing a race to initialize the lake looks like (another instance
+/// created the catalog or sluice's tables at the same moment).
+fn is_startup_race(e: &SinkError) -> bool {
+    match e {
+        SinkError::CommitConflict { .. } => true,
+        SinkError::Duck { source, .. } => {
+            source.is_conflict()
+                || source.message.contains("duplicate key value")
+                || source.message.contains("already exists")
+                || source
+                    .message
+                    .contains("has been created by another transaction")
+        }
+        _ => false,
+    }
 }
 
 /// Whether the data path is on S3 (or an S3-compatible server).

@@ -375,11 +375,13 @@ impl SluiceProc {
 
     /// SIGKILL: no flush, no goodbye.
     pub fn kill(&mut self) {
-        self.child.kill().unwrap();
+        let _ = self.child.kill();
         let status = self.child.wait().unwrap();
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(9)
+            Some(9),
+            "sluice had exited before the SIGKILL ({status}):\n{}",
+            self.output()
         );
     }
 
