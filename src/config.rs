@@ -53,6 +53,8 @@ pub struct Config {
     pub flush: FlushConfig,
     /// The live Arrow Flight endpoint.
     pub live: LiveConfig,
+    /// The operators' HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
+    pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -437,6 +439,29 @@ impl Default for LiveConfig {
     }
 }
 
+/// The HTTP endpoint for Prometheus and health checks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve it at all.
+    pub enabled: bool,
+    /// Listen address (`host:port`; port 0 picks a free one).
+    pub address: String,
+    /// `/healthz` fails when the ingest loop has not polled for this long.
+    pub stall_after_ms: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            // 9464 is the port OpenTelemetry's Prometheus exporter conventionally uses.
+            address: "127.0.0.1:9464".into(),
+            stall_after_ms: 30_000,
+        }
+    }
+}
+
 /// Log format.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -640,6 +665,22 @@ impl Config {
             }
             if self.live.retention_ms == 0 {
                 return bad("live.retention_ms", "must be greater than 0");
+            }
+        }
+        if self.metrics.enabled {
+            if self
+                .metrics
+                .address
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+            {
+                return bad(
+                    "metrics.address",
+                    "must be host:port with a numeric IP, e.g. 127.0.0.1:9464",
+                );
+            }
+            if self.metrics.stall_after_ms == 0 {
+                return bad("metrics.stall_after_ms", "must be greater than 0");
             }
         }
         let budget = self.memory_budget();

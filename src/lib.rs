@@ -21,6 +21,7 @@ pub mod config;
 pub mod decode;
 pub mod demo;
 pub mod live;
+pub mod metrics;
 pub mod observe;
 pub mod pipeline;
 pub mod sink;

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sluice::config::{Config, LogFormat};
 use sluice::demo::{self, DemoOptions};
+use sluice::metrics::{self, MetricsServer};
 use sluice::observe::Stats;
 use sluice::pipeline::Pipeline;
 use sluice::sink::Lake;
@@ -100,18 +101,37 @@ fn run(cli: Cli) -> Result<()> {
             init_logging(&cfg.log.level, cfg.log.format);
             let stop = stop_flag()?;
             let stats = Arc::new(Stats::default());
-            let pipeline = Pipeline::new(&cfg, stats)?;
+            let pipeline = Pipeline::new(&cfg, stats.clone())?;
             let live = sluice::live::start(&cfg.live)
                 .with_context(|| format!("starting the Flight endpoint on {}", cfg.live.address))?;
             if let Some((ring, server)) = &live {
                 pipeline.attach_live(ring.clone());
                 tracing::info!(url = %format!("grpc://{}", server.addr), "live Arrow Flight endpoint");
             }
+            let metrics = if cfg.metrics.enabled {
+                let addr = cfg.metrics.address.parse()?;
+                let server = MetricsServer::start(
+                    addr,
+                    metrics::Sources {
+                        stats,
+                        flight: live.as_ref().map(|(_, s)| s.stats.clone()),
+                        stall_after: Duration::from_millis(cfg.metrics.stall_after_ms),
+                    },
+                )
+                .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
+                tracing::info!(url = %format!("http://{}/metrics", server.addr), "metrics endpoint");
+                Some(server)
+            } else {
+                None
+            };
             tracing::info!(topics = ?cfg.kafka.topics, group = %cfg.kafka.group_id, "sluice running");
-            // Ingestion flushes and commits first; then the Flight server stops.
+            // Ingestion flushes and commits first; then the Flight and metrics servers stop.
             let result = pipeline.run(&stop);
             if let Some((_, server)) = live {
                 server.stop();
+            }
+            if let Some(m) = metrics {
+                m.stop();
             }
             result?;
             tracing::info!("stopped cleanly");

@@ -1,7 +1,9 @@
 //! `observe`: counters the pipeline updates per message and per flush (never per record), read by
 //! progress reports and, later, the metrics endpoint.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::decode::Copies;
 
@@ -47,7 +49,7 @@ impl FlushTrigger {
 }
 
 /// Process-wide counters. Monotonic unless named as a gauge.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Kafka messages consumed (decoded or quarantined).
     pub messages: AtomicU64,
@@ -94,9 +96,213 @@ pub struct Stats {
     pub assigned_partitions: AtomicU64,
     /// Gauge: partitions paused because a failed flush waits for its retry.
     pub paused_partitions: AtomicU64,
+    /// Gauge: the pending-bytes cap (what the memory budget leaves for pending data).
+    pub pending_cap_bytes: AtomicU64,
+    /// Per-topic counters.
+    pub topics: RwLock<BTreeMap<String, Arc<TopicCounters>>>,
+    /// Per assigned partition: the lake's next offset and the broker's high watermark.
+    pub partitions: Mutex<BTreeMap<(String, i32), PartitionGauge>>,
+    /// Seconds a successful flush took (write + commit).
+    pub flush_duration: Histogram,
+    /// Payload bytes of a successful flush.
+    pub flush_size: Histogram,
+    /// Wall clock (ms since the epoch) of the loop's latest poll.
+    pub last_poll_ms: AtomicU64,
+    /// Whether a partition assignment (possibly empty) was received from the group.
+    pub assignment_received: AtomicBool,
+    /// Brokers in state UP in librdkafka's latest statistics (`None` until the first).
+    pub brokers_up: Mutex<Option<u64>>,
+    /// Whether the latest flush attempt failed (the lake is unreachable or refusing).
+    pub lake_failing: AtomicBool,
+}
+
+/// Counters of one topic.
+#[derive(Debug, Default)]
+pub struct TopicCounters {
+    /// Messages consumed (decoded or quarantined).
+    pub messages: AtomicU64,
+    /// Rows decoded.
+    pub rows: AtomicU64,
+    /// Payload bytes consumed.
+    pub bytes: AtomicU64,
+    /// Messages committed to the lake.
+    pub committed_messages: AtomicU64,
+    /// Rows committed to the lake.
+    pub committed_rows: AtomicU64,
+    /// Payload bytes committed to the lake.
+    pub committed_bytes: AtomicU64,
+    /// Payloads committed to the quarantine table.
+    pub quarantined: AtomicU64,
+}
+
+/// Offsets of one assigned partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionGauge {
+    /// The lake's next offset (-1: nothing committed yet).
+    pub lake_next: i64,
+    /// The broker's high watermark (-1: not reported yet).
+    pub high_watermark: i64,
+}
+
+impl PartitionGauge {
+    /// Messages in Kafka not yet in the lake (`None` until the high watermark is known).
+    pub fn lag(&self) -> Option<i64> {
+        (self.high_watermark >= 0).then(|| (self.high_watermark - self.lake_next.max(0)).max(0))
+    }
+}
+
+/// A fixed-bucket histogram (Prometheus semantics: cumulative buckets, sum, count).
+#[derive(Debug)]
+pub struct Histogram {
+    /// Upper bounds of the buckets, ascending (`+Inf` is implied).
+    pub bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    /// Sum of observations, in millionths.
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    /// An empty histogram with these bucket bounds.
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, v: f64) {
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            if v <= *b {
+                c.fetch_add(1, Relaxed);
+            }
+        }
+        self.sum_micros.fetch_add((v * 1e6) as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    /// (cumulative count per bound, sum, count).
+    pub fn snapshot(&self) -> (Vec<u64>, f64, u64) {
+        (
+            self.counts.iter().map(|c| c.load(Relaxed)).collect(),
+            self.sum_micros.load(Relaxed) as f64 / 1e6,
+            self.count.load(Relaxed),
+        )
+    }
+}
+
+/// Buckets of `sluice_flush_duration_seconds`.
+pub const FLUSH_SECONDS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+/// Buckets of `sluice_flush_size_bytes` (1 MiB … 1 GiB).
+pub const FLUSH_BYTES: &[f64] = &[
+    1048576.0,
+    4194304.0,
+    16777216.0,
+    67108864.0,
+    134217728.0,
+    268435456.0,
+    536870912.0,
+    1073741824.0,
+];
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            messages: Default::default(),
+            rows: Default::default(),
+            payload_bytes: Default::default(),
+            in_place_bytes: Default::default(),
+            realigned_bytes: Default::default(),
+            decompressed_bytes: Default::default(),
+            compacted_bytes: Default::default(),
+            live_bytes: Default::default(),
+            flushes: Default::default(),
+            flushes_by_trigger: Default::default(),
+            committed_rows: Default::default(),
+            committed_messages: Default::default(),
+            committed_bytes: Default::default(),
+            quarantined: Default::default(),
+            commit_conflicts: Default::default(),
+            offset_conflicts: Default::default(),
+            flush_failures: Default::default(),
+            pending_bytes: Default::default(),
+            inflight_bytes: Default::default(),
+            stale_messages: Default::default(),
+            assigned_partitions: Default::default(),
+            paused_partitions: Default::default(),
+            pending_cap_bytes: Default::default(),
+            topics: Default::default(),
+            partitions: Default::default(),
+            flush_duration: Histogram::new(FLUSH_SECONDS),
+            flush_size: Histogram::new(FLUSH_BYTES),
+            last_poll_ms: Default::default(),
+            assignment_received: Default::default(),
+            brokers_up: Default::default(),
+            lake_failing: Default::default(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Stats {
+    /// The counters of `topic` (created on first use; callers keep the `Arc`).
+    pub fn topic(&self, topic: &str) -> Arc<TopicCounters> {
+        if let Some(t) = self
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+        {
+            return t.clone();
+        }
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(topic.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Updates one partition's offsets gauge (`None` leaves a value as it is).
+    pub fn set_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        lake_next: Option<i64>,
+        high: Option<i64>,
+    ) {
+        let mut parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        let g = parts
+            .entry((topic.to_string(), partition))
+            .or_insert(PartitionGauge {
+                lake_next: -1,
+                high_watermark: -1,
+            });
+        if let Some(v) = lake_next {
+            g.lake_next = v;
+        }
+        if let Some(v) = high {
+            g.high_watermark = v;
+        }
+    }
+
+    /// Forgets a partition that is no longer assigned.
+    pub fn remove_partition(&self, topic: &str, partition: i32) {
+        self.partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(topic.to_string(), partition));
+    }
+
     /// Records one decoded message.
     pub fn record_message(&self, payload_len: usize, rows: usize, copies: &Copies) {
         self.messages.fetch_add(1, Relaxed);

@@ -21,7 +21,7 @@ use rdkafka::topic_partition_list::Offset;
 use crate::config::{Config, FlushConfig, StartFrom, TablesConfig};
 use crate::decode::{self, Copies};
 use crate::live::ring::Ring;
-use crate::observe::{FlushTrigger, Stats};
+use crate::observe::{FlushTrigger, Stats, TopicCounters};
 use crate::sink::{self, Lake, NO_OFFSET, OffsetUpdate, QuarantineRow, SinkError, TableFlush};
 use crate::source::{KafkaMessage, KafkaSource, RebalanceHandler, SourceError};
 
@@ -68,7 +68,10 @@ struct PartPending {
     quarantine: Vec<QuarantineRow>,
     /// Offset after the last pending message.
     next: i64,
+    /// Memory held: payloads plus copies (the memory cap counts these).
     bytes: u64,
+    /// Payload bytes of the messages (what `committed_bytes` counts).
+    payload: u64,
     rows: u64,
     messages: u64,
 }
@@ -101,6 +104,8 @@ struct Core {
     parts: HashMap<PartKey, PartState>,
     pending: HashMap<Arc<str>, TablePending>,
     topic_tables: HashMap<String, Arc<str>>,
+    /// Per-topic counters, cached so the hot path does not look them up by name.
+    topic_counters: HashMap<Arc<str>, Arc<TopicCounters>>,
     pending_bytes: u64,
     /// Bytes of the flush in flight (still in memory until it is committed).
     inflight_bytes: u64,
@@ -192,6 +197,7 @@ impl Pipeline {
             parts: HashMap::new(),
             pending: HashMap::new(),
             topic_tables: HashMap::new(),
+            topic_counters: HashMap::new(),
             pending_bytes: 0,
             inflight_bytes: 0,
             flusher,
@@ -201,6 +207,10 @@ impl Pipeline {
             live: None,
             retry: None,
         }));
+        stats
+            .pending_cap_bytes
+            .store(cfg.memory_budget().pending, Relaxed);
+        source.set_stats(stats.clone());
         source.set_handler(Arc::new(Handler { core: core.clone() }));
         source.subscribe(&cfg.kafka.topics)?;
         Ok(Pipeline {
@@ -268,6 +278,9 @@ impl Pipeline {
 
     fn step(&self) -> Result<(), PipelineError> {
         let polled = self.source.poll(Duration::from_millis(100));
+        self.stats
+            .last_poll_ms
+            .store(crate::observe::now_ms(), Relaxed);
         {
             let mut core = lock(&self.core);
             if let Some(e) = core.fatal.take() {
@@ -389,6 +402,8 @@ impl Core {
                 Offset::Offset(lake_next)
             };
             tracing::info!(topic, partition, lake_next, "partition assigned");
+            self.stats
+                .set_partition(topic, *partition, Some(lake_next), None);
             self.parts.insert(
                 key,
                 PartState {
@@ -402,6 +417,7 @@ impl Core {
         self.stats
             .assigned_partitions
             .store(self.parts.len() as u64, Relaxed);
+        self.stats.assignment_received.store(true, Relaxed);
         Ok(starts)
     }
 
@@ -437,8 +453,12 @@ impl Core {
         for k in &keys {
             self.parts.remove(k);
             self.drop_pending(k);
+            self.stats.remove_partition(&k.0, k.1);
             tracing::info!(topic = %k.0, partition = k.1, "partition revoked");
         }
+        self.stats
+            .assigned_partitions
+            .store(self.parts.len() as u64, Relaxed);
         self.reseek
             .retain(|(t, p, _)| !keys.iter().any(|k| &k.0 == t && k.1 == *p));
         result
@@ -492,6 +512,7 @@ impl Core {
         let (batches, copies) = accepted;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         self.stats.record_message(msg.payload_len(), rows, &copies);
+        self.count_message(&key.0, msg.payload_len(), rows);
         let bytes = msg.payload_len() as u64 + copies.copied();
         if let Some(ring) = &self.live {
             ring.push(&key.0, key.1, offset, msg.timestamp_ms(), &batches, bytes);
@@ -502,6 +523,7 @@ impl Core {
             offset,
             Appended::Batches(batches, rows as u64),
             bytes,
+            msg.payload_len() as u64,
         )
     }
 
@@ -517,6 +539,7 @@ impl Core {
         tracing::warn!(topic = %key.0, partition = key.1, offset = msg.offset(), %error, "payload quarantined");
         self.stats
             .record_message(msg.payload_len(), 0, &Copies::default());
+        self.count_message(&key.0, msg.payload_len(), 0);
         let row = QuarantineRow {
             topic: key.0.clone(),
             partition: key.1,
@@ -526,7 +549,30 @@ impl Core {
             payload,
         };
         let bytes = msg.payload_len() as u64;
-        self.append(table, key, msg.offset(), Appended::Quarantined(row), bytes)
+        self.append(
+            table,
+            key,
+            msg.offset(),
+            Appended::Quarantined(row),
+            bytes,
+            bytes,
+        )
+    }
+
+    fn counters(&mut self, topic: &Arc<str>) -> Arc<TopicCounters> {
+        if let Some(c) = self.topic_counters.get(topic) {
+            return c.clone();
+        }
+        let c = self.stats.topic(topic);
+        self.topic_counters.insert(topic.clone(), c.clone());
+        c
+    }
+
+    fn count_message(&mut self, topic: &Arc<str>, payload_len: usize, rows: usize) {
+        let c = self.counters(topic);
+        c.messages.fetch_add(1, Relaxed);
+        c.rows.fetch_add(rows as u64, Relaxed);
+        c.bytes.fetch_add(payload_len as u64, Relaxed);
     }
 
     /// Adds one message's outcome to its partition's pending data, moves the partition's
@@ -538,6 +584,7 @@ impl Core {
         offset: i64,
         what: Appended,
         bytes: u64,
+        payload: u64,
     ) -> Result<(), PipelineError> {
         let tp = self.pending.entry(table.clone()).or_default();
         let pp = tp.parts.entry(key.clone()).or_default();
@@ -551,6 +598,7 @@ impl Core {
         }
         pp.next = offset + 1;
         pp.bytes += bytes;
+        pp.payload += payload;
         pp.messages += 1;
         tp.bytes += bytes;
         tp.since.get_or_insert_with(Instant::now);
@@ -763,7 +811,7 @@ impl Core {
                 next: pp.next,
             });
             messages += pp.messages;
-            bytes += pp.bytes;
+            bytes += pp.payload;
         }
         FlushJob {
             columns: self.lake.planned_columns(&table),
@@ -838,6 +886,19 @@ impl Core {
                 }
                 let compacted = job.compacted.unwrap_or_else(|| job.compact());
                 self.stats.compacted_bytes.fetch_add(compacted, Relaxed);
+                for (key, pp) in &job.tp.parts {
+                    let c = self.counters(&key.0);
+                    c.committed_messages.fetch_add(pp.messages, Relaxed);
+                    c.committed_rows.fetch_add(pp.rows, Relaxed);
+                    c.committed_bytes.fetch_add(pp.payload, Relaxed);
+                    c.quarantined.fetch_add(pp.quarantine.len() as u64, Relaxed);
+                    self.stats.set_partition(&key.0, key.1, Some(pp.next), None);
+                }
+                self.stats
+                    .flush_duration
+                    .observe(job.started.elapsed().as_secs_f64());
+                self.stats.flush_size.observe(job.bytes as f64);
+                self.stats.lake_failing.store(false, Relaxed);
                 self.stats.record_flush(
                     job.trigger,
                     report.rows,
@@ -877,6 +938,7 @@ impl Core {
                     }
                     // What was appended after the flush started continues the lost range.
                     self.drop_pending(&key);
+                    self.stats.set_partition(&topic, p, Some(cur), None);
                     if let Some(st) = self.parts.get_mut(&key) {
                         st.lake_next = cur;
                         st.expected = cur.max(0);
@@ -904,6 +966,7 @@ impl Core {
                     self.stats.commit_conflicts.fetch_add(1, Relaxed);
                 } else {
                     self.stats.flush_failures.fetch_add(1, Relaxed);
+                    self.stats.lake_failing.store(true, Relaxed);
                 }
                 if attempt >= retry.attempts {
                     return Err(PipelineError::FlushGaveUp {
@@ -947,6 +1010,7 @@ impl Core {
                 into.quarantine.extend(pp.quarantine);
                 into.next = pp.next;
                 into.bytes += pp.bytes;
+                into.payload += pp.payload;
                 into.rows += pp.rows;
                 into.messages += pp.messages;
             }
@@ -982,6 +1046,7 @@ struct FlushJob {
     quarantine: Vec<QuarantineRow>,
     offsets: Vec<OffsetUpdate>,
     messages: u64,
+    /// Payload bytes of its messages.
     bytes: u64,
     /// A retried commit waits until then.
     not_before: Option<Instant>,

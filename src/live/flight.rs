@@ -519,6 +519,8 @@ impl FlightService for LiveFlight {
 pub struct FlightServer {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The service's counters (readers, lag disconnects).
+    pub stats: Arc<FlightStats>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -526,6 +528,7 @@ pub struct FlightServer {
 impl FlightServer {
     /// Serves `service` on `addr` (port 0 picks a free port) from its own runtime thread.
     pub fn start(service: LiveFlight, addr: SocketAddr) -> std::io::Result<FlightServer> {
+        let stats = service.stats().clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("sluice-flight")
@@ -552,6 +555,7 @@ impl FlightServer {
             })?;
         Ok(FlightServer {
             addr,
+            stats,
             shutdown: Some(tx),
             thread: Some(thread),
         })

@@ -54,12 +54,43 @@ pub trait RebalanceHandler: Send + Sync {
     fn revoked(&self, partitions: &[(String, i32)]);
 }
 
-/// The consumer's context: forwards rebalances to the pipeline's handler.
+/// The consumer's context: forwards rebalances to the pipeline's handler, and librdkafka's
+/// statistics (high watermarks, broker states) to the counters.
 pub struct SluiceContext {
     handler: Mutex<Option<Arc<dyn RebalanceHandler>>>,
+    stats: Mutex<Option<Arc<crate::observe::Stats>>>,
 }
 
-impl ClientContext for SluiceContext {}
+impl ClientContext for SluiceContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(stats) = self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return;
+        };
+        let up = statistics
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0 && b.state == "UP")
+            .count() as u64;
+        *stats.brokers_up.lock().unwrap_or_else(|p| p.into_inner()) = Some(up);
+        let assigned: Vec<(String, i32)> = stats
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for (topic, partition) in assigned {
+            if let Some(p) = statistics
+                .topics
+                .get(&topic)
+                .and_then(|t| t.partitions.get(&partition))
+                && p.hi_offset >= 0
+            {
+                stats.set_partition(&topic, partition, None, Some(p.hi_offset));
+            }
+        }
+    }
+}
 
 impl ConsumerContext for SluiceContext {
     fn rebalance(
@@ -161,8 +192,13 @@ impl KafkaSource {
         for (k, v) in &cfg.properties {
             c.set(k, v);
         }
+        if !cfg.properties.contains_key("statistics.interval.ms") {
+            // High watermarks (consumer lag) and broker states for the metrics endpoint.
+            c.set("statistics.interval.ms", "5000");
+        }
         let ctx = SluiceContext {
             handler: Mutex::new(None),
+            stats: Mutex::new(None),
         };
         let consumer: BaseConsumer<SluiceContext> =
             c.create_with_context(ctx).map_err(SourceError::Config)?;
@@ -170,6 +206,16 @@ impl KafkaSource {
             consumer: Arc::new(consumer),
             brokers: cfg.brokers.clone(),
         })
+    }
+
+    /// Sends librdkafka's statistics (high watermarks, broker states) to `stats`.
+    pub fn set_stats(&self, stats: Arc<crate::observe::Stats>) {
+        *self
+            .consumer
+            .context()
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(stats);
     }
 
     /// Installs the rebalance handler (before subscribing).

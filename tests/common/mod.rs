@@ -75,8 +75,9 @@ pub fn config(brokers: &str, topic: &str, dir: &Path) -> Config {
     cfg.lake.catalog = dir.join("lake.ducklake").display().to_string();
     cfg.lake.data_path = format!("{}/", dir.join("data").display());
     cfg.lake.threads = Some(2);
-    // Child `sluice run` processes serve Flight on a free port.
+    // Child `sluice run` processes serve Flight and metrics on free ports.
     cfg.live.address = "127.0.0.1:0".into();
+    cfg.metrics.address = "127.0.0.1:0".into();
     cfg.flush.max_rows = 2_000;
     cfg.flush.max_age_ms = 500;
     cfg.flush.retry.attempts = 40;

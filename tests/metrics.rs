@@ -1,0 +1,132 @@
+//! The operators' endpoint of a real `sluice run`: `/metrics` values after a known ingest,
+//! `/healthz`, `/readyz`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::services::SluiceProc;
+use common::*;
+use sluice_producer::Encoding;
+
+/// GET `path` from `addr`: (status code, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (code, body)
+}
+
+/// The value of the sample line starting with `prefix` (name and labels).
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_health_and_readiness_of_a_running_instance() {
+    let (kafka, topic, dir, mut cfg) = setup("metrics", 2);
+    // Fast librdkafka statistics, so the high watermarks (lag) show up quickly.
+    cfg.kafka
+        .properties
+        .insert("statistics.interval.ms".into(), "300".into());
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+    let mut proc = SluiceProc::start(&path, dir.path().join("sluice.log"), &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        let log = proc.output();
+        if let Some(rest) = log.split("url=http://").nth(1) {
+            break rest.split('/').next().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no metrics URL logged:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_string()));
+
+    let p = kafka.producer(&topic, Encoding::default());
+    produce_events(&p, 2, 0, 20, 100);
+    let t = format!("{{topic=\"{topic}\"}}");
+    let lag0 = format!("sluice_consumer_lag_messages{{topic=\"{topic}\",partition=\"0\"}}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let (code, text) = get(&addr, "/metrics");
+        assert_eq!(code, 200);
+        let committed = sample(&text, &format!("sluice_committed_rows_total{t}"));
+        if committed == Some(2000.0) && sample(&text, &lag0) == Some(0.0) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed 2000 committed rows and lag 0:\n{text}\n{}",
+            proc.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (name, want) in [
+        (format!("sluice_consumed_messages_total{t}"), 20.0),
+        (format!("sluice_consumed_rows_total{t}"), 2000.0),
+        (format!("sluice_committed_messages_total{t}"), 20.0),
+        (format!("sluice_quarantined_messages_total{t}"), 0.0),
+        (
+            format!("sluice_lake_offset{{topic=\"{topic}\",partition=\"0\"}}"),
+            10.0,
+        ),
+        (
+            format!("sluice_lake_offset{{topic=\"{topic}\",partition=\"1\"}}"),
+            10.0,
+        ),
+        (
+            format!("sluice_high_watermark_offset{{topic=\"{topic}\",partition=\"1\"}}"),
+            10.0,
+        ),
+        ("sluice_assigned_partitions".to_string(), 2.0),
+        ("sluice_paused_partitions".to_string(), 0.0),
+        ("sluice_pending_bytes".to_string(), 0.0),
+        ("sluice_commit_conflicts_total".to_string(), 0.0),
+        ("sluice_flight_readers".to_string(), 0.0),
+    ] {
+        assert_eq!(sample(&text, &name), Some(want), "{name} in\n{text}");
+    }
+    // Consumed bytes = committed bytes = the payloads; flush counts agree everywhere.
+    let consumed = sample(&text, &format!("sluice_consumed_bytes_total{t}")).unwrap();
+    assert_eq!(
+        sample(&text, &format!("sluice_committed_bytes_total{t}")),
+        Some(consumed)
+    );
+    let flushes: f64 = ["bytes", "rows", "age", "memory", "revoke", "shutdown"]
+        .iter()
+        .map(|tr| sample(&text, &format!("sluice_flushes_total{{trigger=\"{tr}\"}}")).unwrap())
+        .sum();
+    assert!(flushes >= 1.0);
+    assert_eq!(
+        sample(&text, "sluice_flush_duration_seconds_count"),
+        Some(flushes)
+    );
+    assert_eq!(
+        sample(&text, "sluice_flush_size_bytes_count"),
+        Some(flushes)
+    );
+    assert_eq!(
+        sample(&text, "sluice_flush_size_bytes_bucket{le=\"+Inf\"}"),
+        Some(flushes)
+    );
+    assert!(sample(&text, "sluice_decoded_bytes_total{copy=\"in_place\"}").unwrap() > 0.0);
+    assert!(sample(&text, "sluice_resident_memory_bytes").unwrap() > 0.0);
+    assert_eq!(get(&addr, "/readyz"), (200, "ready\n".to_string()));
+    assert_eq!(proc.terminate(Duration::from_secs(30)), Some(0));
+}
