@@ -916,6 +916,8 @@ impl Core {
                     trigger = job.trigger.name(),
                     rows = report.rows,
                     bytes = job.bytes,
+                    files = report.files,
+                    file_bytes = report.file_bytes,
                     messages = job.messages,
                     quarantined = report.quarantined,
                     duration_ms = job.started.elapsed().as_millis() as u64,

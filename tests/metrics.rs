@@ -44,13 +44,15 @@ fn metrics_health_and_readiness_of_a_running_instance() {
     cfg.kafka
         .properties
         .insert("statistics.interval.ms".into(), "300".into());
+    cfg.log.format = sluice::config::LogFormat::Json;
     let path = dir.path().join("sluice.toml");
     std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
     let mut proc = SluiceProc::start(&path, dir.path().join("sluice.log"), &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let addr = loop {
         let log = proc.output();
-        if let Some(rest) = log.split("url=http://").nth(1) {
+        // JSON log line: "url":"http://127.0.0.1:PORT/metrics".
+        if let Some(rest) = log.split("\"url\":\"http://").nth(1) {
             break rest.split('/').next().unwrap().to_string();
         }
         assert!(Instant::now() < deadline, "no metrics URL logged:\n{log}");
@@ -129,4 +131,39 @@ fn metrics_health_and_readiness_of_a_running_instance() {
     assert!(sample(&text, "sluice_resident_memory_bytes").unwrap() > 0.0);
     assert_eq!(get(&addr, "/readyz"), (200, "ready\n".to_string()));
     assert_eq!(proc.terminate(Duration::from_secs(30)), Some(0));
+
+    // JSON logs: one line per flush with table, rows, bytes, files, duration and offsets.
+    let lines: Vec<serde_json::Value> = proc
+        .output()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "flushed")
+        .collect();
+    // Nothing was pending at the stop, so the flushes are exactly those the metrics counted.
+    assert_eq!(lines.len() as f64, flushes);
+    let sum = |k: &str| -> u64 { lines.iter().map(|f| f["fields"][k].as_u64().unwrap()).sum() };
+    assert_eq!(sum("rows"), 2000);
+    assert_eq!(sum("bytes") as f64, consumed);
+    let table = sluice::config::table_name_from_topic(&topic);
+    for f in &lines {
+        assert_eq!(f["fields"]["table"], table.as_str());
+        assert!(f["fields"]["duration_ms"].is_u64() && f["fields"]["offsets"].is_string());
+    }
+    // The files the flushes report are the Parquet files in the data path.
+    assert_eq!(sum("files"), count_parquet(&dir.path().join("data")));
+}
+
+fn count_parquet(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                count_parquet(&p)
+            } else {
+                u64::from(p.extension().is_some_and(|x| x == "parquet"))
+            }
+        })
+        .sum()
 }

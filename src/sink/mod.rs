@@ -125,6 +125,10 @@ pub struct CommitReport {
     pub rows: u64,
     /// Payloads quarantined.
     pub quarantined: u64,
+    /// Parquet files the commit added (0 when the rows were inlined in the catalog).
+    pub files: u64,
+    /// Their bytes.
+    pub file_bytes: u64,
 }
 
 /// A column of a lake table: name and DuckDB type as DuckDB prints it.
@@ -638,10 +642,32 @@ impl Lake {
         self.conn
             .execute("COMMIT")
             .map_err(duck(format!("commit the flush of table {table}")))?;
+        // Committed: what follows only describes the commit and cannot undo it.
+        let (files, file_bytes) = self.files_of_last_commit().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not count the files of the commit");
+            (0, 0)
+        });
         Ok(CommitReport {
             rows,
             quarantined: flush.quarantine.len() as u64,
+            files,
+            file_bytes,
         })
+    }
+
+    /// Data files (count, bytes) added by this connection's latest commit.
+    fn files_of_last_commit(&self) -> Result<(u64, u64), SinkError> {
+        let rows = self.query_rows(&format!(
+            "SELECT count(*), coalesce(sum(file_size_bytes), 0) FROM __ducklake_metadata_{LAKE_ALIAS}.ducklake_data_file \
+             WHERE begin_snapshot = (SELECT id FROM {LAKE_ALIAS}.last_committed_snapshot())"
+        ))?;
+        let v = |i: usize| {
+            rows.first()
+                .and_then(|r| r.get(i).cloned().flatten())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((v(0), v(1)))
     }
 
     fn update_offsets(&self, offsets: &[OffsetUpdate]) -> Result<(), SinkError> {

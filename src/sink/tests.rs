@@ -79,9 +79,25 @@ fn commit_lands_data_offsets_and_quarantine_in_one_transaction() {
         report,
         CommitReport {
             rows: 1500,
-            quarantined: 1
+            quarantined: 1,
+            files: 1,
+            file_bytes: report.file_bytes,
         }
     );
+    // The one Parquet file on disk has exactly the reported size.
+    fn sizes(dir: &std::path::Path, out: &mut Vec<u64>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                sizes(&p, out);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(e.metadata().unwrap().len());
+            }
+        }
+    }
+    let mut on_disk = Vec::new();
+    sizes(&dir.path().join("data"), &mut on_disk);
+    assert_eq!(on_disk, vec![report.file_bytes]);
     assert_eq!(
         lake.query_rows("SELECT count(*), sum(id), count(name) FROM lake.main.ev")
             .unwrap(),
