@@ -1,6 +1,7 @@
 //! docker-compose.yml cannot be started here (no container engine), so its wiring is checked:
 //! every variable given to sluice is a real configuration key, and the service names, ports,
 //! credentials, bucket and topic agree with the sluice configuration the file mounts.
+#![allow(clippy::result_large_err)] // figment::Jail closures return figment's error type.
 
 use std::collections::BTreeMap;
 use std::path::Path;
