@@ -369,6 +369,14 @@ pub struct RetryConfig {
     pub initial_backoff_ms: u64,
     /// Cap of the backoff.
     pub max_backoff_ms: u64,
+    /// Commits DuckLake rejects because another instance committed concurrently are retried
+    /// this many times per flush (they are expected with several instances, and counted apart
+    /// from `attempts`).
+    pub conflict_attempts: u32,
+    /// First backoff after a commit conflict; doubles per conflict, with ±50% jitter.
+    pub conflict_initial_backoff_ms: u64,
+    /// Cap of the conflict backoff.
+    pub conflict_max_backoff_ms: u64,
 }
 
 impl Default for RetryConfig {
@@ -377,6 +385,9 @@ impl Default for RetryConfig {
             attempts: 10,
             initial_backoff_ms: 200,
             max_backoff_ms: 30_000,
+            conflict_attempts: 100,
+            conflict_initial_backoff_ms: 20,
+            conflict_max_backoff_ms: 2_000,
         }
     }
 }
@@ -651,6 +662,15 @@ impl Config {
             return bad(
                 "flush.retry.initial_backoff_ms",
                 "must not exceed flush.retry.max_backoff_ms",
+            );
+        }
+        if self.flush.retry.conflict_attempts == 0 {
+            return bad("flush.retry.conflict_attempts", "must be at least 1");
+        }
+        if self.flush.retry.conflict_initial_backoff_ms > self.flush.retry.conflict_max_backoff_ms {
+            return bad(
+                "flush.retry.conflict_initial_backoff_ms",
+                "must not exceed flush.retry.conflict_max_backoff_ms",
             );
         }
         if self.live.enabled {

@@ -818,6 +818,7 @@ impl Core {
             table,
             trigger,
             attempts,
+            conflicts: 0,
             tp,
             batches,
             quarantine,
@@ -960,16 +961,32 @@ impl Core {
                 let next = self.job(table, job.trigger, job.attempts, tp);
                 Ok(Settled::Again(Box::new(next), Duration::ZERO))
             }
+            Err(e @ SinkError::CommitConflict { .. }) => {
+                // Another instance committed to the same tables meanwhile: expected with
+                // several instances; retried soon, counted apart from failures.
+                let retry = &self.flush_cfg.retry;
+                job.conflicts += 1;
+                self.stats.commit_conflicts.fetch_add(1, Relaxed);
+                if job.conflicts >= retry.conflict_attempts {
+                    return Err(PipelineError::FlushGaveUp {
+                        table: table.to_string(),
+                        attempts: job.conflicts,
+                        last: e,
+                    });
+                }
+                let wait = sink::jittered_backoff(
+                    job.conflicts - 1,
+                    retry.conflict_initial_backoff_ms,
+                    retry.conflict_max_backoff_ms,
+                );
+                tracing::info!(table = %table, conflicts = job.conflicts, wait_ms = wait.as_millis() as u64, "commit conflict with another writer; retrying");
+                Ok(Settled::Again(Box::new(job), wait))
+            }
             Err(e) => {
                 let retry = self.flush_cfg.retry.clone();
                 let attempt = job.attempts + 1;
-                let conflict = matches!(e, SinkError::CommitConflict { .. });
-                if conflict {
-                    self.stats.commit_conflicts.fetch_add(1, Relaxed);
-                } else {
-                    self.stats.flush_failures.fetch_add(1, Relaxed);
-                    self.stats.lake_failing.store(true, Relaxed);
-                }
+                self.stats.flush_failures.fetch_add(1, Relaxed);
+                self.stats.lake_failing.store(true, Relaxed);
                 if attempt >= retry.attempts {
                     return Err(PipelineError::FlushGaveUp {
                         table: table.to_string(),
@@ -983,7 +1000,7 @@ impl Core {
                     retry.max_backoff_ms,
                 );
                 tracing::warn!(table = %table, attempt, error = %e, wait_ms = wait.as_millis() as u64, "flush failed; retrying");
-                if blocking || conflict {
+                if blocking {
                     job.attempts = attempt;
                     return Ok(Settled::Again(Box::new(job), wait));
                 }
@@ -1043,6 +1060,8 @@ struct FlushJob {
     trigger: FlushTrigger,
     /// Failed attempts before this one.
     attempts: u32,
+    /// Commit conflicts before this attempt.
+    conflicts: u32,
     tp: TablePending,
     batches: Vec<RecordBatch>,
     quarantine: Vec<QuarantineRow>,
