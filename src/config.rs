@@ -77,7 +77,10 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// `group.id`; also the key of this pipeline's offsets in the lake.
     pub group_id: String,
-    /// Topics to consume.
+    /// Topics to consume. An entry starting with `^` is a regular expression: every matching
+    /// topic is consumed, including ones created later (found at metadata refresh,
+    /// `topic.metadata.refresh.interval.ms`). The memory budget reserves live retention for
+    /// each entry, so a pattern counts as one topic there.
     pub topics: Vec<String>,
     /// Start position of a partition the lake has no offset for.
     pub start_from: StartFrom,
@@ -320,23 +323,48 @@ pub struct MetadataColumns {
 }
 
 /// Topic → table mapping.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TablesConfig {
-    /// Explicit topic → table names; other topics get a name derived from the topic.
+    /// Explicit topic → table names; other topics get a name from `name_template`.
     pub map: BTreeMap<String, String>,
+    /// Table name of a topic not in `map`: `{topic}` is replaced by the topic name, then the
+    /// result is made an identifier (lowercase ASCII letters, digits, `_`).
+    pub name_template: String,
     /// Kafka metadata columns added to each row.
     pub metadata: MetadataColumns,
 }
 
-impl TablesConfig {
-    /// The lake table a topic's batches go to.
-    pub fn table_for(&self, topic: &str) -> String {
-        self.map
-            .get(topic)
-            .cloned()
-            .unwrap_or_else(|| table_name_from_topic(topic))
+impl Default for TablesConfig {
+    fn default() -> Self {
+        TablesConfig {
+            map: BTreeMap::new(),
+            name_template: "{topic}".into(),
+            metadata: MetadataColumns::default(),
+        }
     }
+}
+
+impl TablesConfig {
+    /// The lake table a topic's batches go to. A derived name that would fall among sluice's
+    /// own tables (`sluice_…`) gets a `t_` prefix.
+    pub fn table_for(&self, topic: &str) -> String {
+        if let Some(t) = self.map.get(topic) {
+            return t.clone();
+        }
+        let name = table_name_from_topic(&self.name_template.replace("{topic}", topic));
+        if name.starts_with("sluice_") {
+            format!("t_{name}")
+        } else {
+            name
+        }
+    }
+}
+
+/// Whether a `kafka.topics` entry is a regular expression (librdkafka's convention: it starts
+/// with `^`) rather than a topic name.
+pub fn is_topic_pattern(entry: &str) -> bool {
+    entry.starts_with('^')
 }
 
 /// A valid, unquoted-safe SQL identifier derived from a topic name: lowercase ASCII letters,
@@ -632,16 +660,8 @@ impl Config {
                 );
             }
         }
-        for topic in &self.kafka.topics {
-            let table = self.tables.table_for(topic);
-            if table.starts_with("sluice_") {
-                return bad(
-                    "kafka.topics",
-                    &format!(
-                        "topic {topic:?} maps to table {table:?}, which is reserved; set tables.map.{topic}"
-                    ),
-                );
-            }
+        if self.tables.name_template.trim().is_empty() {
+            return bad("tables.name_template", "must not be empty");
         }
         if self.flush.max_bytes == 0 {
             return bad("flush.max_bytes", "must be greater than 0");
@@ -943,6 +963,20 @@ mod tests {
         let mut want = Config::default();
         want.kafka.topics = vec!["events".into()];
         assert_eq!(cfg, want);
+    }
+
+    #[test]
+    fn table_names_follow_the_map_then_the_template() {
+        let mut t = TablesConfig::default();
+        assert_eq!(t.table_for("Web.Events"), "web_events");
+        t.name_template = "raw_{topic}_v1".into();
+        t.map.insert("orders".into(), "Orders Table".into());
+        assert_eq!(t.table_for("Web.Events"), "raw_web_events_v1");
+        assert_eq!(t.table_for("orders"), "Orders Table");
+        t.name_template = "{topic}".into();
+        // Never one of sluice's own tables.
+        assert_eq!(t.table_for("sluice_offsets"), "t_sluice_offsets");
+        assert!(is_topic_pattern("^events_.*") && !is_topic_pattern("events"));
     }
 
     #[test]

@@ -151,9 +151,18 @@ fn run(cli: Cli) -> Result<()> {
                 mib(b.prefetch)
             );
             let source = KafkaSource::new(&cfg.kafka)?;
+            let (patterns, names): (Vec<String>, Vec<String>) = cfg
+                .kafka
+                .topics
+                .iter()
+                .cloned()
+                .partition(|t| sluice::config::is_topic_pattern(t));
             let topics = source
-                .check(&cfg.kafka.topics, Duration::from_secs(10))
+                .check(&names, Duration::from_secs(10))
                 .context("kafka brokers unreachable")?;
+            for p in &patterns {
+                println!("kafka: pattern {p:?} (topics matching it are consumed as they appear)");
+            }
             for (t, n) in &topics {
                 if *n == 0 {
                     anyhow::bail!("topic {t:?} does not exist on {}", cfg.kafka.brokers);

@@ -583,3 +583,61 @@ fn a_lake_outage_pauses_partitions_and_everything_lands_once_it_recovers() {
     assert_eq!(stats.committed_rows.load(Relaxed), 4_000);
     assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 4_000);
 }
+
+#[test]
+fn several_topics_by_name_and_pattern_each_land_in_their_own_table() {
+    let kafka = Kafka::start();
+    let dir = lake_dir();
+    let a = kafka.topic("multi_a", 2);
+    let b = kafka.topic("multi_b", 1);
+    // Matched by a pattern only; created before the subscription.
+    let prefix = unique("pat");
+    let c1 = format!("{prefix}_one");
+    let c2 = format!("{prefix}_two");
+    for t in [&c1, &c2] {
+        kafka.cluster.create_topic(t, 2, 1).unwrap();
+    }
+    let mut cfg = config(&kafka.brokers, &a, dir.path());
+    cfg.kafka.topics = vec![a.clone(), b.clone(), format!("^{prefix}_.*")];
+    cfg.tables.name_template = "raw_{topic}".into();
+    cfg.tables.map.insert(b.clone(), "bee".into());
+    let enc = Encoding::default();
+    produce_events(&kafka.producer(&a, enc), 2, 0, 6, 100);
+    produce_events(&kafka.producer(&b, enc), 1, 0, 4, 100);
+    produce_events(&kafka.producer(&c1, enc), 2, 0, 8, 50);
+    produce_events(&kafka.producer(&c2, enc), 2, 0, 2, 50);
+    let run = Running::start(&cfg);
+    run.wait("all four topics committed", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) >= 600 + 400 + 400 + 100
+    });
+    // A topic created later that matches the pattern is picked up at metadata refresh.
+    let c3 = format!("{prefix}_three");
+    kafka.cluster.create_topic(&c3, 1, 1).unwrap();
+    produce_events(&kafka.producer(&c3, enc), 1, 0, 3, 100);
+    run.wait("the late topic committed", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) >= 1_800
+    });
+    let stats = run.stats.clone();
+    run.stop().unwrap();
+    let table = |t: &str| format!("raw_{}", sluice::config::table_name_from_topic(t));
+    assert_eq!(events_summary(&cfg, &table(&a)), expected_summary(600));
+    assert_eq!(events_summary(&cfg, "bee"), expected_summary(400));
+    assert_eq!(events_summary(&cfg, &table(&c1)), expected_summary(400));
+    assert_eq!(events_summary(&cfg, &table(&c2)), expected_summary(100));
+    assert_eq!(events_summary(&cfg, &table(&c3)), expected_summary(300));
+    // Per-topic counters for each of the four.
+    let topics = stats.topics.read().unwrap();
+    let committed: Vec<(String, u64)> = topics
+        .iter()
+        .map(|(t, c)| (t.clone(), c.committed_rows.load(Relaxed)))
+        .collect();
+    let mut want = vec![
+        (a.clone(), 600),
+        (b.clone(), 400),
+        (c1.clone(), 400),
+        (c2.clone(), 100),
+        (c3.clone(), 300),
+    ];
+    want.sort();
+    assert_eq!(committed, want);
+}

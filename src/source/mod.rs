@@ -293,6 +293,15 @@ impl KafkaSource {
         timeout: Duration,
     ) -> Result<Vec<(String, usize)>, SourceError> {
         let mut out = Vec::new();
+        if topics.is_empty() {
+            // Still prove the brokers answer.
+            self.consumer
+                .fetch_metadata(None, timeout)
+                .map_err(|source| SourceError::Metadata {
+                    brokers: self.brokers.clone(),
+                    source,
+                })?;
+        }
         for t in topics {
             let md = self
                 .consumer
