@@ -15,7 +15,7 @@ RUN cargo build --release --locked --features bundled --bin sluice -p sluice \
 # DuckDB 1.5.5's extensions from the PyPI wheels duckdb-extension-<name>==1.5.5.
 RUN set -eux; dest=/opt/sluice/extensions/v1.5.5/linux_amd64; mkdir -p "$dest" /tmp/wheels; \
     for e in ducklake httpfs postgres_scanner; do \
-      pip3 download --break-system-packages -q --no-deps -d /tmp/wheels "duckdb-extension-$(echo $e | tr _ -)==1.5.5"; \
+      pip3 download -q --no-deps -d /tmp/wheels "duckdb-extension-$(echo $e | tr _ -)==1.5.5"; \
     done; \
     for w in /tmp/wheels/*.whl; do \
       python3 -c 'import sys, zipfile, os; z = zipfile.ZipFile(sys.argv[1]); [open(os.path.join(sys.argv[2], os.path.basename(m)), "wb").write(z.read(m)) for m in z.namelist() if m.endswith(".duckdb_extension")]' "$w" "$dest"; \
@@ -23,7 +23,7 @@ RUN set -eux; dest=/opt/sluice/extensions/v1.5.5/linux_amd64; mkdir -p "$dest" /
     ls -l "$dest"
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl libssl3 libstdc++6 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --create-home --home-dir /var/lib/sluice sluice
 COPY --from=build /src/target/release/sluice /src/target/release/sluice-loadgen /usr/local/bin/
