@@ -20,7 +20,7 @@ use arrow::array::{Array, Int64Array};
 use arrow_flight::{FlightClient, Ticket};
 use futures::StreamExt;
 use rdkafka::mocking::MockCluster;
-use sluice::config::{Config, StartFrom};
+use sluice::config::Config;
 use sluice::live::flight::FlightServer;
 use sluice::live::ring::Ring;
 use sluice::observe::Stats;
@@ -92,21 +92,12 @@ impl Rig {
         cluster.create_topic(TOPIC, PARTITIONS, 1)?;
         let brokers = cluster.bootstrap_servers();
         let dir = tempfile::tempdir()?;
-        let mut cfg = Config::default();
-        cfg.kafka.brokers = brokers.clone();
+        let mut cfg = sluice::demo::mock_config(&brokers, TOPIC, dir.path());
         cfg.kafka.group_id = "sluice-bench".into();
-        cfg.kafka.topics = vec![TOPIC.into()];
-        cfg.kafka.start_from = StartFrom::Earliest;
-        // The demo uses 10 ms: the mock broker holds an empty fetch that long.
         cfg.kafka
             .properties
             .insert("fetch.wait.max.ms".into(), a.fetch_wait_ms.to_string());
         cfg.lake.threads = a.lake_threads;
-        cfg.lake.catalog = dir.path().join("bench.ducklake").display().to_string();
-        cfg.lake.data_path = format!("{}/", dir.path().join("data").display());
-        cfg.flush.max_bytes = 96 * MIB;
-        cfg.flush.max_age_ms = 3_000;
-        cfg.live.address = "127.0.0.1:0".into();
         cfg.live.retention_bytes = a.retention_mib * MIB;
         // 256 MiB for pending data on top of what live retention and prefetch reserve.
         let reserved = cfg.memory_budget();

@@ -154,61 +154,65 @@ pub fn render(src: &Sources) -> String {
         "Payload bytes of a successful flush.",
         &s.flush_size,
     );
-    o.one(
-        "sluice_commit_conflicts_total",
-        "counter",
-        "DuckLake commits rejected for a concurrent transaction (each retried with backoff).",
-        s.commit_conflicts.load(Relaxed),
-    );
-    o.one(
-        "sluice_offset_conflicts_total",
-        "counter",
-        "Partition ranges another writer committed first (dropped and re-sought).",
-        s.offset_conflicts.load(Relaxed),
-    );
-    o.one(
-        "sluice_flush_failures_total",
-        "counter",
-        "Flush attempts that failed for another reason (each retried with backoff).",
-        s.flush_failures.load(Relaxed),
-    );
-    o.one(
-        "sluice_stale_messages_total",
-        "counter",
-        "Messages dropped as already committed (after a seek or a rebalance).",
-        s.stale_messages.load(Relaxed),
-    );
-
-    o.one(
-        "sluice_pending_bytes",
-        "gauge",
-        "Bytes pending in memory, including the flush in flight.",
-        s.pending_bytes.load(Relaxed),
-    );
-    o.one(
-        "sluice_pending_cap_bytes",
-        "gauge",
-        "What the memory budget leaves for pending data.",
-        s.pending_cap_bytes.load(Relaxed),
-    );
-    o.one(
-        "sluice_inflight_bytes",
-        "gauge",
-        "Bytes of the flush being committed.",
-        s.inflight_bytes.load(Relaxed),
-    );
-    o.one(
-        "sluice_assigned_partitions",
-        "gauge",
-        "Partitions assigned to this instance.",
-        s.assigned_partitions.load(Relaxed),
-    );
-    o.one(
-        "sluice_paused_partitions",
-        "gauge",
-        "Partitions paused while a failed flush waits for its retry.",
-        s.paused_partitions.load(Relaxed),
-    );
+    let singles: [(&str, &str, &str, &std::sync::atomic::AtomicU64); 9] = [
+        (
+            "sluice_commit_conflicts_total",
+            "counter",
+            "DuckLake commits rejected for a concurrent transaction (each retried with backoff).",
+            &s.commit_conflicts,
+        ),
+        (
+            "sluice_offset_conflicts_total",
+            "counter",
+            "Partition ranges another writer committed first (dropped and re-sought).",
+            &s.offset_conflicts,
+        ),
+        (
+            "sluice_flush_failures_total",
+            "counter",
+            "Flush attempts that failed for another reason (each retried with backoff).",
+            &s.flush_failures,
+        ),
+        (
+            "sluice_stale_messages_total",
+            "counter",
+            "Messages dropped as already committed (after a seek or a rebalance).",
+            &s.stale_messages,
+        ),
+        (
+            "sluice_pending_bytes",
+            "gauge",
+            "Bytes pending in memory, including the flush in flight.",
+            &s.pending_bytes,
+        ),
+        (
+            "sluice_pending_cap_bytes",
+            "gauge",
+            "What the memory budget leaves for pending data.",
+            &s.pending_cap_bytes,
+        ),
+        (
+            "sluice_inflight_bytes",
+            "gauge",
+            "Bytes of the flush being committed.",
+            &s.inflight_bytes,
+        ),
+        (
+            "sluice_assigned_partitions",
+            "gauge",
+            "Partitions assigned to this instance.",
+            &s.assigned_partitions,
+        ),
+        (
+            "sluice_paused_partitions",
+            "gauge",
+            "Partitions paused while a failed flush waits for its retry.",
+            &s.paused_partitions,
+        ),
+    ];
+    for (name, kind, help, v) in singles {
+        o.one(name, kind, help, v.load(Relaxed));
+    }
 
     let parts = s
         .partitions

@@ -119,6 +119,8 @@ struct Core {
     fatal: Option<PipelineError>,
     /// The live ring Flight readers read from, if enabled.
     live: Option<Arc<Ring>>,
+    /// When the live ring's age expiry last ran.
+    last_expire: Instant,
     /// A flush that failed and waits for its next attempt. While set, no other flush runs and
     /// every assigned partition is paused: memory stays bounded while the loop keeps polling
     /// (heartbeats, rebalances) instead of sleeping.
@@ -205,6 +207,7 @@ impl Pipeline {
             reseek: Vec::new(),
             fatal: None,
             live: None,
+            last_expire: Instant::now(),
             retry: None,
         }));
         stats
@@ -296,9 +299,14 @@ impl Pipeline {
             core.poll_inflight()?;
             core.retry_due()?;
             core.flush_aged()?;
-            if let Some(ring) = &core.live {
-                ring.expire();
-                core.stats.live_bytes.store(ring.retained_bytes(), Relaxed);
+            // Age expiry of idle topics, and the retained-bytes gauge: every 100 ms, not per
+            // message.
+            if let Some(ring) = &core.live
+                && core.last_expire.elapsed() >= Duration::from_millis(100)
+            {
+                let retained = ring.expire();
+                core.stats.live_bytes.store(retained, Relaxed);
+                core.last_expire = Instant::now();
             }
         }
         self.after_flushes();
@@ -1117,7 +1125,8 @@ type FlushResult = (FlushJob, Result<sink::CommitReport, SinkError>);
 struct Flusher {
     jobs: Option<std::sync::mpsc::Sender<FlushJob>>,
     results: std::sync::mpsc::Receiver<FlushResult>,
-    busy: bool,
+    /// The table of the flush in flight, if one is.
+    inflight: Option<Arc<str>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -1151,49 +1160,53 @@ impl Flusher {
         Ok(Flusher {
             jobs: Some(jobs),
             results,
-            busy: false,
+            inflight: None,
             thread: Some(thread),
         })
     }
 
     fn busy(&self) -> bool {
-        self.busy
+        self.inflight.is_some()
     }
 
     fn submit(&mut self, job: FlushJob) -> Result<(), PipelineError> {
-        debug_assert!(!self.busy, "one flush in flight at a time");
+        debug_assert!(!self.busy(), "one flush in flight at a time");
+        let table = job.table.clone();
         if self.jobs.as_ref().is_none_or(|j| j.send(job).is_err()) {
-            return Err(Self::lost());
+            return Err(Self::lost(&table));
         }
-        self.busy = true;
+        self.inflight = Some(table);
         Ok(())
     }
 
-    fn lost() -> PipelineError {
-        PipelineError::Flusher("ended unexpectedly; offsets of its data were not moved".into())
+    fn lost(table: &str) -> PipelineError {
+        PipelineError::Flusher(format!(
+            "ended unexpectedly while flushing table {table}; offsets of its data were not moved"
+        ))
     }
 
     fn try_result(&mut self) -> Result<Option<FlushResult>, PipelineError> {
-        if !self.busy {
+        let Some(table) = &self.inflight else {
             return Ok(None);
-        }
+        };
         match self.results.try_recv() {
             Ok(r) => {
-                self.busy = false;
+                self.inflight = None;
                 Ok(Some(r))
             }
             Err(std::sync::mpsc::TryRecvError::Empty) => Ok(None),
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(Self::lost()),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(Self::lost(table)),
         }
     }
 
     fn wait_result(&mut self) -> Result<Option<FlushResult>, PipelineError> {
-        if !self.busy {
+        let Some(table) = self.inflight.take() else {
             return Ok(None);
-        }
-        let r = self.results.recv().map_err(|_| Self::lost())?;
-        self.busy = false;
-        Ok(Some(r))
+        };
+        self.results
+            .recv()
+            .map(Some)
+            .map_err(|_| Self::lost(&table))
     }
 }
 

@@ -130,17 +130,9 @@ fn reference_producer_through_tansu_to_s3_and_postgres_reads_back_exactly_in_duc
         ],
     );
     assert!(out.contains("verified 20000 rows x 10 columns"), "{out}");
-    let offsets = query(
-        &cfg,
-        &format!(
-            "SELECT \"partition\", next_offset FROM lake.main.sluice_offsets WHERE topic = '{topic}' ORDER BY 1"
-        ),
-    );
     assert_eq!(
-        offsets,
-        (0..4)
-            .map(|p| vec![Some(p.to_string()), Some("10".to_string())])
-            .collect::<Vec<_>>()
+        lake_offsets(&cfg, &topic),
+        (0..4).map(|p| (p, 10)).collect::<Vec<_>>()
     );
 }
 
@@ -215,18 +207,10 @@ fn three_instances_one_killed_one_restarted_commit_every_row_exactly_once() {
         c.output()
     );
 
-    assert_eq!(events_summary(&cfg, &table), expected_summary(total));
-    let offsets = query(
-        &cfg,
-        &format!(
-            "SELECT \"partition\", next_offset FROM lake.main.sluice_offsets WHERE topic = '{topic}' ORDER BY 1"
-        ),
-    );
+    assert_exact_events(&cfg, &table, total);
     assert_eq!(
-        offsets,
-        (0..8)
-            .map(|p| vec![Some(p.to_string()), Some("60".to_string())])
-            .collect::<Vec<_>>()
+        lake_offsets(&cfg, &topic),
+        (0..8).map(|p| (p, 60)).collect::<Vec<_>>()
     );
     let logs: Vec<String> = [&a, &b, &b2, &c].iter().map(|p| p.output()).collect();
     let count = |what: &str| -> usize { logs.iter().map(|l| l.matches(what).count()).sum() };

@@ -3,9 +3,10 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
+use common::services::SluiceProc;
 use common::*;
 use sluice_producer::Encoding;
 
@@ -96,46 +97,13 @@ fn sigterm_flushes_commits_and_exits_zero() {
     std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
     let p = kafka.producer(&topic, Encoding::default());
     produce_events(&p, 2, 0, 30, 100);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "sluice=info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr_pipe = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr_pipe)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let mut child = SluiceProc::start(&path, dir.path().join("sluice.log"), &[]);
     // Wait until both partitions are assigned, then let it consume for a moment.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut log = Vec::new();
-    while log
-        .iter()
-        .filter(|l: &&String| l.contains("partition assigned"))
-        .count()
-        < 2
-    {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) => log.push(l),
-            Err(_) => panic!("no assignment within 30 s:\n{}", log.join("\n")),
-        }
-    }
+    child.wait_for_log("partition assigned", 2, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
-    // SAFETY: sending SIGTERM to our own child process.
-    unsafe { libc_kill(child.id() as i32, 15) };
-    let status = child.wait().unwrap();
-    reader.join().unwrap();
-    log.extend(rx.try_iter());
-    let log = log.join("\n");
-    assert_eq!(status.code(), Some(0), "{log}");
+    let code = child.terminate(Duration::from_secs(60));
+    let log = child.output();
+    assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("trigger=\"shutdown\""), "{log}");
     assert!(log.contains("stopped cleanly"), "{log}");
     // What was consumed is committed, with offsets that match the rows exactly.
@@ -156,11 +124,6 @@ fn sigterm_flushes_commits_and_exits_zero() {
     });
     run.stop().unwrap();
     assert_eq!(events_summary(&cfg, &table), expected_summary(3_000));
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 #[test]

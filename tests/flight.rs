@@ -143,9 +143,10 @@ fn twenty_followers_receive_identical_streams_and_the_lake_stays_exact() {
     assert!(compacted > 0);
     assert_eq!(compacted, c.ring.compacted_bytes());
     c.server.stop();
-    assert_eq!(
-        events_summary(&c.cfg, &sluice::config::table_name_from_topic(&c.topic)),
-        expected_summary(3_400)
+    assert_exact_events(
+        &c.cfg,
+        &sluice::config::table_name_from_topic(&c.topic),
+        3_400,
     );
 }
 
@@ -194,10 +195,7 @@ fn a_slow_reader_is_cut_off_with_the_lag_while_ingestion_goes_on() {
     );
     run.stop().unwrap();
     server.stop();
-    assert_eq!(
-        events_summary(&cfg, &sluice::config::table_name_from_topic(&topic)),
-        expected_summary(8_300)
-    );
+    assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 8_300);
 }
 
 #[test]
@@ -241,10 +239,7 @@ fn a_follower_stream_ends_cleanly_at_a_schema_change_and_resumes_with_the_new_sc
     );
     run.stop().unwrap();
     server.stop();
-    assert_eq!(
-        events_summary(&cfg, &sluice::config::table_name_from_topic(&topic)),
-        expected_summary(800)
-    );
+    assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 800);
 }
 
 #[test]
@@ -280,8 +275,5 @@ fn ingestion_and_live_publishing_continue_while_a_commit_is_held_open() {
         s.committed_rows.load(Relaxed) >= 2_000
     });
     run.stop().unwrap();
-    assert_eq!(
-        events_summary(&cfg, &sluice::config::table_name_from_topic(&topic)),
-        expected_summary(2_000)
-    );
+    assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 2_000);
 }

@@ -48,16 +48,16 @@ fn metrics_health_and_readiness_of_a_running_instance() {
     let path = dir.path().join("sluice.toml");
     std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
     let mut proc = SluiceProc::start(&path, dir.path().join("sluice.log"), &[]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        let log = proc.output();
-        // JSON log line: "url":"http://127.0.0.1:PORT/metrics".
-        if let Some(rest) = log.split("\"url\":\"http://").nth(1) {
-            break rest.split('/').next().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "no metrics URL logged:\n{log}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // JSON log line: "url":"http://127.0.0.1:PORT/metrics".
+    let log = proc.wait_for_log("\"url\":\"http://", 1, Duration::from_secs(30));
+    let addr = log
+        .split("\"url\":\"http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_string()));
 
     let p = kafka.producer(&topic, Encoding::default());

@@ -12,13 +12,12 @@ use common::*;
 use sluice::config::CatalogKind;
 use sluice::observe::Stats;
 use sluice::pipeline::{Pipeline, PipelineError};
-use sluice::sink::duck::Database;
-use sluice::sink::ffi_stream::BatchStream;
 use sluice_producer::events::{EventGen, generate};
 use sluice_producer::{BodyCompression, Encoding, IpcFormat};
 
-/// Produces `total` events in messages of `rows`, round robin over `partitions`, never more than
-/// 3 MiB ahead of what `stats` has consumed (the mock cluster keeps only 5 MiB per partition).
+/// Produces `total` events (seq 0..total) in messages of `rows`, round robin over
+/// `partitions`, on a thread, paced by what `stats` consumed (`sluice::demo::produce_paced`:
+/// the mock cluster keeps only 5 MiB per partition).
 fn produce_paced(
     kafka: &Kafka,
     topic: &str,
@@ -29,63 +28,20 @@ fn produce_paced(
 ) -> std::thread::JoinHandle<()> {
     let p = kafka.producer(topic, Encoding::default());
     std::thread::spawn(move || {
-        let mut g = EventGen::starting_at(9, 0);
-        let (mut sent, mut bytes, mut m) = (0i64, 0u64, 0i32);
         let deadline = Instant::now() + Duration::from_secs(120);
-        while sent < total {
-            while bytes.saturating_sub(stats.payload_bytes.load(Relaxed)) > 3 << 20 {
-                assert!(Instant::now() < deadline, "consumer stopped consuming");
-                p.poll();
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            let n = (total - sent).min(rows as i64) as usize;
-            bytes += p
-                .send(Some(m % partitions), None, &[generate(&mut g, n)])
-                .unwrap() as u64;
-            sent += n as i64;
-            m += 1;
-            p.poll();
-        }
+        let sent = sluice::demo::produce_paced(
+            &p,
+            &mut EventGen::starting_at(9, 0),
+            total as u64,
+            rows,
+            partitions,
+            &stats.payload_bytes,
+            |_| Instant::now() < deadline,
+        )
+        .unwrap();
+        assert_eq!(sent, total as u64, "the consumer stopped consuming");
         p.flush(Duration::from_secs(30)).unwrap();
     })
-}
-
-/// Asserts the lake table holds exactly the events with seq 0..n, column for column.
-fn assert_exact_events(cfg: &sluice::config::Config, table: &str, n: i64) {
-    assert_eq!(events_summary(cfg, table), expected_summary(n));
-    let lake = sluice::sink::Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
-    let db: &Arc<Database> = lake.database();
-    let conn = db.connect().unwrap();
-    let mut g = EventGen::starting_at(9, 0);
-    let mut batches = Vec::new();
-    let mut left = n;
-    while left > 0 {
-        let k = left.min(10_000);
-        batches.push(generate(&mut g, k as usize));
-        left -= k;
-    }
-    let mut stream = BatchStream::new(sluice_producer::events::schema(), batches).unwrap();
-    conn.register_arrow_view("expected_src", &mut stream)
-        .unwrap();
-    conn.execute("CREATE TABLE expected AS SELECT * FROM expected_src")
-        .unwrap();
-    conn.execute("DROP VIEW expected_src").unwrap();
-    let lake_table = format!("lake.main.\"{table}\"");
-    for (a, b) in [
-        ("expected", lake_table.as_str()),
-        (lake_table.as_str(), "expected"),
-    ] {
-        let rows = lake
-            .query_rows(&format!(
-                "SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b})"
-            ))
-            .unwrap();
-        assert_eq!(
-            rows[0][0].as_deref(),
-            Some("0"),
-            "rows of {a} missing from {b}"
-        );
-    }
 }
 
 #[test]

@@ -27,7 +27,7 @@ fn s3_data_and_a_postgres_catalog_hold_exactly_what_was_produced() {
     let flushes = run.stats.flushes.load(Relaxed);
     run.stop().unwrap();
     let table = sluice::config::table_name_from_topic(&topic);
-    assert_eq!(events_summary(&cfg, &table), expected_summary(4_000));
+    assert_exact_events(&cfg, &table, 4_000);
     // The Parquet files are objects in the bucket, under the configured prefix.
     let objects = s3.list("lake/");
     let parquet = objects.iter().filter(|k| k.ends_with(".parquet")).count();
@@ -36,36 +36,15 @@ fn s3_data_and_a_postgres_catalog_hold_exactly_what_was_produced() {
         "{parquet} Parquet objects for {flushes} flushes: {objects:?}"
     );
     // The catalog lives in PostgreSQL: DuckLake's own tables and sluice's offsets are there.
-    let offsets = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "sluice",
-            "-d",
-            "lake",
-        ])
-        .args([
-            "-At",
-            "-c",
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'ducklake_snapshot'",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&offsets.stdout).trim(), "1");
-    let lake_offsets = query(
-        &cfg,
-        &format!(
-            "SELECT \"partition\", next_offset FROM lake.main.sluice_offsets WHERE topic = '{topic}' ORDER BY 1"
+    assert_eq!(
+        pg.psql(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'ducklake_snapshot'"
         ),
+        "1"
     );
     assert_eq!(
-        lake_offsets,
-        (0..4)
-            .map(|p| vec![Some(p.to_string()), Some("10".to_string())])
-            .collect::<Vec<_>>()
+        lake_offsets(&cfg, &topic),
+        (0..4).map(|p| (p, 10)).collect::<Vec<_>>()
     );
 }
 

@@ -380,12 +380,16 @@ impl Ring {
     }
 
     /// Drops batches older than the retention age from every topic, so an idle topic does not
-    /// hold them until its next batch arrives.
-    pub fn expire(&self) {
+    /// hold them until its next batch arrives. Returns the bytes retained over all topics.
+    pub fn expire(&self) -> u64 {
         let now = Instant::now();
-        for ring in self.lock().values_mut() {
-            ring.evict(&self.retention, now);
-        }
+        self.lock()
+            .values_mut()
+            .map(|ring| {
+                ring.evict(&self.retention, now);
+                ring.bytes
+            })
+            .sum()
     }
 
     /// Bytes retained over all topics.
@@ -615,7 +619,7 @@ mod tests {
         r.push("u", 0, 0, None, &[batch(0..1)], 7);
         assert_eq!(r.retained_bytes(), 17);
         std::thread::sleep(Duration::from_millis(60));
-        r.expire();
+        assert_eq!(r.expire(), 0);
         assert_eq!(r.retained_bytes(), 0);
         assert_eq!(r.resolve("t", &Start::Earliest), Ok(2));
         assert_eq!(r.describe("u").unwrap().rows, 0);

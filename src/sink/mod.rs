@@ -834,7 +834,12 @@ fn create_s3_secret(conn: &Connection, cfg: &LakeConfig) -> Result<(), SinkError
     params.push(format!("USE_SSL {}", s3.use_ssl));
     let sql = format!("CREATE OR REPLACE SECRET sluice_s3 ({})", params.join(", "));
     conn.execute(&sql).map_err(|e| SinkError::Duck {
-        context: "create the S3 secret for the data path".into(),
+        context: format!(
+            "create the S3 secret for data path {} (endpoint {}, key id {})",
+            cfg.data_path,
+            s3.endpoint.as_deref().unwrap_or("AWS"),
+            s3.access_key_id.as_deref().unwrap_or("none")
+        ),
         source: DuckError {
             message: scrub(&e.message, cfg),
         },

@@ -206,24 +206,92 @@ pub fn events_summary(cfg: &Config, table: &str) -> (i64, i64, i128) {
     )
 }
 
+/// Asserts the lake table holds exactly the events with seq 0..n, column for column.
+pub fn assert_exact_events(cfg: &Config, table: &str, n: i64) {
+    assert_eq!(events_summary(cfg, table), expected_summary(n));
+    let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
+    let db: &Arc<sluice::sink::duck::Database> = lake.database();
+    let conn = db.connect().unwrap();
+    let mut g = EventGen::starting_at(9, 0);
+    let mut batches = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(10_000);
+        batches.push(generate(&mut g, k as usize));
+        left -= k;
+    }
+    let mut stream =
+        sluice::sink::ffi_stream::BatchStream::new(sluice_producer::events::schema(), batches)
+            .unwrap();
+    conn.register_arrow_view("expected_src", &mut stream)
+        .unwrap();
+    conn.execute("CREATE TABLE expected AS SELECT * FROM expected_src")
+        .unwrap();
+    conn.execute("DROP VIEW expected_src").unwrap();
+    let lake_table = format!("lake.main.\"{table}\"");
+    for (a, b) in [
+        ("expected", lake_table.as_str()),
+        (lake_table.as_str(), "expected"),
+    ] {
+        let rows = lake
+            .query_rows(&format!(
+                "SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b})"
+            ))
+            .unwrap();
+        assert_eq!(
+            rows[0][0].as_deref(),
+            Some("0"),
+            "rows of {a} missing from {b}"
+        );
+    }
+}
+
+/// `(partition, next offset)` of `topic` in the lake's offsets table, by partition.
+pub fn lake_offsets(cfg: &Config, topic: &str) -> Vec<(i32, i64)> {
+    query(
+        cfg,
+        &format!(
+            "SELECT \"partition\", next_offset FROM lake.main.sluice_offsets WHERE topic = '{topic}' ORDER BY 1"
+        ),
+    )
+    .into_iter()
+    .map(|r| {
+        (
+            r[0].as_deref().unwrap().parse().unwrap(),
+            r[1].as_deref().unwrap().parse().unwrap(),
+        )
+    })
+    .collect()
+}
+
 /// The summary `events_summary` must return for seqs `0..n`.
 pub fn expected_summary(n: i64) -> (i64, i64, i128) {
     (n, n, (n as i128) * (n as i128 - 1) / 2)
 }
 
-/// The Python interpreter of the test venv (prepared by scripts/setup).
-pub fn python() -> PathBuf {
-    let p = std::env::var("SLUICEDEV_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/venv/bin/python")
-        });
+/// A tool scripts/setup installs: `$var` if set, else `~/.cache/sluice/<default>`; panics with
+/// the fix if it is missing.
+pub fn setup_tool(var: &str, default: &str, what: &str) -> PathBuf {
+    let p = std::env::var(var).map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap())
+            .join(".cache/sluice")
+            .join(default)
+    });
     assert!(
         p.exists(),
-        "the test venv's python is missing at {}: run scripts/setup (scripts/test does)",
+        "{what} is missing at {}: run scripts/setup (scripts/test does)",
         p.display()
     );
     p
+}
+
+/// The Python interpreter of the test venv (prepared by scripts/setup).
+pub fn python() -> PathBuf {
+    setup_tool(
+        "SLUICEDEV_PYTHON",
+        "venv/bin/python",
+        "the test venv's python",
+    )
 }
 
 /// A directory for one test's lake.

@@ -19,13 +19,13 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits until `port` accepts connections, or panics naming `what` and its log.
-fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path, timeout: Duration) {
+fn wait_for_port(port: u16, what: &str, child: &mut Owned, log: &Path, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = child.0.try_wait() {
             panic!(
                 "{what} exited with {status} before listening on {port}:\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
@@ -40,19 +40,31 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path, timeout: 
     }
 }
 
-fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
+/// A child process killed (and reaped) when dropped, so a failing test leaves none behind.
+pub struct Owned(pub Child);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_logged(cmd: &mut Command, log: &Path) -> Owned {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().unwrap();
-    cmd.stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"))
+    Owned(
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}")),
+    )
 }
 
 /// An S3-compatible server (moto) on loopback with one bucket.
 pub struct S3Server {
-    child: Child,
+    _child: Owned,
     _dir: tempfile::TempDir,
     pub port: u16,
     pub bucket: String,
@@ -95,7 +107,7 @@ impl S3Server {
             .expect("run boto3");
         assert!(status.success(), "creating bucket {bucket} failed");
         S3Server {
-            child,
+            _child: child,
             _dir: dir,
             port,
             bucket,
@@ -140,13 +152,6 @@ impl S3Server {
             .lines()
             .map(str::to_string)
             .collect()
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -261,6 +266,30 @@ impl Postgres {
         format!("host=127.0.0.1 port={} user=sluice dbname=lake", self.port)
     }
 
+    /// Runs `sql` with psql on the catalog database; returns its unaligned output.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "sluice",
+                "-d",
+                "lake",
+            ])
+            .args(["-At", "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// Sets the lake of `cfg` to use this database as its catalog.
     pub fn configure(&self, lake: &mut sluice::config::LakeConfig) {
         lake.catalog_kind = sluice::config::CatalogKind::Postgres;
@@ -280,7 +309,7 @@ impl Drop for Postgres {
 
 /// The Kafka-compatible broker tansu, in memory, on a free loopback port.
 pub struct Tansu {
-    child: Child,
+    _child: Owned,
     _dir: tempfile::TempDir,
     pub port: u16,
     bin: PathBuf,
@@ -288,16 +317,7 @@ pub struct Tansu {
 
 impl Tansu {
     pub fn start() -> Tansu {
-        let bin = std::env::var("SLUICEDEV_TANSU")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/tools/bin/tansu")
-            });
-        assert!(
-            bin.exists(),
-            "tansu is missing at {}: run scripts/setup (scripts/test does)",
-            bin.display()
-        );
+        let bin = super::setup_tool("SLUICEDEV_TANSU", "tools/bin/tansu", "tansu");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
@@ -311,7 +331,7 @@ impl Tansu {
         );
         wait_for_port(port, "tansu", &mut child, &log, Duration::from_secs(60));
         Tansu {
-            child,
+            _child: child,
             _dir: dir,
             port,
             bin,
@@ -341,16 +361,9 @@ impl Tansu {
     }
 }
 
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A `sluice run` child process; its stdout and stderr go to a log file.
 pub struct SluiceProc {
-    child: Child,
+    child: Owned,
     pub log: PathBuf,
 }
 
@@ -366,17 +379,37 @@ impl SluiceProc {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.0.id()
     }
 
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until `count` log lines contain `what`; returns the log. Panics with the log if the
+    /// process exits or `timeout` passes first.
+    pub fn wait_for_log(&mut self, what: &str, count: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.output();
+            if log.lines().filter(|l| l.contains(what)).count() >= count {
+                return log;
+            }
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                panic!("sluice exited ({status}) before logging {what:?} {count} times:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {count} log lines with {what:?} within {timeout:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL: no flush, no goodbye.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let status = self.child.wait().unwrap();
+        let _ = self.child.0.kill();
+        let status = self.child.0.wait().unwrap();
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
             Some(9),
@@ -388,13 +421,13 @@ impl SluiceProc {
     /// SIGTERM, then waits (at most `timeout`) for the exit; returns the exit code.
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.child.0.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
                 return status.code();
             }
             assert!(
@@ -404,12 +437,5 @@ impl SluiceProc {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for SluiceProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
