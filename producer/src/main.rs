@@ -7,8 +7,17 @@ use clap::Parser;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use sluice_producer::events::{EventGen, generate};
-use sluice_producer::{ArrowProducer, BodyCompression, Encoding, IpcFormat};
+use sluice_producer::events::{Dataset, EventGen};
+use sluice_producer::{ArrowProducer, BodyCompression, Encoding, IpcFormat, encode_json_rows};
+
+/// What a message value holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Values {
+    /// Arrow IPC: `--batches-per-message` batches of `--rows-per-batch` rows.
+    Arrow,
+    /// One JSON object per row, one row per message (the JSON consumer baseline's input).
+    Json,
+}
 
 /// Produce PostHog-shaped events as Arrow IPC messages.
 #[derive(Parser, Debug)]
@@ -42,6 +51,12 @@ struct Args {
     /// IPC body compression.
     #[arg(long, value_enum, default_value_t = BodyCompression::None)]
     compression: BodyCompression,
+    /// Which rows to generate.
+    #[arg(long, value_enum, default_value_t = Dataset::Events)]
+    dataset: Dataset,
+    /// Arrow IPC messages or one JSON row per message.
+    #[arg(long, value_enum, default_value_t = Values::Arrow)]
+    values: Values,
     /// Generator seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -83,13 +98,28 @@ fn main() -> Result<()> {
             if n == 0 {
                 break;
             }
-            batches.push(generate(&mut g, n));
+            batches.push(args.dataset.generate(&mut g, n));
             in_msg += n as u64;
         }
-        let partition = (messages % args.partitions.max(1) as u64) as i32;
-        bytes += producer.send(Some(partition), None, &batches)? as u64;
+        let partitions = args.partitions.max(1) as u64;
+        match args.values {
+            Values::Arrow => {
+                let partition = (messages % partitions) as i32;
+                bytes += producer.send(Some(partition), None, &batches)? as u64;
+                messages += 1;
+            }
+            Values::Json => {
+                for batch in &batches {
+                    for row in encode_json_rows(batch)? {
+                        let partition = (messages % partitions) as i32;
+                        producer.send_raw(Some(partition), None, &row)?;
+                        bytes += row.len() as u64;
+                        messages += 1;
+                    }
+                }
+            }
+        }
         rows += in_msg;
-        messages += 1;
         producer.poll();
         if args.rate > 0 {
             let due = Duration::from_secs_f64(rows as f64 / args.rate as f64);

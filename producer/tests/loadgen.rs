@@ -89,3 +89,61 @@ fn loadgen_writes_the_requested_rows_round_robin() {
     assert_eq!(seqs, (0..2050).collect::<Vec<i64>>());
     assert_eq!(per_partition, [4, 4, 3]);
 }
+
+#[test]
+fn loadgen_writes_one_json_row_per_message() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("lgj", 2, 1).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-loadgen"))
+        .args(["--brokers", &brokers, "--topic", "lgj", "--partitions", "2"])
+        .args(["--total", "25", "--rows-per-batch", "10"])
+        .args(["--dataset", "narrow", "--values", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("produced 25 rows in 25 messages"),
+        "{stderr}"
+    );
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "check")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset("lgj", p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let (mut seqs, mut per_partition) = (Vec::new(), [0; 2]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seqs.len() < 25 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} messages arrived",
+            seqs.len()
+        );
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        per_partition[m.partition() as usize] += 1;
+        let text = std::str::from_utf8(m.payload().unwrap()).unwrap();
+        assert!(
+            text.starts_with("{\"seq\":") && text.contains("\"sensor_id\":"),
+            "{text}"
+        );
+        let seq: i64 = text["{\"seq\":".len()..text.find(',').unwrap()]
+            .parse()
+            .unwrap();
+        seqs.push(seq);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..25).collect::<Vec<i64>>());
+    assert_eq!(per_partition, [13, 12]);
+}
