@@ -8,11 +8,48 @@
 //! - `--mode sink`:    the same Arrow batches (regenerated in memory) committed into a fresh
 //!   DuckLake through the same sink, flush by flush at the same threshold (the sink ceiling).
 //!
+//! Every line also carries the process's CPU seconds, its peak RSS and RSS over time (sampled
+//! every 200 ms), and the heap allocations made through Rust's allocator (a counting global
+//! allocator; DuckDB's and librdkafka's C/C++ allocations are not counted), so the caller can
+//! report allocations per Kafka message. `--dir` keeps the lake for inspection.
+//!
 //! `cargo bench --bench ceilings -- --mode sluice --brokers 127.0.0.1:9092 --topic events --rows 1000000`
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Rust's allocator, counting allocations (and reallocations, which may move).
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 use anyhow::{Context, Result, bail};
 use rdkafka::config::ClientConfig;
@@ -21,7 +58,7 @@ use sluice::config::{Config, StartFrom};
 use sluice::observe::Stats;
 use sluice::pipeline::Pipeline;
 use sluice::sink::{Lake, NO_OFFSET, OffsetUpdate, TableFlush};
-use sluice_producer::events::{EventGen, generate};
+use sluice_producer::events::{Dataset, EventGen};
 
 struct Args {
     mode: String,
@@ -32,6 +69,11 @@ struct Args {
     flush_mib: u64,
     partition_fetch_mib: u64,
     seed: u64,
+    dataset: Dataset,
+    memory_cap_mib: u64,
+    fetch_wait_ms: u64,
+    lake_threads: Option<u32>,
+    dir: Option<PathBuf>,
 }
 
 fn args() -> Result<Args> {
@@ -44,6 +86,11 @@ fn args() -> Result<Args> {
         flush_mib: 128,
         partition_fetch_mib: 1,
         seed: 1,
+        dataset: Dataset::Events,
+        memory_cap_mib: 256,
+        fetch_wait_ms: 10,
+        lake_threads: None,
+        dir: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +106,17 @@ fn args() -> Result<Args> {
                 a.partition_fetch_mib = value("--partition-fetch-mib")?.parse()?
             }
             "--seed" => a.seed = value("--seed")?.parse()?,
+            "--dataset" => {
+                a.dataset = match value("--dataset")?.as_str() {
+                    "events" => Dataset::Events,
+                    "narrow" => Dataset::Narrow,
+                    other => bail!("--dataset must be events or narrow, not {other:?}"),
+                }
+            }
+            "--memory-cap-mib" => a.memory_cap_mib = value("--memory-cap-mib")?.parse()?,
+            "--fetch-wait-ms" => a.fetch_wait_ms = value("--fetch-wait-ms")?.parse()?,
+            "--lake-threads" => a.lake_threads = Some(value("--lake-threads")?.parse()?),
+            "--dir" => a.dir = Some(value("--dir")?.into()),
             "--bench" => {}
             other => bail!("unknown argument {other:?}"),
         }
@@ -69,7 +127,7 @@ fn args() -> Result<Args> {
     Ok(a)
 }
 
-fn base_config(a: &Args, dir: &std::path::Path) -> Config {
+fn base_config(a: &Args, dir: &Path) -> Config {
     let mut cfg = Config::default();
     cfg.kafka.brokers = a.brokers.clone();
     cfg.kafka.group_id = format!("bench-{}-{}", a.mode, std::process::id());
@@ -81,15 +139,147 @@ fn base_config(a: &Args, dir: &std::path::Path) -> Config {
     cfg.kafka.max_partition_fetch_bytes = a.partition_fetch_mib * 1024 * 1024;
     cfg.flush.max_rows = u64::MAX / 2;
     cfg.flush.max_age_ms = 10_000;
+    cfg.flush.memory_cap_bytes = a.memory_cap_mib * 1024 * 1024;
+    cfg.lake.threads = a.lake_threads;
+    // tansu answers a fetch only after fetch.wait.max.ms even when data is waiting (Kafka answers
+    // at once): librdkafka's 500 ms default caps it at ~41 MB/s here, 10 ms gives ~500 MB/s.
+    cfg.kafka
+        .properties
+        .insert("fetch.wait.max.ms".into(), a.fetch_wait_ms.to_string());
     cfg.live.enabled = false;
     cfg.metrics.enabled = false;
     cfg
 }
 
-fn report(a: &Args, rows: u64, bytes: u64, started: Instant, extra: serde_json::Value) {
-    let secs = started.elapsed().as_secs_f64();
+/// The lake's directory: `--dir` (kept) or a temporary one.
+fn lake_dir(a: &Args) -> Result<(Option<tempfile::TempDir>, PathBuf)> {
+    match &a.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            Ok((None, d.clone()))
+        }
+        None => {
+            let t = tempfile::tempdir()?;
+            let p = t.path().to_path_buf();
+            Ok((Some(t), p))
+        }
+    }
+}
+
+/// Parquet files under `dir` and their total size.
+fn parquet_files(dir: &Path) -> (u64, u64) {
+    let (mut n, mut bytes) = (0, 0);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                n += 1;
+                bytes += e.metadata().map_or(0, |m| m.len());
+            }
+        }
+    }
+    (n, bytes)
+}
+
+/// This process's resident set and CPU seconds (user + system), from /proc.
+fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn cpu_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Samples RSS every 200 ms until dropped.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<(f64, u64)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    origin: Instant,
+}
+
+impl RssSampler {
+    fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let origin = Instant::now();
+        let thread = {
+            let (stop, samples) = (stop.clone(), samples.clone());
+            std::thread::spawn(move || {
+                let t0 = origin;
+                while !stop.load(Relaxed) {
+                    let s = (t0.elapsed().as_secs_f64(), rss_bytes());
+                    samples.lock().unwrap().push(s);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+        };
+        RssSampler {
+            stop,
+            samples,
+            thread: Some(thread),
+            origin,
+        }
+    }
+
+    fn finish(mut self) -> Vec<(f64, u64)> {
+        self.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        std::mem::take(&mut *self.samples.lock().unwrap())
+    }
+}
+
+/// What every mode measures around its timed part.
+struct Probe {
+    started: Instant,
+    cpu: f64,
+    allocations: u64,
+    rss: RssSampler,
+}
+
+impl Probe {
+    fn start(rss: RssSampler) -> Self {
+        Probe {
+            started: Instant::now(),
+            cpu: cpu_seconds(),
+            allocations: ALLOCATIONS.load(Relaxed),
+            rss,
+        }
+    }
+}
+
+fn report(a: &Args, rows: u64, bytes: u64, probe: Probe, extra: serde_json::Value) {
+    let secs = probe.started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - probe.cpu;
+    let allocations = ALLOCATIONS.load(Relaxed) - probe.allocations;
+    let timed_from = probe.started.duration_since(probe.rss.origin).as_secs_f64();
+    let rss = probe.rss.finish();
     let mut v = serde_json::json!({
         "mode": a.mode,
+        "dataset": format!("{:?}", a.dataset).to_lowercase(),
+        "topic": a.topic,
+        "memory_cap_bytes": a.memory_cap_mib * 1024 * 1024,
+        "cpu_seconds": cpu,
+        "rust_allocations": allocations,
+        "peak_rss_bytes": rss.iter().map(|s| s.1).max().unwrap_or(0),
+        "rss": rss,
+        "timed_from_s": timed_from,
         "rows": rows,
         "bytes": bytes,
         "seconds": secs,
@@ -103,8 +293,9 @@ fn report(a: &Args, rows: u64, bytes: u64, started: Instant, extra: serde_json::
 }
 
 fn sluice_run(a: &Args) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let cfg = base_config(a, dir.path());
+    let rss = RssSampler::start();
+    let (_tmp, dir) = lake_dir(a)?;
+    let cfg = base_config(a, &dir);
     let stats = Arc::new(Stats::default());
     let pipeline = Pipeline::new(&cfg, stats.clone())?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -120,8 +311,8 @@ fn sluice_run(a: &Args) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(1800);
+    let probe = Probe::start(rss);
+    let deadline = probe.started + Duration::from_secs(1800);
     while stats.rows.load(Relaxed) < a.rows {
         if Instant::now() > deadline || ingest.is_finished() {
             bail!("consumed {} of {} rows", stats.rows.load(Relaxed), a.rows);
@@ -137,13 +328,18 @@ fn sluice_run(a: &Args) -> Result<()> {
         bail!("committed {committed} rows, expected {}", a.rows);
     }
     let c = stats.copies();
+    let (files, file_bytes) = parquet_files(&dir);
     report(
         a,
         committed,
         stats.payload_bytes.load(Relaxed),
-        started,
+        probe,
         serde_json::json!({
+            "messages": stats.messages.load(Relaxed),
+            "files": files,
+            "file_bytes": file_bytes,
             "flushes": stats.flushes.load(Relaxed),
+            "flush_seconds": stats.flush_duration.snapshot().1,
             "in_place_bytes": c.in_place,
             "realigned_bytes": c.realigned,
             "decompressed_bytes": c.decompressed,
@@ -153,6 +349,7 @@ fn sluice_run(a: &Args) -> Result<()> {
 }
 
 fn consume(a: &Args) -> Result<()> {
+    let rss = RssSampler::start();
     let dir = tempfile::tempdir()?;
     let cfg = base_config(a, dir.path());
     let mut c = ClientConfig::new();
@@ -169,9 +366,14 @@ fn consume(a: &Args) -> Result<()> {
             "max.partition.fetch.bytes",
             cfg.kafka.max_partition_fetch_bytes.to_string(),
         );
+    for (k, v) in &cfg.kafka.properties {
+        c.set(k, v);
+    }
     let consumer: BaseConsumer = c.create()?;
     consumer.subscribe(&[&a.topic])?;
-    let (mut messages, mut bytes, mut started) = (0u64, 0u64, None);
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    let mut rss = Some(rss);
+    let mut probe = None;
     let expected = a.rows.div_ceil(a.rows_per_message as u64);
     let deadline = Instant::now() + Duration::from_secs(1800);
     while messages < expected {
@@ -180,24 +382,28 @@ fn consume(a: &Args) -> Result<()> {
         }
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
             let m = m?;
-            started.get_or_insert_with(Instant::now);
+            if let Some(r) = rss.take() {
+                probe = Some(Probe::start(r));
+            }
             bytes += m.payload_len() as u64;
             messages += 1;
         }
     }
+    let probe = probe.context("nothing consumed")?;
     report(
         a,
         a.rows,
         bytes,
-        started.unwrap_or_else(Instant::now),
+        probe,
         serde_json::json!({ "messages": messages }),
     );
     Ok(())
 }
 
 fn sink(a: &Args) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let cfg = base_config(a, dir.path());
+    let rss = RssSampler::start();
+    let (_tmp, dir) = lake_dir(a)?;
+    let cfg = base_config(a, &dir);
     let mut lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
     lake.register_partitions("bench", &[0])?;
     // The same batches the producer sent: regenerated, one per message, held in memory.
@@ -206,7 +412,7 @@ fn sink(a: &Args) -> Result<()> {
     let mut left = a.rows;
     while left > 0 {
         let n = left.min(a.rows_per_message as u64) as usize;
-        batches.push(generate(&mut g, n));
+        batches.push(a.dataset.generate(&mut g, n));
         left -= n as u64;
     }
     let bytes: u64 = batches
@@ -214,7 +420,7 @@ fn sink(a: &Args) -> Result<()> {
         .map(|b| b.get_array_memory_size() as u64)
         .sum();
     let flush_bytes = cfg.flush.max_bytes;
-    let started = Instant::now();
+    let probe = Probe::start(rss);
     let (mut prev, mut next, mut flushes) = (NO_OFFSET, 0i64, 0u64);
     let mut i = 0;
     while i < batches.len() {
@@ -239,12 +445,18 @@ fn sink(a: &Args) -> Result<()> {
         prev = next;
         flushes += 1;
     }
+    let (files, file_bytes) = parquet_files(&dir);
     report(
         a,
         a.rows,
         bytes,
-        started,
-        serde_json::json!({ "flushes": flushes, "bytes_are": "arrow in-memory size" }),
+        probe,
+        serde_json::json!({
+            "flushes": flushes,
+            "files": files,
+            "file_bytes": file_bytes,
+            "bytes_are": "arrow in-memory size",
+        }),
     );
     Ok(())
 }
