@@ -164,38 +164,54 @@ pub struct KafkaSource {
     brokers: String,
 }
 
+/// librdkafka properties whose defaults sluice changes; `kafka.properties` overrides them.
+pub const DEFAULT_KAFKA_PROPERTIES: &[(&str, &str)] = &[
+    // High watermarks (consumer lag) and broker states for the metrics endpoint.
+    ("statistics.interval.ms", "5000"),
+    // librdkafka's 1000 ms default postpones a partition's next fetch by a whole second once
+    // its prefetch queue was full. sluice fills that queue by design whenever the memory cap
+    // holds the loop for a flush: with the default, ingestion under a 256 MiB cap ran at 94k
+    // rows/s, with 10 ms at 258k (benches/ceilings.rs, events, tansu).
+    ("fetch.queue.backoff.ms", "10"),
+];
+
+/// The consumer's librdkafka configuration.
+fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set(
+            "auto.offset.reset",
+            match cfg.start_from {
+                StartFrom::Earliest => "earliest",
+                StartFrom::Latest => "latest",
+            },
+        )
+        .set(
+            "queued.max.messages.kbytes",
+            cfg.queued_max_messages_kbytes.to_string(),
+        )
+        .set("fetch.max.bytes", cfg.fetch_max_bytes.to_string())
+        .set(
+            "max.partition.fetch.bytes",
+            cfg.max_partition_fetch_bytes.to_string(),
+        );
+    for (k, v) in DEFAULT_KAFKA_PROPERTIES {
+        c.set(*k, *v);
+    }
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    c
+}
+
 impl KafkaSource {
     /// Creates the consumer (not yet subscribed).
     pub fn new(cfg: &KafkaConfig) -> Result<Self, SourceError> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &cfg.brokers)
-            .set("group.id", &cfg.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            .set(
-                "auto.offset.reset",
-                match cfg.start_from {
-                    StartFrom::Earliest => "earliest",
-                    StartFrom::Latest => "latest",
-                },
-            )
-            .set(
-                "queued.max.messages.kbytes",
-                cfg.queued_max_messages_kbytes.to_string(),
-            )
-            .set("fetch.max.bytes", cfg.fetch_max_bytes.to_string())
-            .set(
-                "max.partition.fetch.bytes",
-                cfg.max_partition_fetch_bytes.to_string(),
-            );
-        for (k, v) in &cfg.properties {
-            c.set(k, v);
-        }
-        if !cfg.properties.contains_key("statistics.interval.ms") {
-            // High watermarks (consumer lag) and broker states for the metrics endpoint.
-            c.set("statistics.interval.ms", "5000");
-        }
+        let c = client_config(cfg);
         let ctx = SluiceContext {
             handler: Mutex::new(None),
             stats: Mutex::new(None),
@@ -345,4 +361,25 @@ fn tpl(partitions: &[(Arc<str>, i32)]) -> TopicPartitionList {
         list.add_partition(t, *p);
     }
     list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sluice_defaults_apply_and_kafka_properties_override_them() {
+        let mut cfg = KafkaConfig::default();
+        let c = client_config(&cfg);
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"));
+        assert_eq!(c.get("statistics.interval.ms"), Some("5000"));
+        assert_eq!(c.get("max.partition.fetch.bytes"), Some("1048576"));
+        // librdkafka accepts every default (an unknown property fails here).
+        KafkaSource::new(&cfg).unwrap();
+        cfg.properties
+            .insert("fetch.queue.backoff.ms".into(), "250".into());
+        let c = client_config(&cfg);
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("250"));
+        assert_eq!(c.get("statistics.interval.ms"), Some("5000"));
+    }
 }
