@@ -39,6 +39,12 @@ struct Args {
     retention_mib: u64,
     fetch_wait_ms: u64,
     lake_threads: Option<u32>,
+    /// Which measurements: throughput, latency, visibility.
+    parts: Vec<String>,
+    /// `flush.max_age_ms` values of the lake-visibility runs.
+    visibility_ages_ms: Vec<u64>,
+    /// Also print one JSON line per latency and visibility run (scripts/bench reads them).
+    json: bool,
 }
 
 fn args() -> Result<Args> {
@@ -49,9 +55,35 @@ fn args() -> Result<Args> {
         retention_mib: 64,
         fetch_wait_ms: 10,
         lake_threads: None,
+        parts: vec!["throughput".into(), "latency".into()],
+        visibility_ages_ms: vec![1000, 60_000],
+        json: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--parts" => {
+                let v = it.next().context("--parts needs a value")?;
+                a.parts = v.split(',').map(str::to_string).collect();
+                continue;
+            }
+            "--visibility-ages-ms" => {
+                let v = it.next().context("--visibility-ages-ms needs a value")?;
+                a.visibility_ages_ms = v
+                    .split(',')
+                    .map(|x| {
+                        x.parse()
+                            .with_context(|| format!("--visibility-ages-ms {x:?}"))
+                    })
+                    .collect::<Result<_>>()?;
+                continue;
+            }
+            "--json" => {
+                a.json = true;
+                continue;
+            }
+            _ => {}
+        }
         let mut value = |name: &str| -> Result<u64> {
             let v = it.next().with_context(|| format!("{name} needs a value"))?;
             v.parse().with_context(|| format!("{name} {v:?}"))
@@ -66,7 +98,7 @@ fn args() -> Result<Args> {
             // cargo bench passes --bench to every bench target.
             "--bench" => {}
             other => bail!(
-                "unknown argument {other:?} (--rows N, --followers N, --latency-secs N, --retention-mib N, --fetch-wait-ms N, --lake-threads N)"
+                "unknown argument {other:?} (--rows N, --followers N, --latency-secs N, --retention-mib N, --fetch-wait-ms N, --lake-threads N, --parts throughput,latency,visibility, --visibility-ages-ms 1000,60000, --json)"
             ),
         }
     }
@@ -87,7 +119,7 @@ struct Rig {
 }
 
 impl Rig {
-    fn start(a: &Args) -> Result<Rig> {
+    fn start(a: &Args, max_age_ms: Option<u64>) -> Result<Rig> {
         let cluster = MockCluster::new(1)?;
         cluster.create_topic(TOPIC, PARTITIONS, 1)?;
         let brokers = cluster.bootstrap_servers();
@@ -98,6 +130,9 @@ impl Rig {
             .properties
             .insert("fetch.wait.max.ms".into(), a.fetch_wait_ms.to_string());
         cfg.lake.threads = a.lake_threads;
+        if let Some(age) = max_age_ms {
+            cfg.flush.max_age_ms = age;
+        }
         cfg.live.retention_bytes = a.retention_mib * MIB;
         // 256 MiB for pending data on top of what live retention and prefetch reserve.
         let reserved = cfg.memory_budget();
@@ -266,7 +301,7 @@ fn memory() -> (u64, u64) {
 }
 
 fn throughput(a: &Args, followers: usize) -> Result<()> {
-    let mut rig = Rig::start(a)?;
+    let mut rig = Rig::start(a, None)?;
     let rt = runtime()?;
     let producer = rig.producer("2")?;
     let mut gen_ = EventGen::new(7);
@@ -362,7 +397,7 @@ fn throughput(a: &Args, followers: usize) -> Result<()> {
 }
 
 fn latency(a: &Args, followers: usize) -> Result<()> {
-    let rig = Rig::start(a)?;
+    let rig = Rig::start(a, None)?;
     let rt = runtime()?;
     let producer = rig.producer("0")?;
     let mut gen_ = EventGen::new(11);
@@ -402,14 +437,15 @@ fn latency(a: &Args, followers: usize) -> Result<()> {
         })
         .collect();
     micros.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if micros.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((micros.len() as f64 * p).ceil() as usize).clamp(1, micros.len()) - 1;
-        micros[i] as f64 / 1000.0
-    };
+    let pct = |p: f64| percentile_ms(&micros, p);
     let errors = seen.iter().filter(|s| s.error.is_some()).count();
+    if a.json {
+        print_json(
+            serde_json::json!({"measure": "flight_latency", "followers": followers,
+                "messages": messages, "receipts": micros.len(), "errors": errors}),
+            &micros,
+        );
+    }
     println!(
         "latency produce -> Flight receipt, {followers:>2} follower(s), {messages} messages of {rows_per_message} rows at 1000/s: {} receipts, p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms; {errors} errors",
         micros.len(),
@@ -418,6 +454,121 @@ fn latency(a: &Args, followers: usize) -> Result<()> {
         pct(0.999),
         micros.last().map_or(f64::NAN, |m| *m as f64 / 1000.0),
     );
+    drop(producer);
+    rig.finish()
+}
+
+/// The `p` quantile of sorted microseconds, in milliseconds.
+fn percentile_ms(micros: &[u64], p: f64) -> f64 {
+    if micros.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((micros.len() as f64 * p).ceil() as usize).clamp(1, micros.len()) - 1;
+    micros[i] as f64 / 1000.0
+}
+
+/// One JSON line: `head` plus p50/p99/p999/max and 200 quantiles (the CDF) in milliseconds.
+fn print_json(mut head: serde_json::Value, micros: &[u64]) {
+    let cdf: Vec<f64> = (1..=200)
+        .map(|i| percentile_ms(micros, i as f64 / 200.0))
+        .collect();
+    if let Some(m) = head.as_object_mut() {
+        m.insert("p50_ms".into(), percentile_ms(micros, 0.5).into());
+        m.insert("p99_ms".into(), percentile_ms(micros, 0.99).into());
+        m.insert("p999_ms".into(), percentile_ms(micros, 0.999).into());
+        m.insert("max_ms".into(), percentile_ms(micros, 1.0).into());
+        m.insert("cdf_ms".into(), cdf.into());
+    }
+    println!("{head}");
+}
+
+/// Produce → visible in the lake with `flush.max_age_ms = age`: 100 messages of 10 rows per
+/// second for two age periods (at least 10 s). A row is visible once a flush commits it; the
+/// pipeline's committed-row counter is sampled every 2 ms, and a message counts as visible at
+/// the first sample whose count covers every row produced up to it (flushes commit whole
+/// tables, in consumption order).
+fn visibility(a: &Args, age_ms: u64) -> Result<()> {
+    let rig = Rig::start(a, Some(age_ms))?;
+    let producer = rig.producer("0")?;
+    let mut gen_ = EventGen::new(13);
+    rig.warm_up(&producer, &mut gen_)?;
+    // The warm-up row was consumed first: it is committed with (or before) the first message.
+    let base = 1;
+    let secs = (2 * age_ms / 1000).max(10);
+    let messages = secs * 100;
+    let rows_per_message = 10u64;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (stats, stop) = (rig.stats.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            let mut last = u64::MAX;
+            while !stop.load(Relaxed) {
+                let c = stats.committed_rows.load(Relaxed);
+                if c != last {
+                    samples.push((Instant::now(), c));
+                    last = c;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            samples
+        })
+    };
+    let started = Instant::now();
+    let mut sent = Vec::with_capacity(messages as usize);
+    for m in 0..messages {
+        let due = started + Duration::from_millis(m * 10);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let batch = generate(&mut gen_, rows_per_message as usize);
+        sent.push(Instant::now());
+        producer.send(Some((m % PARTITIONS as u64) as i32), None, &[batch])?;
+        producer.poll();
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let target = base + messages * rows_per_message;
+    let deadline = Instant::now() + Duration::from_millis(age_ms) + Duration::from_secs(60);
+    while rig.stats.committed_rows.load(Relaxed) < target {
+        if Instant::now() > deadline {
+            bail!(
+                "{} of {target} rows committed",
+                rig.stats.committed_rows.load(Relaxed)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(10));
+    stop.store(true, Relaxed);
+    let samples = sampler
+        .join()
+        .map_err(|_| anyhow::anyhow!("sampler panicked"))?;
+    let mut micros: Vec<u64> = sent
+        .iter()
+        .enumerate()
+        .filter_map(|(m, at)| {
+            let needed = base + (m as u64 + 1) * rows_per_message;
+            samples
+                .iter()
+                .find(|(_, c)| *c >= needed)
+                .map(|(t, _)| t.saturating_duration_since(*at).as_micros() as u64)
+        })
+        .collect();
+    micros.sort_unstable();
+    println!(
+        "produce -> visible in the lake, flush.max_age_ms {age_ms}, {messages} messages of {rows_per_message} rows at 100/s: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms, {} flushes",
+        percentile_ms(&micros, 0.5),
+        percentile_ms(&micros, 0.99),
+        percentile_ms(&micros, 1.0),
+        rig.stats.flushes.load(Relaxed),
+    );
+    if a.json {
+        print_json(
+            serde_json::json!({"measure": "lake_visibility", "max_age_ms": age_ms,
+                "messages": messages, "visible": micros.len()}),
+            &micros,
+        );
+    }
     drop(producer);
     rig.finish()
 }
@@ -433,9 +584,19 @@ fn main() -> Result<()> {
             .map_or("default".to_string(), |t| t.to_string()),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    throughput(&a, 0)?;
-    throughput(&a, a.followers)?;
-    latency(&a, 1)?;
-    latency(&a, a.followers)?;
+    let part = |p: &str| a.parts.iter().any(|x| x == p);
+    if part("throughput") {
+        throughput(&a, 0)?;
+        throughput(&a, a.followers)?;
+    }
+    if part("latency") {
+        latency(&a, 1)?;
+        latency(&a, a.followers)?;
+    }
+    if part("visibility") {
+        for age in &a.visibility_ages_ms {
+            visibility(&a, *age)?;
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,244 @@
+"""The benchmark harness (run by scripts/bench): everything against a tansu broker process on
+loopback and local DuckLake lakes, results to one JSON file.
+
+For each dataset (events ~1 KB/row, narrow 40 B/row) on a fresh broker:
+  prefill the Arrow IPC topic (catch-up mode), its JSON twin, and three equal topics with IPC body
+  compression none / lz4 / zstd; then, --repeats times: sluice end to end, the sink ceiling, the
+  consume ceiling, the Python Arrow-IPC baseline and the Python JSON baseline; then one consume
+  and one sluice run per compression topic.
+Every run is a child process printing one JSON line; every wait is bounded.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+DATASETS = {
+    # rows: catch-up backlog. events: 2.7 M rows = 2.74 GB of IPC, over 10x a 256 MiB cap.
+    "events": {"rows": 2_700_000, "rows_per_message": 1000, "json_rows": 2_700_000,
+               "compression_rows": 1_000_000},
+    "narrow": {"rows": 50_000_000, "rows_per_message": 10_000, "json_rows": 10_000_000,
+               "compression_rows": 10_000_000},
+}
+PARTITIONS = 4
+PRODUCER = ["-X", "batch.size=16777216", "-X", "linger.ms=20"]
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Tansu:
+    def __init__(self, exe):
+        self.port = free_port()
+        self.brokers = f"127.0.0.1:{self.port}"
+        url = f"tcp://{self.brokers}"
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [exe, "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise SystemExit("tansu did not start")
+                time.sleep(0.2)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def run_json(cmd, timeout):
+    """Runs one measurement; returns its JSON line."""
+    log("  $", " ".join(cmd))
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-3000:]}")
+    line = [l for l in p.stdout.splitlines() if l.startswith("{")][-1]
+    r = json.loads(line)
+    log(f"    {r['mode']}: {r['rows']} rows in {r['seconds']:.2f} s = "
+        f"{r['rows_per_s']:,.0f} rows/s, {r['mb_per_s']:.1f} MB/s, "
+        f"peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB")
+    return r
+
+
+def produce(a, brokers, topic, dataset, rows, rows_per_message, extra=()):
+    cmd = [a.loadgen, "--brokers", brokers, "--topic", topic, "--partitions", str(PARTITIONS),
+           "--dataset", dataset, "--total", str(rows), "--rows-per-batch",
+           str(rows_per_message), *PRODUCER, *extra]
+    log("  $", " ".join(cmd))
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if p.returncode != 0:
+        raise SystemExit(f"producing {topic} failed:\n{p.stderr[-3000:]}")
+    last = p.stderr.strip().splitlines()[-1]
+    log(f"    {last} ({time.monotonic() - t0:.1f} s)")
+    return last
+
+
+def parquet_settings(python, lake_dir):
+    """Codec and row groups of the Parquet files sluice wrote (DuckDB's parquet_metadata)."""
+    code = f"""
+import duckdb, json, glob
+files = sorted(glob.glob({lake_dir!r} + '/data/**/*.parquet', recursive=True))
+con = duckdb.connect()
+q = con.execute("SELECT DISTINCT compression FROM parquet_metadata(?)", [files]).fetchall()
+rg = con.execute("SELECT count(*), min(num_rows), max(num_rows), avg(num_rows) FROM "
+    "(SELECT DISTINCT file_name, row_group_id, row_group_num_rows AS num_rows "
+    "FROM parquet_metadata(?))", [files]).fetchone()
+print(json.dumps({{"files": len(files), "codecs": sorted({{r[0] for r in q}}),
+    "row_groups": rg[0], "row_group_rows_min": rg[1], "row_group_rows_max": rg[2],
+    "row_group_rows_avg": rg[3]}}))
+"""
+    p = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        raise SystemExit(f"reading Parquet metadata failed:\n{p.stderr[-2000:]}")
+    return json.loads(p.stdout)
+
+
+def machine(a):
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+    lib = subprocess.run([a.python, "-c", "import confluent_kafka, duckdb, pyarrow; "
+                          "print(confluent_kafka.libversion()[0], duckdb.__version__, "
+                          "pyarrow.__version__)"], capture_output=True, text=True).stdout.split()
+    tansu = subprocess.run([a.tansu, "--version"], capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1),
+            "kernel": platform.release(), "os": platform.platform(),
+            "librdkafka_python": lib[0] if lib else None,
+            "duckdb_python": lib[1] if len(lib) > 1 else None,
+            "pyarrow": lib[2] if len(lib) > 2 else None, "broker": tansu,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def bench_dataset(a, name, spec, results):
+    rows, rpm = spec["rows"], spec["rows_per_message"]
+    json_rows, crows = spec["json_rows"], spec["compression_rows"]
+    broker = Tansu(a.tansu)
+    try:
+        b = broker.brokers
+        log(f"{name}: tansu on {b}")
+        produce(a, b, f"{name}-ipc", name, rows, rpm)
+        produce(a, b, f"{name}-json", name, json_rows, rpm, ["--values", "json"])
+        for codec in ("none", "lz4", "zstd"):
+            produce(a, b, f"{name}-{codec}", name, crows, rpm, ["--compression", codec])
+        ceiling = [a.ceilings, "--brokers", b, "--dataset", name,
+                   "--rows-per-message", str(rpm), "--memory-cap-mib", str(a.memory_cap_mib)]
+        for r in range(a.repeats):
+            log(f"{name}: repeat {r + 1} of {a.repeats}")
+            runs = {}
+            keep = tempfile.mkdtemp(prefix="sluice-bench-") if r == 0 else None
+            extra = ["--dir", keep] if keep else []
+            runs["sluice"] = run_json(ceiling + ["--mode", "sluice", "--topic", f"{name}-ipc",
+                                                 "--rows", str(rows)] + extra, 1800)
+            if keep:
+                runs["sluice"]["parquet"] = parquet_settings(a.python, keep)
+                shutil.rmtree(keep, ignore_errors=True)
+            runs["sink"] = run_json(ceiling + ["--mode", "sink", "--topic", f"{name}-ipc",
+                                               "--rows", str(rows)], 1800)
+            runs["consume"] = run_json(ceiling + ["--mode", "consume", "--topic",
+                                                  f"{name}-ipc", "--rows", str(rows)], 1800)
+            for mode, topic, n in (("ipc", f"{name}-ipc", rows),
+                                   ("json", f"{name}-json", json_rows)):
+                d = tempfile.mkdtemp(prefix="sluice-bench-py-")
+                try:
+                    runs[f"python_{mode}"] = run_json(
+                        [a.python, os.path.join(HERE, "py_consumers.py"), "--mode", mode,
+                         "--brokers", b, "--topic", topic, "--dataset", name, "--rows", str(n),
+                         "--dir", d, "--seconds", str(a.py_seconds)], 600 + a.py_seconds)
+                finally:
+                    shutil.rmtree(d, ignore_errors=True)
+            results["throughput"].append({"dataset": name, "repeat": r, "runs": runs})
+        for codec in ("none", "lz4", "zstd"):
+            log(f"{name}: compression {codec}")
+            topic = f"{name}-{codec}"
+            c = run_json(ceiling + ["--mode", "consume", "--topic", topic, "--rows",
+                                    str(crows)], 1800)
+            s = run_json(ceiling + ["--mode", "sluice", "--topic", topic, "--rows",
+                                    str(crows)], 1800)
+            results["compression"].append({"dataset": name, "codec": codec, "consume": c,
+                                           "sluice": s})
+    finally:
+        broker.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ceilings", required=True, help="benches/ceilings.rs executable")
+    ap.add_argument("--live", required=True, help="benches/live.rs executable")
+    ap.add_argument("--loadgen", required=True)
+    ap.add_argument("--tansu", required=True)
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--py-seconds", type=float, default=60.0,
+                    help="time bound of each Python baseline run")
+    ap.add_argument("--memory-cap-mib", type=int, default=256)
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="multiplies every dataset's row counts (0.05 for a quick look)")
+    ap.add_argument("--datasets", default="events,narrow")
+    ap.add_argument("--latency-secs", type=int, default=10)
+    ap.add_argument("--visibility-ages-ms", default="1000,60000")
+    ap.add_argument("--followers", type=int, default=20)
+    a = ap.parse_args()
+
+    results = {"machine": machine(a), "settings": {
+        "repeats": a.repeats, "py_seconds": a.py_seconds, "memory_cap_mib": a.memory_cap_mib,
+        "scale": a.scale, "partitions": PARTITIONS, "producer": " ".join(PRODUCER),
+        "flush_mib": 128, "fetch_wait_max_ms": 10, "datasets": {}},
+        "throughput": [], "compression": [], "latency": []}
+    started = time.monotonic()
+    for name in a.datasets.split(","):
+        spec = {k: max(1, int(v * a.scale)) if k != "rows_per_message" else v
+                for k, v in DATASETS[name].items()}
+        results["settings"]["datasets"][name] = spec
+        bench_dataset(a, name, spec, results)
+    log("latency: produce -> Flight receipt and produce -> visible in the lake (mock cluster)")
+    cmd = [a.live, "--parts", "latency,visibility", "--followers", str(a.followers),
+           "--latency-secs", str(a.latency_secs), "--visibility-ages-ms",
+           a.visibility_ages_ms, "--json"]
+    log("  $", " ".join(cmd))
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if p.returncode != 0:
+        raise SystemExit(f"latency runs failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    for line in p.stdout.splitlines():
+        if line.startswith("{"):
+            results["latency"].append(json.loads(line))
+        else:
+            log("   ", line)
+    results["seconds"] = time.monotonic() - started
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(results, f, indent=1)
+    log(f"wrote {a.out} ({results['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
