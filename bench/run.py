@@ -175,6 +175,16 @@ def bench_dataset(a, name, spec, results):
                 finally:
                     shutil.rmtree(d, ignore_errors=True)
             results["throughput"].append({"dataset": name, "repeat": r, "runs": runs})
+        if name == "events":
+            # Before/after of the gap-closing change (librdkafka's fetch.queue.backoff.ms back at
+            # its 1000 ms default) and the cost of the tight cap (the default 1 GiB cap).
+            log(f"{name}: gap")
+            base = ceiling + ["--mode", "sluice", "--topic", f"{name}-ipc", "--rows", str(rows)]
+            results["gap"].append({"dataset": name, "variant": "fetch.queue.backoff.ms=1000",
+                                   "run": run_json(base + ["--property",
+                                                           "fetch.queue.backoff.ms=1000"], 1800)})
+            results["gap"].append({"dataset": name, "variant": "memory cap 1024 MiB",
+                                   "run": run_json(base + ["--memory-cap-mib", "1024"], 1800)})
         for codec in ("none", "lz4", "zstd"):
             log(f"{name}: compression {codec}")
             topic = f"{name}-{codec}"
@@ -213,7 +223,7 @@ def main():
         "repeats": a.repeats, "py_seconds": a.py_seconds, "memory_cap_mib": a.memory_cap_mib,
         "scale": a.scale, "partitions": PARTITIONS, "producer": " ".join(PRODUCER),
         "flush_mib": 128, "fetch_wait_max_ms": 10, "datasets": {}},
-        "throughput": [], "compression": [], "latency": []}
+        "throughput": [], "compression": [], "latency": [], "gap": []}
     started = time.monotonic()
     for name in a.datasets.split(","):
         spec = {k: max(1, int(v * a.scale)) if k != "rows_per_message" else v

@@ -74,6 +74,7 @@ struct Args {
     fetch_wait_ms: u64,
     lake_threads: Option<u32>,
     dir: Option<PathBuf>,
+    properties: Vec<(String, String)>,
 }
 
 fn args() -> Result<Args> {
@@ -91,6 +92,7 @@ fn args() -> Result<Args> {
         fetch_wait_ms: 10,
         lake_threads: None,
         dir: None,
+        properties: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -117,6 +119,13 @@ fn args() -> Result<Args> {
             "--fetch-wait-ms" => a.fetch_wait_ms = value("--fetch-wait-ms")?.parse()?,
             "--lake-threads" => a.lake_threads = Some(value("--lake-threads")?.parse()?),
             "--dir" => a.dir = Some(value("--dir")?.into()),
+            "--property" => {
+                let p = value("--property")?;
+                let (k, v) = p
+                    .split_once('=')
+                    .with_context(|| format!("--property {p:?} is not key=value"))?;
+                a.properties.push((k.to_string(), v.to_string()));
+            }
             "--bench" => {}
             other => bail!("unknown argument {other:?}"),
         }
@@ -146,6 +155,9 @@ fn base_config(a: &Args, dir: &Path) -> Config {
     cfg.kafka
         .properties
         .insert("fetch.wait.max.ms".into(), a.fetch_wait_ms.to_string());
+    for (k, v) in &a.properties {
+        cfg.kafka.properties.insert(k.clone(), v.clone());
+    }
     cfg.live.enabled = false;
     cfg.metrics.enabled = false;
     cfg
@@ -275,6 +287,7 @@ fn report(a: &Args, rows: u64, bytes: u64, probe: Probe, extra: serde_json::Valu
         "dataset": format!("{:?}", a.dataset).to_lowercase(),
         "topic": a.topic,
         "memory_cap_bytes": a.memory_cap_mib * 1024 * 1024,
+        "properties": a.properties.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         "cpu_seconds": cpu,
         "rust_allocations": allocations,
         "peak_rss_bytes": rss.iter().map(|s| s.1).max().unwrap_or(0),
