@@ -323,6 +323,23 @@ def main():
           f"section 1 | {med(s):,.0f} | {med([r['sluice']['mb_per_s'] for r in ev]):,.0f} | "
           f"{max(r['sluice']['peak_rss_bytes'] for r in ev) / MIB:,.0f} |")
         w("")
+    sc = res.get("scaling", [])
+    if sc:
+        w("## 8. Several instances\n")
+        w(f"{sc[0]['rows']:,} events rows (~1 KB) produced as fast as the producer goes into an "
+          "8-partition topic, consumed by 1, 2 and 3 `sluice run` processes in one group "
+          "sharing one DuckLake (PostgreSQL catalog, Parquet on local disk, "
+          "`flush.max_age_ms` 2000). The clock runs from the producer's start until the "
+          "instances' `/metrics` sum to every row committed; the group held all 8 partitions "
+          "before the producer started (`bench/scaling.py`).\n")
+        w("| instances | partitions per instance | seconds | rows/s | producer seconds | "
+          "commit conflicts retried | Parquet files |")
+        w("|---|---|---|---|---|---|---|")
+        for r in sc:
+            parts = ", ".join(f"{p:.0f}" for p in r["partitions_per_instance"])
+            w(f"| {r['instances']} | {parts} | {r['seconds']:.2f} | {r['rows_per_s']:,.0f} | "
+              f"{r['producer_seconds']:.2f} | {r['commit_conflicts']:.0f} | {r['files']} |")
+        w("")
     with open(a.markdown, "w") as f:
         f.write("\n".join(out).rstrip() + "\n")
     print(f"wrote {a.markdown} and {a.plots}/*.png")

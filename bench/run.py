@@ -203,6 +203,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ceilings", required=True, help="benches/ceilings.rs executable")
     ap.add_argument("--live", required=True, help="benches/live.rs executable")
+    ap.add_argument("--sluice", required=True, help="the sluice binary (scaling runs)")
     ap.add_argument("--loadgen", required=True)
     ap.add_argument("--tansu", required=True)
     ap.add_argument("--python", default=sys.executable)
@@ -217,19 +218,53 @@ def main():
     ap.add_argument("--latency-secs", type=int, default=10)
     ap.add_argument("--visibility-ages-ms", default="1000,60000")
     ap.add_argument("--followers", type=int, default=20)
+    ap.add_argument("--scaling-rows", type=int, default=1_000_000)
+    ap.add_argument("--sections", default="throughput,latency,scaling",
+                    help="which sections to run")
+    ap.add_argument("--merge", action="store_true",
+                    help="replace only the sections run in an existing --out file")
     a = ap.parse_args()
 
+    sections = set(a.sections.split(","))
     results = {"machine": machine(a), "settings": {
         "repeats": a.repeats, "py_seconds": a.py_seconds, "memory_cap_mib": a.memory_cap_mib,
         "scale": a.scale, "partitions": PARTITIONS, "producer": " ".join(PRODUCER),
         "flush_mib": 128, "fetch_wait_max_ms": 10, "datasets": {}},
-        "throughput": [], "compression": [], "latency": [], "gap": []}
+        "throughput": [], "compression": [], "latency": [], "gap": [], "scaling": []}
     started = time.monotonic()
-    for name in a.datasets.split(","):
+    for name in a.datasets.split(",") if "throughput" in sections else []:
         spec = {k: max(1, int(v * a.scale)) if k != "rows_per_message" else v
                 for k, v in DATASETS[name].items()}
         results["settings"]["datasets"][name] = spec
         bench_dataset(a, name, spec, results)
+    if "latency" in sections:
+        latency(a, results)
+    if "scaling" in sections:
+        import scaling
+        results["scaling"] = scaling.scaling(a, log, Tansu, a.scaling_rows)
+        results["settings"]["scaling_rows"] = a.scaling_rows
+    results["seconds"] = time.monotonic() - started
+    if a.merge and os.path.exists(a.out):
+        with open(a.out) as f:
+            old = json.load(f)
+        keep = {"throughput": ["throughput", "compression", "gap"], "latency": ["latency"],
+                "scaling": ["scaling"]}
+        for section, keys in keep.items():
+            if section in sections:
+                for k in keys:
+                    old[k] = results[k]
+                old.setdefault("runs", []).append(
+                    {"section": section, "date": results["machine"]["date"]})
+        if "scaling" in sections:
+            old["settings"]["scaling_rows"] = a.scaling_rows
+        results = old
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(results, f, indent=1)
+    log(f"wrote {a.out} ({results['seconds']:.0f} s)")
+
+
+def latency(a, results):
     log("latency: produce -> Flight receipt and produce -> visible in the lake (mock cluster)")
     cmd = [a.live, "--parts", "latency,visibility", "--followers", str(a.followers),
            "--latency-secs", str(a.latency_secs), "--visibility-ages-ms",
@@ -243,11 +278,6 @@ def main():
             results["latency"].append(json.loads(line))
         else:
             log("   ", line)
-    results["seconds"] = time.monotonic() - started
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(results, f, indent=1)
-    log(f"wrote {a.out} ({results['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

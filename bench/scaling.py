@@ -1,0 +1,189 @@
+"""Multi-instance scaling for bench/run.py: 1, 2, 3 `sluice run` processes in one consumer group
+sharing one DuckLake (PostgreSQL catalog on a throwaway cluster, Parquet on local disk).
+
+For each count: the instances start against an empty 8-partition topic and wait until the group
+holds all 8 partitions (summed from each instance's /metrics, stable for 3 s); then the producer
+writes the rows as fast as it can, and the clock runs from the producer's start until the
+instances' /metrics sum to every row committed.
+"""
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+PARTITIONS = 8
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def as_pg_user(cmd):
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+class Postgres:
+    def __init__(self):
+        bins = sorted(p for p in glob.glob("/usr/lib/postgresql/*/bin")
+                      if os.path.exists(os.path.join(p, "initdb")))
+        if not bins:
+            raise SystemExit("PostgreSQL is not installed (/usr/lib/postgresql): scripts/setup")
+        self.bin = bins[-1]
+        self.dir = tempfile.mkdtemp(prefix="sluice-bench-pg-")
+        if os.geteuid() == 0:
+            subprocess.run(["chown", "-R", "postgres:postgres", self.dir], check=True)
+        data = os.path.join(self.dir, "data")
+        subprocess.run(as_pg_user([f"{self.bin}/initdb", "-D", data, "-U", "sluice",
+                                   "--auth=trust", "-E", "UTF8", "--no-sync"]),
+                       check=True, capture_output=True)
+        self.port = free_port()
+        opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off "
+                "-c max_connections=200")
+        subprocess.run(as_pg_user([f"{self.bin}/pg_ctl", "-D", data, "-o", opts, "-l",
+                                   os.path.join(self.dir, "pg.log"), "-w", "-t", "60",
+                                   "start"]), check=True, capture_output=True)
+        self.data = data
+
+    def createdb(self, name):
+        subprocess.run([f"{self.bin}/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                        "sluice", name], check=True, capture_output=True)
+        return f"host=127.0.0.1 port={self.port} dbname={name} user=sluice"
+
+    def stop(self):
+        subprocess.run(as_pg_user([f"{self.bin}/pg_ctl", "-D", self.data, "-m", "immediate",
+                                   "stop"]), capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def metrics(port):
+    """{name: summed value} of one instance's /metrics, or {} when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        name = name.split("{", 1)[0]
+        out[name] = out.get(name, 0.0) + float(value)
+    return out
+
+
+def total(ports, name):
+    return sum(metrics(p).get(name, 0.0) for p in ports)
+
+
+def run_count(a, log, brokers, pg, count, rows):
+    topic = f"scale-{count}"
+    catalog = pg.createdb(f"scale_{count}")
+    lake = tempfile.mkdtemp(prefix="sluice-bench-scale-")
+    # The topic exists (with 8 partitions) before anyone subscribes.
+    subprocess.run([a.loadgen, "--brokers", brokers, "--topic", topic, "--partitions",
+                    str(PARTITIONS), "--total", "0"], check=True, capture_output=True,
+                   timeout=120)
+    procs, ports, logs = [], [], []
+    try:
+        for i in range(count):
+            port = free_port()
+            cfg = os.path.join(lake, f"sluice-{i}.toml")
+            with open(cfg, "w") as f:
+                f.write(f"""[kafka]
+brokers = "{brokers}"
+group_id = "{topic}"
+topics = ["{topic}"]
+[kafka.properties]
+"fetch.wait.max.ms" = "10"
+"session.timeout.ms" = "10000"
+"heartbeat.interval.ms" = "1000"
+[lake]
+catalog_kind = "postgres"
+catalog = "{catalog}"
+data_path = "{lake}/data/"
+[flush]
+memory_cap_bytes = {a.memory_cap_mib * 1024 * 1024}
+max_age_ms = 2000
+[live]
+enabled = false
+[metrics]
+address = "127.0.0.1:{port}"
+""")
+            out = open(os.path.join(lake, f"sluice-{i}.log"), "w")
+            logs.append(out)
+            procs.append(subprocess.Popen([a.sluice, "run", "--config", cfg], stdout=out,
+                                          stderr=subprocess.STDOUT))
+            ports.append(port)
+        deadline = time.monotonic() + 180
+        stable_since = None
+        while True:
+            assigned = total(ports, "sluice_assigned_partitions")
+            now = time.monotonic()
+            if assigned == PARTITIONS and all(metrics(p) for p in ports):
+                stable_since = stable_since or now
+                if now - stable_since >= 3:
+                    break
+            else:
+                stable_since = None
+            if now > deadline or any(p.poll() is not None for p in procs):
+                raise SystemExit(f"{count} instance(s): the group held {assigned} of "
+                                 f"{PARTITIONS} partitions after 180 s (logs in {lake})")
+            time.sleep(0.2)
+        per_instance = [metrics(p).get("sluice_assigned_partitions", 0) for p in ports]
+        log(f"  {count} instance(s): partitions {per_instance}; producing {rows:,} rows")
+        t0 = time.monotonic()
+        prod = subprocess.run([a.loadgen, "--brokers", brokers, "--topic", topic,
+                               "--partitions", str(PARTITIONS), "--total", str(rows),
+                               "-X", "batch.size=16777216", "-X", "linger.ms=20"],
+                              capture_output=True, text=True, timeout=600)
+        if prod.returncode != 0:
+            raise SystemExit(f"producing {topic} failed:\n{prod.stderr[-2000:]}")
+        produced = time.monotonic() - t0
+        deadline = time.monotonic() + 600
+        while (c := total(ports, "sluice_committed_rows_total")) < rows:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise SystemExit(f"{count} instance(s): {c:,.0f} of {rows:,} rows committed "
+                                 f"(logs in {lake})")
+            time.sleep(0.05)
+        seconds = time.monotonic() - t0
+        conflicts = total(ports, "sluice_commit_conflicts_total")
+        files = len(glob.glob(f"{lake}/data/**/*.parquet", recursive=True))
+        r = {"instances": count, "rows": rows, "seconds": seconds,
+             "rows_per_s": rows / seconds, "producer_seconds": produced,
+             "partitions_per_instance": per_instance, "commit_conflicts": conflicts,
+             "files": files, "committed_rows": c}
+        log(f"    {count} instance(s): {rows:,} rows committed {seconds:.2f} s after the "
+            f"producer started ({rows / seconds:,.0f} rows/s; producer {produced:.2f} s), "
+            f"{conflicts:.0f} commit conflicts, {files} files")
+        return r
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for f in logs:
+            f.close()
+        shutil.rmtree(lake, ignore_errors=True)
+
+
+def scaling(a, log, tansu_cls, rows):
+    broker = tansu_cls(a.tansu)
+    pg = Postgres()
+    try:
+        log(f"scaling: tansu on {broker.brokers}, PostgreSQL on {pg.port}")
+        return [run_count(a, log, broker.brokers, pg, n, rows) for n in (1, 2, 3)]
+    finally:
+        pg.stop()
+        broker.stop()
