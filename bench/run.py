@@ -149,14 +149,20 @@ def bench_dataset(a, name, spec, results):
         for codec in ("none", "lz4", "zstd"):
             produce(a, b, f"{name}-{codec}", name, crows, rpm, ["--compression", codec])
         ceiling = [a.ceilings, "--brokers", b, "--dataset", name,
-                   "--rows-per-message", str(rpm), "--memory-cap-mib", str(a.memory_cap_mib)]
+                   "--rows-per-message", str(rpm)]
+        capped = ["--memory-cap-mib", str(a.memory_cap_mib)]
         for r in range(a.repeats):
             log(f"{name}: repeat {r + 1} of {a.repeats}")
             runs = {}
             keep = tempfile.mkdtemp(prefix="sluice-bench-") if r == 0 else None
             extra = ["--dir", keep] if keep else []
+            # Throughput with the default configuration (memory cap 1 GiB), then memory under
+            # the small cap.
             runs["sluice"] = run_json(ceiling + ["--mode", "sluice", "--topic", f"{name}-ipc",
-                                                 "--rows", str(rows)] + extra, 1800)
+                                                 "--rows", str(rows), "--memory-cap-mib",
+                                                 "1024"] + extra, 1800)
+            runs["sluice_capped"] = run_json(ceiling + capped + [
+                "--mode", "sluice", "--topic", f"{name}-ipc", "--rows", str(rows)], 1800)
             if keep:
                 runs["sluice"]["parquet"] = parquet_settings(a.python, keep)
                 shutil.rmtree(keep, ignore_errors=True)
@@ -179,19 +185,23 @@ def bench_dataset(a, name, spec, results):
             # Before/after of the gap-closing change (librdkafka's fetch.queue.backoff.ms back at
             # its 1000 ms default) and the cost of the tight cap (the default 1 GiB cap).
             log(f"{name}: gap")
-            base = ceiling + ["--mode", "sluice", "--topic", f"{name}-ipc", "--rows", str(rows)]
+            base = ceiling + capped + ["--mode", "sluice", "--topic", f"{name}-ipc", "--rows",
+                                       str(rows)]
             results["gap"].append({"dataset": name, "variant": "fetch.queue.backoff.ms=1000",
                                    "run": run_json(base + ["--property",
                                                            "fetch.queue.backoff.ms=1000"], 1800)})
-            results["gap"].append({"dataset": name, "variant": "memory cap 1024 MiB",
-                                   "run": run_json(base + ["--memory-cap-mib", "1024"], 1800)})
+            # tansu holds every fetch for fetch.wait.max.ms: librdkafka's 500 ms default.
+            results["gap"].append({"dataset": name, "variant": "consume, fetch.wait.max.ms=500",
+                                   "run": run_json(ceiling + [
+                                       "--mode", "consume", "--topic", f"{name}-none",
+                                       "--rows", str(crows), "--fetch-wait-ms", "500"], 1800)})
         for codec in ("none", "lz4", "zstd"):
             log(f"{name}: compression {codec}")
             topic = f"{name}-{codec}"
             c = run_json(ceiling + ["--mode", "consume", "--topic", topic, "--rows",
                                     str(crows)], 1800)
             s = run_json(ceiling + ["--mode", "sluice", "--topic", topic, "--rows",
-                                    str(crows)], 1800)
+                                    str(crows), "--memory-cap-mib", "1024"], 1800)
             results["compression"].append({"dataset": name, "codec": codec, "consume": c,
                                            "sluice": s})
     finally:
