@@ -228,7 +228,7 @@ def main():
     ap.add_argument("--latency-secs", type=int, default=10)
     ap.add_argument("--visibility-ages-ms", default="1000,60000")
     ap.add_argument("--followers", type=int, default=20)
-    ap.add_argument("--scaling-rows", type=int, default=1_000_000)
+    ap.add_argument("--scaling-rows", type=int, default=2_000_000)
     ap.add_argument("--sections", default="throughput,latency,scaling",
                     help="which sections to run")
     ap.add_argument("--merge", action="store_true",
