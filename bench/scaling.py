@@ -84,6 +84,16 @@ def total(ports, name):
     return sum(metrics(p).get(name, 0.0) for p in ports)
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of a running process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def run_count(a, log, brokers, pg, count, rows):
     topic = f"scale-{count}"
     catalog = pg.createdb(f"scale_{count}")
@@ -140,6 +150,7 @@ address = "127.0.0.1:{port}"
             time.sleep(0.2)
         per_instance = [metrics(p).get("sluice_assigned_partitions", 0) for p in ports]
         log(f"  {count} instance(s): partitions {per_instance}; producing {rows:,} rows")
+        cpu0 = [cpu_seconds(p.pid) for p in procs]
         t0 = time.monotonic()
         prod = subprocess.run([a.loadgen, "--brokers", brokers, "--topic", topic,
                                "--partitions", str(PARTITIONS), "--total", str(rows),
@@ -155,15 +166,18 @@ address = "127.0.0.1:{port}"
                                  f"(logs in {lake})")
             time.sleep(0.05)
         seconds = time.monotonic() - t0
+        cpu = [cpu_seconds(p.pid) - c0 for p, c0 in zip(procs, cpu0)]
         conflicts = total(ports, "sluice_commit_conflicts_total")
         files = len(glob.glob(f"{lake}/data/**/*.parquet", recursive=True))
         r = {"instances": count, "rows": rows, "seconds": seconds,
              "rows_per_s": rows / seconds, "producer_seconds": produced,
              "partitions_per_instance": per_instance, "commit_conflicts": conflicts,
-             "files": files, "committed_rows": c}
+             "files": files, "committed_rows": c, "cpu_seconds": cpu,
+             "cores_busy": sum(cpu) / seconds}
         log(f"    {count} instance(s): {rows:,} rows committed {seconds:.2f} s after the "
             f"producer started ({rows / seconds:,.0f} rows/s; producer {produced:.2f} s), "
-            f"{conflicts:.0f} commit conflicts, {files} files")
+            f"{conflicts:.0f} commit conflicts, {files} files, sluice CPU "
+            f"{sum(cpu):.1f} s ({sum(cpu) / seconds:.2f} cores)")
         return r
     finally:
         for p in procs:

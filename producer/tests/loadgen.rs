@@ -47,34 +47,10 @@ fn loadgen_writes_the_requested_rows_round_robin() {
         "{stderr}"
     );
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "check")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..3 {
-        tpl.add_partition_offset("lg", p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let (mut messages, mut seqs, mut per_partition) = (0, Vec::new(), [0; 3]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while messages < 11 {
-        assert!(
-            Instant::now() < deadline,
-            "only {messages} messages arrived"
-        );
-        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let m = m.unwrap();
-        messages += 1;
-        per_partition[m.partition() as usize] += 1;
-        let reader =
-            StreamReader::try_new(Cursor::new(m.payload().unwrap().to_vec()), None).unwrap();
-        for b in reader {
+    let (mut seqs, mut per_partition) = (Vec::new(), [0; 3]);
+    for (partition, payload) in read_all(&brokers, "lg", 3, 11) {
+        per_partition[partition as usize] += 1;
+        for b in StreamReader::try_new(Cursor::new(payload), None).unwrap() {
             seqs.extend(
                 b.unwrap()
                     .column(0)
@@ -108,32 +84,10 @@ fn loadgen_writes_one_json_row_per_message() {
         "{stderr}"
     );
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "check")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..2 {
-        tpl.add_partition_offset("lgj", p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
     let (mut seqs, mut per_partition) = (Vec::new(), [0; 2]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while seqs.len() < 25 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} messages arrived",
-            seqs.len()
-        );
-        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let m = m.unwrap();
-        per_partition[m.partition() as usize] += 1;
-        let text = std::str::from_utf8(m.payload().unwrap()).unwrap();
+    for (partition, payload) in read_all(&brokers, "lgj", 2, 25) {
+        per_partition[partition as usize] += 1;
+        let text = std::str::from_utf8(&payload).unwrap();
         assert!(
             text.starts_with("{\"seq\":") && text.contains("\"sensor_id\":"),
             "{text}"
@@ -146,4 +100,35 @@ fn loadgen_writes_one_json_row_per_message() {
     seqs.sort_unstable();
     assert_eq!(seqs, (0..25).collect::<Vec<i64>>());
     assert_eq!(per_partition, [13, 12]);
+}
+
+/// Reads `messages` messages from the start of `partitions` partitions of `topic`: (partition,
+/// payload) in arrival order.
+fn read_all(brokers: &str, topic: &str, partitions: i32, messages: usize) -> Vec<(i32, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "check")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < messages {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {messages} messages arrived",
+            out.len()
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            out.push((m.partition(), m.payload().unwrap_or_default().to_vec()));
+        }
+    }
+    out
 }
