@@ -53,6 +53,7 @@ class Tansu:
             [exe, "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdout=self.log, stderr=subprocess.STDOUT)
+        BROKER["pid"] = self.proc.pid
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -64,18 +65,35 @@ class Tansu:
                 time.sleep(0.2)
 
     def stop(self):
+        BROKER["pid"] = None
         self.proc.kill()
         self.proc.wait()
 
 
+def proc_cpu_seconds(pid):
+    """User + system CPU seconds of a running process (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+BROKER = {"pid": None}
+
+
 def run_json(cmd, timeout):
-    """Runs one measurement; returns its JSON line."""
+    """Runs one measurement; returns its JSON line, with the broker's CPU seconds meanwhile."""
     log("  $", " ".join(cmd))
+    broker0 = proc_cpu_seconds(BROKER["pid"]) if BROKER["pid"] else None
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
         raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-3000:]}")
     line = [l for l in p.stdout.splitlines() if l.startswith("{")][-1]
     r = json.loads(line)
+    if broker0 is not None:
+        r["broker_cpu_seconds"] = proc_cpu_seconds(BROKER["pid"]) - broker0
     log(f"    {r['mode']}: {r['rows']} rows in {r['seconds']:.2f} s = "
         f"{r['rows_per_s']:,.0f} rows/s, {r['mb_per_s']:.1f} MB/s, "
         f"peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB")

@@ -79,7 +79,11 @@ struct PartPending {
 #[derive(Default)]
 struct TablePending {
     parts: BTreeMap<PartKey, PartPending>,
+    /// Memory held: payloads plus copies (the memory cap counts these).
     bytes: u64,
+    /// Arrow data: the payloads' bytes (the `flush.max_bytes` trigger counts these, so a file
+    /// holds the same data whether or not decoding had to realign buffers).
+    payload: u64,
     rows: u64,
     since: Option<Instant>,
 }
@@ -476,6 +480,7 @@ impl Core {
         for tp in self.pending.values_mut() {
             if let Some(pp) = tp.parts.remove(key) {
                 tp.bytes -= pp.bytes;
+                tp.payload -= pp.payload;
                 tp.rows -= pp.rows;
                 self.pending_bytes -= pp.bytes;
             }
@@ -609,6 +614,7 @@ impl Core {
         pp.payload += payload;
         pp.messages += 1;
         tp.bytes += bytes;
+        tp.payload += payload;
         tp.since.get_or_insert_with(Instant::now);
         self.pending_bytes += bytes;
         self.update_pending_gauge();
@@ -667,7 +673,7 @@ impl Core {
 
     fn after_append(&mut self, table: &Arc<str>) -> Result<(), PipelineError> {
         let trigger = self.pending.get(table).and_then(|tp| {
-            if tp.bytes >= self.flush_cfg.max_bytes {
+            if tp.payload >= self.flush_cfg.max_bytes {
                 Some(FlushTrigger::Bytes)
             } else if tp.rows >= self.flush_cfg.max_rows {
                 Some(FlushTrigger::Rows)
@@ -945,6 +951,7 @@ impl Core {
                     self.stats.offset_conflicts.fetch_add(1, Relaxed);
                     if let Some(pp) = tp.parts.remove(&key) {
                         tp.bytes -= pp.bytes;
+                        tp.payload -= pp.payload;
                         tp.rows -= pp.rows;
                     }
                     // What was appended after the flush started continues the lost range.
@@ -1042,6 +1049,7 @@ impl Core {
                 into.messages += pp.messages;
             }
             tp.bytes += later.bytes;
+            tp.payload += later.payload;
             tp.rows += later.rows;
             tp.since = match (tp.since, later.since) {
                 (Some(a), Some(b)) => Some(a.min(b)),
