@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from procs import cpu_seconds, free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 DATASETS = {
@@ -36,11 +38,6 @@ PRODUCER = ["-X", "batch.size=16777216", "-X", "linger.ms=20"]
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Tansu:
@@ -70,15 +67,6 @@ class Tansu:
         self.proc.wait()
 
 
-def proc_cpu_seconds(pid):
-    """User + system CPU seconds of a running process (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
 
 BROKER = {"pid": None}
 
@@ -86,14 +74,14 @@ BROKER = {"pid": None}
 def run_json(cmd, timeout):
     """Runs one measurement; returns its JSON line, with the broker's CPU seconds meanwhile."""
     log("  $", " ".join(cmd))
-    broker0 = proc_cpu_seconds(BROKER["pid"]) if BROKER["pid"] else None
+    broker0 = cpu_seconds(BROKER["pid"]) if BROKER["pid"] else None
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
         raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-3000:]}")
     line = [l for l in p.stdout.splitlines() if l.startswith("{")][-1]
     r = json.loads(line)
     if broker0 is not None:
-        r["broker_cpu_seconds"] = proc_cpu_seconds(BROKER["pid"]) - broker0
+        r["broker_cpu_seconds"] = cpu_seconds(BROKER["pid"]) - broker0
     log(f"    {r['mode']}: {r['rows']} rows in {r['seconds']:.2f} s = "
         f"{r['rows_per_s']:,.0f} rows/s, {r['mb_per_s']:.1f} MB/s, "
         f"peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB")

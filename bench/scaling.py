@@ -11,19 +11,15 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
 
+from procs import cpu_seconds, free_port
+
 PARTITIONS = 8
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def as_pg_user(cmd):
@@ -83,15 +79,6 @@ def metrics(port):
 def total(ports, name):
     return sum(metrics(p).get(name, 0.0) for p in ports)
 
-
-def cpu_seconds(pid):
-    """User + system CPU seconds of a running process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def run_count(a, log, brokers, pg, count, rows):
