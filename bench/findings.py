@@ -289,8 +289,8 @@ def main():
             w(f"| {k} | {spread(xs, '{:.2f}')} |")
         w("")
     w("¹ The sink ceiling regenerates the producer's batches in memory before its clock starts "
-      "and commits them through sluice's sink in flushes of the same IPC bytes as sluice's "
-      "threshold; its peak RSS includes holding every batch.  ")
+      "and commits them through sluice's sink, closing flushes at the same size threshold "
+      "(decoded Arrow bytes); its peak RSS includes holding every batch.  ")
     if any(not r[k].get("complete", True) for reps in data.values() for r in reps
            for k in ("python_ipc", "python_json")):
         w(f"² Time-bounded: a Python run stops consuming after {st['py_seconds']:.0f} s, "
@@ -356,7 +356,7 @@ def main():
           f"{p.get('row_group_rows_avg', 0):,.0f} / {p.get('row_group_rows_max', 0):,}) |")
     w("")
     w("sluice writes one Parquet file per flush, with DuckLake's defaults for codec and row "
-      f"groups. A flush starts at {st['flush_mib']} MiB of payload; while one flush is in "
+      f"groups. A flush starts at {st['flush_mib']} MiB of decoded Arrow data; while one flush is in "
       "flight the next table's data keeps accumulating, so under a backlog sluice writes "
       "fewer, larger files than the threshold alone: files per run, sluice (default cap) / "
       "sink ceiling / Python IPC: " + "; ".join(

@@ -52,7 +52,6 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 use anyhow::{Context, Result, bail};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sluice::config::{Config, StartFrom};
 use sluice::observe::Stats;
@@ -365,23 +364,8 @@ fn consume(a: &Args) -> Result<()> {
     let rss = RssSampler::start();
     let dir = tempfile::tempdir()?;
     let cfg = base_config(a, dir.path());
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &a.brokers)
-        .set("group.id", &cfg.kafka.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set(
-            "queued.max.messages.kbytes",
-            cfg.kafka.queued_max_messages_kbytes.to_string(),
-        )
-        .set("fetch.max.bytes", cfg.kafka.fetch_max_bytes.to_string())
-        .set(
-            "max.partition.fetch.bytes",
-            cfg.kafka.max_partition_fetch_bytes.to_string(),
-        );
-    for (k, v) in &cfg.kafka.properties {
-        c.set(k, v);
-    }
+    // sluice's own consumer settings, without decode or sink.
+    let c = sluice::source::client_config(&cfg.kafka);
     let consumer: BaseConsumer = c.create()?;
     consumer.subscribe(&[&a.topic])?;
     let (mut messages, mut bytes) = (0u64, 0u64);
@@ -419,22 +403,22 @@ fn sink(a: &Args) -> Result<()> {
     let cfg = base_config(a, &dir);
     let mut lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
     lake.register_partitions("bench", &[0])?;
-    // The same batches the producer sent: regenerated, one per message, held in memory, each
-    // with the size of its IPC message. Flushes close at the same payload bytes as sluice's, so
-    // both write the same files.
+    // The same batches the producer sent: regenerated, one per message, held in memory. Each
+    // is measured as sluice measures it (its IPC message decoded: the Arrow bytes the size
+    // threshold counts), so flushes close where sluice's would; `bytes` is the IPC size.
     let mut g = EventGen::new(a.seed);
-    let (mut batches, mut sizes) = (Vec::new(), Vec::new());
+    let (mut batches, mut sizes, mut bytes) = (Vec::new(), Vec::new(), 0u64);
     let mut left = a.rows;
     while left > 0 {
         let n = left.min(a.rows_per_message as u64) as usize;
         let b = a.dataset.generate(&mut g, n);
-        sizes.push(
-            sluice_producer::encode(std::slice::from_ref(&b), Default::default())?.len() as u64,
-        );
+        let ipc = sluice_producer::encode(std::slice::from_ref(&b), Default::default())?;
+        bytes += ipc.len() as u64;
+        let decoded = sluice::decode::decode(&arrow::buffer::Buffer::from_vec(ipc))?;
+        sizes.push(decoded.copies.data());
         batches.push(b);
         left -= n as u64;
     }
-    let bytes: u64 = sizes.iter().sum();
     let flush_bytes = cfg.flush.max_bytes;
     let probe = Probe::start(rss);
     let (mut prev, mut next, mut flushes) = (NO_OFFSET, 0i64, 0u64);

@@ -424,7 +424,8 @@ impl Default for RetryConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlushConfig {
-    /// Flush a table when its pending Arrow data (the Kafka payloads' bytes) reaches this.
+    /// Flush a table when its pending decoded Arrow data reaches this (bytes of the decoded
+    /// buffers: after decompression, whether in place or copied).
     pub max_bytes: u64,
     /// Flush a table when its pending rows reach this.
     pub max_rows: u64,

@@ -72,6 +72,8 @@ struct PartPending {
     bytes: u64,
     /// Payload bytes of the messages (what `committed_bytes` counts).
     payload: u64,
+    /// Decoded Arrow bytes (see [`TablePending::data`]).
+    data: u64,
     rows: u64,
     messages: u64,
 }
@@ -81,17 +83,18 @@ struct TablePending {
     parts: BTreeMap<PartKey, PartPending>,
     /// Memory held: payloads plus copies (the memory cap counts these).
     bytes: u64,
-    /// Arrow data: the payloads' bytes (the `flush.max_bytes` trigger counts these, so a file
-    /// holds the same data whether or not decoding had to realign buffers).
-    payload: u64,
+    /// Decoded Arrow data (quarantined payloads at their size): the `flush.max_bytes` trigger
+    /// counts these, so a file holds the same data whether the payloads were compressed, or
+    /// realigned, or neither.
+    data: u64,
     rows: u64,
     since: Option<Instant>,
 }
 
 /// What a message contributes to pending data.
 enum Appended {
-    /// Decoded batches and their row count.
-    Batches(Vec<RecordBatch>, u64),
+    /// Decoded batches, their row count and their Arrow bytes.
+    Batches(Vec<RecordBatch>, u64, u64),
     /// A rejected payload.
     Quarantined(QuarantineRow),
 }
@@ -480,7 +483,7 @@ impl Core {
         for tp in self.pending.values_mut() {
             if let Some(pp) = tp.parts.remove(key) {
                 tp.bytes -= pp.bytes;
-                tp.payload -= pp.payload;
+                tp.data -= pp.data;
                 tp.rows -= pp.rows;
                 self.pending_bytes -= pp.bytes;
             }
@@ -534,7 +537,7 @@ impl Core {
             &table,
             key,
             offset,
-            Appended::Batches(batches, rows as u64),
+            Appended::Batches(batches, rows as u64, copies.data()),
             bytes,
             msg.payload_len() as u64,
         )
@@ -601,20 +604,25 @@ impl Core {
     ) -> Result<(), PipelineError> {
         let tp = self.pending.entry(table.clone()).or_default();
         let pp = tp.parts.entry(key.clone()).or_default();
-        match what {
-            Appended::Batches(batches, rows) => {
+        let data = match what {
+            Appended::Batches(batches, rows, data) => {
                 pp.batches.extend(batches);
                 pp.rows += rows;
                 tp.rows += rows;
+                data
             }
-            Appended::Quarantined(row) => pp.quarantine.push(row),
-        }
+            Appended::Quarantined(row) => {
+                pp.quarantine.push(row);
+                payload
+            }
+        };
+        pp.data += data;
+        tp.data += data;
         pp.next = offset + 1;
         pp.bytes += bytes;
         pp.payload += payload;
         pp.messages += 1;
         tp.bytes += bytes;
-        tp.payload += payload;
         tp.since.get_or_insert_with(Instant::now);
         self.pending_bytes += bytes;
         self.update_pending_gauge();
@@ -673,7 +681,7 @@ impl Core {
 
     fn after_append(&mut self, table: &Arc<str>) -> Result<(), PipelineError> {
         let trigger = self.pending.get(table).and_then(|tp| {
-            if tp.payload >= self.flush_cfg.max_bytes {
+            if tp.data >= self.flush_cfg.max_bytes {
                 Some(FlushTrigger::Bytes)
             } else if tp.rows >= self.flush_cfg.max_rows {
                 Some(FlushTrigger::Rows)
@@ -951,7 +959,7 @@ impl Core {
                     self.stats.offset_conflicts.fetch_add(1, Relaxed);
                     if let Some(pp) = tp.parts.remove(&key) {
                         tp.bytes -= pp.bytes;
-                        tp.payload -= pp.payload;
+                        tp.data -= pp.data;
                         tp.rows -= pp.rows;
                     }
                     // What was appended after the flush started continues the lost range.
@@ -1045,11 +1053,12 @@ impl Core {
                 into.next = pp.next;
                 into.bytes += pp.bytes;
                 into.payload += pp.payload;
+                into.data += pp.data;
                 into.rows += pp.rows;
                 into.messages += pp.messages;
             }
             tp.bytes += later.bytes;
-            tp.payload += later.payload;
+            tp.data += later.data;
             tp.rows += later.rows;
             tp.since = match (tp.since, later.since) {
                 (Some(a), Some(b)) => Some(a.min(b)),

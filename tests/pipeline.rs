@@ -444,6 +444,42 @@ fn the_memory_cap_flushes_before_pending_bytes_exceed_it() {
 }
 
 #[test]
+fn the_size_threshold_counts_decoded_arrow_bytes_not_compressed_payload_bytes() {
+    // zstd shrinks these events ~6x: a threshold on payload bytes would never fire here, one
+    // on payload plus decompressed bytes (the memory held) would fire after ~18 messages. The
+    // threshold is the decoded size of exactly the first 20 messages, so the one
+    // size-triggered flush holds 2,000 rows.
+    let (kafka, topic, _dir, mut cfg) = setup("size", 1);
+    let zstd = Encoding {
+        format: IpcFormat::Stream,
+        compression: BodyCompression::Zstd,
+    };
+    let mut g = EventGen::starting_at(9, 0);
+    let data: u64 = (0..20)
+        .map(|_| {
+            let ipc = sluice_producer::encode(&[generate(&mut g, 100)], zstd).unwrap();
+            let d = sluice::decode::decode(&arrow::buffer::Buffer::from_vec(ipc)).unwrap();
+            assert!(d.copies.decompressed > 0, "{:?}", d.copies);
+            d.copies.data()
+        })
+        .sum();
+    cfg.flush.max_bytes = data;
+    cfg.flush.max_rows = 10_000_000;
+    cfg.flush.max_age_ms = 600_000;
+    produce_events(&kafka.producer(&topic, zstd), 1, 0, 22, 100);
+    let run = Running::start(&cfg);
+    run.wait("the size-triggered flush", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) > 0 && s.rows.load(Relaxed) == 2_200
+    });
+    let stats = run.stats.clone();
+    assert_eq!(stats.committed_rows.load(Relaxed), 2_000);
+    assert_eq!(stats.flushes_by_trigger[0].load(Relaxed), 1);
+    run.stop().unwrap();
+    assert_eq!(stats.committed_rows.load(Relaxed), 2_200);
+    assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 2_200);
+}
+
+#[test]
 fn two_writers_forced_onto_the_same_partitions_commit_each_range_exactly_once() {
     // Two pipelines in different Kafka groups both consume every partition, but share the
     // lake's offsets (one lake consumer group): as two instances that both believe they own the

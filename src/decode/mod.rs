@@ -64,6 +64,11 @@ impl Copies {
     pub fn copied(&self) -> u64 {
         self.realigned + self.decompressed
     }
+
+    /// The decoded Arrow buffers' bytes, wherever they live.
+    pub fn data(&self) -> u64 {
+        self.in_place + self.realigned + self.decompressed
+    }
 }
 
 /// The batches of one payload and where their bytes live.

@@ -170,13 +170,12 @@ pub const DEFAULT_KAFKA_PROPERTIES: &[(&str, &str)] = &[
     ("statistics.interval.ms", "5000"),
     // librdkafka's 1000 ms default postpones a partition's next fetch by a whole second once
     // its prefetch queue was full. sluice fills that queue by design whenever the memory cap
-    // holds the loop for a flush: with the default, ingestion under a 256 MiB cap ran at 94k
-    // rows/s, with 10 ms at 258k (benches/ceilings.rs, events, tansu).
+    // holds the loop for a flush (FINDINGS.md section 7 has the before/after numbers).
     ("fetch.queue.backoff.ms", "10"),
 ];
 
-/// The consumer's librdkafka configuration.
-fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+/// The consumer's librdkafka configuration (the benchmarks' consume ceiling uses it too).
+pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("group.id", &cfg.group_id)
