@@ -7,6 +7,9 @@
 //!   decode, no sink (the consume ceiling).
 //! - `--mode sink`:    the same Arrow batches (regenerated in memory) committed into a fresh
 //!   DuckLake through the same sink, flush by flush at the same threshold (the sink ceiling).
+//! - `--mode delivery`: `sink` and `consume` at once, started together, timed until both are
+//!   done: the unavoidable work of any Kafka → DuckLake consumer (the broker serving,
+//!   librdkafka receiving, DuckDB writing Parquet) sharing this machine's cores.
 //!
 //! Every line also carries the process's CPU seconds, its peak RSS and RSS over time (sampled
 //! every 200 ms), and the heap allocations made through Rust's allocator (a counting global
@@ -52,6 +55,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 use anyhow::{Context, Result, bail};
+use arrow::array::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sluice::config::{Config, StartFrom};
 use sluice::observe::Stats;
@@ -129,8 +133,8 @@ fn args() -> Result<Args> {
             other => bail!("unknown argument {other:?}"),
         }
     }
-    if !["sluice", "consume", "sink"].contains(&a.mode.as_str()) {
-        bail!("--mode must be sluice, consume or sink");
+    if !["sluice", "consume", "sink", "delivery"].contains(&a.mode.as_str()) {
+        bail!("--mode must be sluice, consume, sink or delivery");
     }
     Ok(a)
 }
@@ -360,52 +364,81 @@ fn sluice_run(a: &Args) -> Result<()> {
     Ok(())
 }
 
-fn consume(a: &Args) -> Result<()> {
-    let rss = RssSampler::start();
+/// A consumer with sluice's own client settings (no decode, no sink), subscribed to `--topic`.
+fn consumer(a: &Args) -> Result<BaseConsumer> {
     let dir = tempfile::tempdir()?;
     let cfg = base_config(a, dir.path());
-    // sluice's own consumer settings, without decode or sink.
-    let c = sluice::source::client_config(&cfg.kafka);
-    let consumer: BaseConsumer = c.create()?;
+    let consumer: BaseConsumer = sluice::source::client_config(&cfg.kafka).create()?;
     consumer.subscribe(&[&a.topic])?;
-    let (mut messages, mut bytes) = (0u64, 0u64);
-    let mut rss = Some(rss);
-    let mut probe = None;
-    let expected = a.rows.div_ceil(a.rows_per_message as u64);
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    while messages < expected {
-        if Instant::now() > deadline {
-            bail!("consumed {messages} of {expected} messages");
-        }
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m?;
-            if let Some(r) = rss.take() {
-                probe = Some(Probe::start(r));
+    Ok(consumer)
+}
+
+/// Messages and payload bytes a consumer has read.
+#[derive(Default)]
+struct Consumed {
+    messages: u64,
+    bytes: u64,
+}
+
+impl Consumed {
+    /// Polls until the first message arrives: the group join is not consumption.
+    fn first(&mut self, c: &BaseConsumer) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.messages == 0 {
+            if Instant::now() > deadline {
+                bail!("nothing consumed within 120 s");
             }
-            bytes += m.payload_len() as u64;
-            messages += 1;
+            self.poll(c)?;
         }
+        Ok(())
     }
-    let probe = probe.context("nothing consumed")?;
+
+    /// Polls until `expected` messages were read.
+    fn rest(&mut self, c: &BaseConsumer, expected: u64) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        while self.messages < expected {
+            if Instant::now() > deadline {
+                bail!("consumed {} of {expected} messages", self.messages);
+            }
+            self.poll(c)?;
+        }
+        Ok(())
+    }
+
+    fn poll(&mut self, c: &BaseConsumer) -> Result<()> {
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            self.bytes += m?.payload_len() as u64;
+            self.messages += 1;
+        }
+        Ok(())
+    }
+}
+
+fn messages(a: &Args) -> u64 {
+    a.rows.div_ceil(a.rows_per_message as u64)
+}
+
+fn consume(a: &Args) -> Result<()> {
+    let rss = RssSampler::start();
+    let c = consumer(a)?;
+    let mut n = Consumed::default();
+    n.first(&c)?;
+    let probe = Probe::start(rss);
+    n.rest(&c, messages(a))?;
     report(
         a,
         a.rows,
-        bytes,
+        n.bytes,
         probe,
-        serde_json::json!({ "messages": messages }),
+        serde_json::json!({ "messages": n.messages }),
     );
     Ok(())
 }
 
-fn sink(a: &Args) -> Result<()> {
-    let rss = RssSampler::start();
-    let (_tmp, dir) = lake_dir(a)?;
-    let cfg = base_config(a, &dir);
-    let mut lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
-    lake.register_partitions("bench", &[0])?;
-    // The same batches the producer sent: regenerated, one per message, held in memory. Each
-    // is measured as sluice measures it (its IPC message decoded: the Arrow bytes the size
-    // threshold counts), so flushes close where sluice's would; `bytes` is the IPC size.
+/// The producer's batches, regenerated in memory, one per message. Each is measured as sluice
+/// measures it (its IPC message decoded: the Arrow bytes the size threshold counts), so
+/// flushes close where sluice's would. Returns the batches, their sizes and the IPC bytes.
+fn produced_batches(a: &Args) -> Result<(Vec<RecordBatch>, Vec<u64>, u64)> {
     let mut g = EventGen::new(a.seed);
     let (mut batches, mut sizes, mut bytes) = (Vec::new(), Vec::new(), 0u64);
     let mut left = a.rows;
@@ -419,13 +452,17 @@ fn sink(a: &Args) -> Result<()> {
         batches.push(b);
         left -= n as u64;
     }
-    let flush_bytes = cfg.flush.max_bytes;
-    let probe = Probe::start(rss);
+    Ok((batches, sizes, bytes))
+}
+
+/// Commits `batches` through sluice's sink, one flush per `flush` bytes of them (as sized by
+/// `produced_batches`). Returns the number of flushes.
+fn commit_all(lake: &mut Lake, batches: &[RecordBatch], sizes: &[u64], flush: u64) -> Result<u64> {
     let (mut prev, mut next, mut flushes) = (NO_OFFSET, 0i64, 0u64);
     let mut i = 0;
     while i < batches.len() {
         let (mut size, start) = (0u64, i);
-        while i < batches.len() && size < flush_bytes {
+        while i < batches.len() && size < flush {
             size += sizes[i];
             i += 1;
         }
@@ -445,19 +482,57 @@ fn sink(a: &Args) -> Result<()> {
         prev = next;
         flushes += 1;
     }
+    Ok(flushes)
+}
+
+/// `sink`: the batches committed from memory. `delivery`: the same while a consumer with
+/// sluice's settings reads the whole topic beside it, both started together, the clock
+/// stopping when both are done.
+fn sink(a: &Args) -> Result<()> {
+    let rss = RssSampler::start();
+    let (_tmp, dir) = lake_dir(a)?;
+    let cfg = base_config(a, &dir);
+    let mut lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
+    lake.register_partitions("bench", &[0])?;
+    let (batches, sizes, bytes) = produced_batches(a)?;
+    let reader = if a.mode == "delivery" {
+        let c = consumer(a)?;
+        let mut n = Consumed::default();
+        n.first(&c)?;
+        Some((c, n))
+    } else {
+        None
+    };
+    let probe = Probe::start(rss);
+    let expected = messages(a);
+    let reading = reader.map(|(c, mut n)| {
+        std::thread::spawn(move || -> Result<Consumed> {
+            n.rest(&c, expected)?;
+            Ok(n)
+        })
+    });
+    let flushes = commit_all(&mut lake, &batches, &sizes, cfg.flush.max_bytes)?;
+    let sink_seconds = probe.started.elapsed().as_secs_f64();
+    let consumed = match reading {
+        Some(t) => Some(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("consumer panicked"))??,
+        ),
+        None => None,
+    };
     let (files, file_bytes) = parquet_files(&dir);
-    report(
-        a,
-        a.rows,
-        bytes,
-        probe,
-        serde_json::json!({
-            "flushes": flushes,
-            "files": files,
-            "file_bytes": file_bytes,
-            "bytes_are": "arrow IPC size, as produced",
-        }),
-    );
+    let mut extra = serde_json::json!({
+        "flushes": flushes,
+        "files": files,
+        "file_bytes": file_bytes,
+        "bytes_are": "arrow IPC size, as produced",
+    });
+    if let (Some(n), Some(m)) = (consumed, extra.as_object_mut()) {
+        m.insert("messages".into(), n.messages.into());
+        m.insert("consumed_bytes".into(), n.bytes.into());
+        m.insert("sink_seconds".into(), sink_seconds.into());
+    }
+    report(a, a.rows, bytes, probe, extra);
     Ok(())
 }
 
