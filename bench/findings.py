@@ -19,6 +19,7 @@ MODES = [
     ("sluice_capped", "(1′) sluice, memory cap 256 MiB"),
     ("sink", "(2) sink ceiling: DuckLake insert from memory"),
     ("consume", "(3) consume ceiling: librdkafka only"),
+    ("delivery", "(2+3) delivery ceiling: (2) and (3) at once"),
     ("python_ipc", "(4) Python Arrow IPC consumer"),
     ("python_json", "(5) Python JSON consumer"),
 ]
@@ -46,8 +47,9 @@ def by_dataset(results):
 
 
 def ratios(repeats):
-    """Per repeat: (1)/(2), (1)/min(2,3), (1)/(4), (1)/(5) in rows/s."""
-    r = {"(1)/(2)": [], "(1)/min((2),(3))": [], "(1)/(4)": [], "(1)/(5)": [], "(1′)/(2)": []}
+    """Per repeat: (1)/(2), (1)/min(2,3), (1)/(2+3), (1)/(4), (1)/(5) in rows/s."""
+    r = {"(1)/(2)": [], "(1)/min((2),(3))": [], "(1)/(2+3)": [], "(1)/(4)": [], "(1)/(5)": [],
+         "(1′)/(2)": []}
     for runs in repeats:
         s = runs["sluice"]["rows_per_s"]
         if "sluice_capped" in runs:
@@ -55,6 +57,8 @@ def ratios(repeats):
         r["(1)/(2)"].append(s / runs["sink"]["rows_per_s"])
         r["(1)/min((2),(3))"].append(
             s / min(runs["sink"]["rows_per_s"], runs["consume"]["rows_per_s"]))
+        if "delivery" in runs:
+            r["(1)/(2+3)"].append(s / runs["delivery"]["rows_per_s"])
         r["(1)/(4)"].append(s / runs["python_ipc"]["rows_per_s"])
         r["(1)/(5)"].append(s / runs["python_json"]["rows_per_s"])
     return r
@@ -62,11 +66,11 @@ def ratios(repeats):
 
 def plot_throughput(data, path):
     datasets = list(data)
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(7.5 * len(datasets), 4.5), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
         names, meds, lo, hi = [], [], [], []
         for key, label in MODES:
-            if key == "sluice_capped":
+            if key == "sluice_capped" or key not in data[ds][0]:
                 continue
             xs = [runs[key]["rows_per_s"] / 1e3 for runs in data[ds]]
             names.append(label.split(" ", 1)[0] + "\n" + key.replace("_", " "))
@@ -74,8 +78,10 @@ def plot_throughput(data, path):
             meds.append(m)
             lo.append(m - min(xs))
             hi.append(max(xs) - m)
-        colors = ["#1f77b4", "#7f7f7f", "#bbbbbb", "#ff7f0e", "#d62728"]
-        ax.bar(names, meds, yerr=[lo, hi], capsize=4, color=colors)
+        colors = {"sluice": "#1f77b4", "sink": "#7f7f7f", "consume": "#bbbbbb",
+                  "delivery": "#9fb7cf", "python_ipc": "#ff7f0e", "python_json": "#d62728"}
+        keys = [k for k, _ in MODES if k != "sluice_capped" and k in data[ds][0]]
+        ax.bar(names, meds, yerr=[lo, hi], capsize=4, color=[colors[k] for k in keys])
         ax.set_title(f"{ds}: catch-up throughput (median, min–max)")
         ax.set_ylabel("thousand rows/s")
         for i, m in enumerate(meds):
@@ -278,6 +284,8 @@ def main():
             note = ""
             if key == "sink":
                 note = " ¹"
+            if key == "delivery":
+                note = " ³"
             if key.startswith("python") and not all(r.get("complete", True) for r in rs):
                 note = " ²"
             w(f"| {label}{note} | {spread(rows_s)} | {mbs:,.0f} | {cpu:.2f} | {brk} | "
@@ -286,7 +294,8 @@ def main():
         w("| ratio (rows/s, per repeat) | median (min–max) |")
         w("|---|---|")
         for k, xs in ratios(reps).items():
-            w(f"| {k} | {spread(xs, '{:.2f}')} |")
+            if xs:
+                w(f"| {k} | {spread(xs, '{:.2f}')} |")
         w("")
     w("¹ The sink ceiling regenerates the producer's batches in memory before its clock starts "
       "and commits them through sluice's sink, closing flushes at the same size threshold "

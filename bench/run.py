@@ -174,6 +174,11 @@ def bench_dataset(a, name, spec, results):
                 shutil.rmtree(keep, ignore_errors=True)
             runs["sink"] = run_json(ceiling + ["--mode", "sink", "--topic", f"{name}-ipc",
                                                "--rows", str(rows)], 1800)
+            # The sink and consume ceilings at once: the work no Kafka → DuckLake consumer
+            # avoids (the broker serving, librdkafka receiving, Parquet writing) on the same
+            # cores.
+            runs["delivery"] = run_json(ceiling + ["--mode", "delivery", "--topic",
+                                                   f"{name}-ipc", "--rows", str(rows)], 1800)
             runs["consume"] = run_json(ceiling + ["--mode", "consume", "--topic",
                                                   f"{name}-ipc", "--rows", str(rows)], 1800)
             for mode, topic, n in (("ipc", f"{name}-ipc", rows),
