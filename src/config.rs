@@ -90,6 +90,13 @@ pub struct KafkaConfig {
     pub fetch_max_bytes: u64,
     /// librdkafka `max.partition.fetch.bytes`.
     pub max_partition_fetch_bytes: u64,
+    /// Copy each payload once into an aligned buffer before decoding it, and release
+    /// librdkafka's message at once. Off by default: payloads are decoded in place. For topics
+    /// of mostly fixed-width columns it is the faster choice: librdkafka places most payloads
+    /// at addresses that break 8-byte alignment, so arrow-rs copies those buffers anyway, and
+    /// decoding in place keeps librdkafka's whole fetch buffers alive until their flush commits
+    /// (FINDINGS.md, section 7).
+    pub copy_payloads: bool,
     /// Extra librdkafka properties passed through verbatim (SASL, SSL, timeouts, …).
     pub properties: BTreeMap<String, String>,
 }
@@ -111,6 +118,7 @@ impl Default for KafkaConfig {
             fetch_max_bytes: 52_428_800,
             // librdkafka's default max.partition.fetch.bytes is 1048576 (1 MiB).
             max_partition_fetch_bytes: 1_048_576,
+            copy_payloads: false,
             properties: BTreeMap::new(),
         }
     }

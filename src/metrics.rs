@@ -266,12 +266,15 @@ pub fn render(src: &Sources) -> String {
     o.family(
         "sluice_decoded_bytes_total",
         "counter",
-        "Decoded buffer bytes by how they were obtained: in place (zero-copy) or copied.",
+        "Decoded buffer bytes by how they were obtained: in place (zero-copy) or copied \
+         (realigned, decompressed, compacted by the live ring, or in a payload copy with \
+         kafka.copy_payloads).",
     );
     for (how, v) in [
         ("in_place", &s.in_place_bytes),
         ("realigned", &s.realigned_bytes),
         ("decompressed", &s.decompressed_bytes),
+        ("payload", &s.payload_copy_bytes),
         ("compacted", &s.compacted_bytes),
     ] {
         o.sample(

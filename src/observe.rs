@@ -63,6 +63,8 @@ pub struct Stats {
     pub realigned_bytes: AtomicU64,
     /// Buffer bytes produced by decompression.
     pub decompressed_bytes: AtomicU64,
+    /// Buffer bytes in copies of payloads (`kafka.copy_payloads`).
+    pub payload_copy_bytes: AtomicU64,
     /// Bytes the live ring copied off Kafka messages once their lake commit passed.
     pub compacted_bytes: AtomicU64,
     /// Gauge: bytes the live ring retains over all topics (shared with pending data until
@@ -217,6 +219,7 @@ impl Default for Stats {
             in_place_bytes: Default::default(),
             realigned_bytes: Default::default(),
             decompressed_bytes: Default::default(),
+            payload_copy_bytes: Default::default(),
             compacted_bytes: Default::default(),
             live_bytes: Default::default(),
             flushes: Default::default(),
@@ -312,6 +315,8 @@ impl Stats {
         self.realigned_bytes.fetch_add(copies.realigned, Relaxed);
         self.decompressed_bytes
             .fetch_add(copies.decompressed, Relaxed);
+        self.payload_copy_bytes
+            .fetch_add(copies.payload_copy, Relaxed);
     }
 
     /// Total copies so far.
@@ -320,6 +325,7 @@ impl Stats {
             in_place: self.in_place_bytes.load(Relaxed),
             realigned: self.realigned_bytes.load(Relaxed),
             decompressed: self.decompressed_bytes.load(Relaxed),
+            payload_copy: self.payload_copy_bytes.load(Relaxed),
         }
     }
 

@@ -107,6 +107,8 @@ struct Core {
     /// Pending bytes allowed: what the memory budget leaves after live retention and prefetch.
     pending_cap: u64,
     start_from: StartFrom,
+    /// `kafka.copy_payloads`: decode a copy of each payload and release the message at once.
+    copy_payloads: bool,
     stats: Arc<Stats>,
     parts: HashMap<PartKey, PartState>,
     pending: HashMap<Arc<str>, TablePending>,
@@ -202,6 +204,7 @@ impl Pipeline {
             flush_cfg: cfg.flush.clone(),
             pending_cap: cfg.memory_budget().pending,
             start_from: cfg.kafka.start_from,
+            copy_payloads: cfg.kafka.copy_payloads,
             stats: stats.clone(),
             parts: HashMap::new(),
             pending: HashMap::new(),
@@ -504,8 +507,16 @@ impl Core {
             self.stats.stale_messages.fetch_add(1, Relaxed);
             return Ok(());
         }
-        let payload = msg.payload_buffer();
-        let accepted = match decode::decode(&payload) {
+        let (payload, decoded) = if self.copy_payloads {
+            // The copy owns its bytes: `msg`, and librdkafka's fetch buffer once no other
+            // message holds it, is released when this call returns.
+            decode::decode_copy(msg.payload())
+        } else {
+            let payload = msg.payload_buffer();
+            let decoded = decode::decode(&payload);
+            (payload, decoded)
+        };
+        let accepted = match decoded {
             Ok(decoded) => {
                 let batches = match self.with_metadata(&msg, decoded.batches) {
                     Ok(b) => b,

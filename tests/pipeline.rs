@@ -337,6 +337,57 @@ fn bad_payloads_are_quarantined_with_their_offsets_and_the_partition_moves_on() 
 }
 
 #[test]
+fn copied_payloads_land_exactly_once_decoded_from_the_copy_and_bad_ones_keep_their_bytes() {
+    let (kafka, topic, _dir, mut cfg) = setup("copy", 2);
+    cfg.kafka.copy_payloads = true;
+    let p = kafka.producer(&topic, Encoding::default());
+    let mut g = EventGen::starting_at(9, 0);
+    let mut data = 0;
+    for i in 0..30 {
+        let b = generate(&mut g, 100);
+        let ipc = sluice_producer::encode(std::slice::from_ref(&b), Encoding::default()).unwrap();
+        data += sluice::decode::decode(&arrow::buffer::Buffer::from_vec(ipc))
+            .unwrap()
+            .copies
+            .data();
+        p.send(Some(i % 2), None, &[b]).unwrap();
+    }
+    p.send_raw(Some(1), None, b"{\"event\":\"json\"}").unwrap(); // partition 1, offset 15
+    p.flush(Duration::from_secs(10)).unwrap();
+
+    let run = Running::start(&cfg);
+    run.wait("all 31 messages committed", Duration::from_secs(60), |s| {
+        s.committed_messages.load(Relaxed) >= 31
+    });
+    let stats = run.stats.clone();
+    run.stop().unwrap();
+    let table = sluice::config::table_name_from_topic(&topic);
+    assert_exact_events(&cfg, &table, 3_000);
+    // Every decoded byte lives in a payload copy: none in librdkafka's buffers, none realigned.
+    let c = stats.copies();
+    assert_eq!((c.in_place, c.realigned, c.decompressed), (0, 0, 0));
+    assert_eq!(c.payload_copy, data);
+    assert_eq!(
+        query(
+            &cfg,
+            "SELECT \"partition\", \"offset\", octet_length(payload), hex(payload), error \
+             FROM lake.main.sluice_quarantine",
+        ),
+        vec![vec![
+            Some("1".to_string()),
+            Some("15".to_string()),
+            Some("16".to_string()),
+            Some("7B226576656E74223A226A736F6E227D".to_string()),
+            Some(
+                "not Arrow IPC: payload of 16 bytes starts with 7b 22 65 76 65 6e 74 22"
+                    .to_string()
+            ),
+        ]]
+    );
+    assert_eq!(lake_offsets(&cfg, &topic), vec![(0, 15), (1, 16)]);
+}
+
+#[test]
 fn a_flush_that_keeps_failing_gives_up_without_moving_offsets() {
     let (kafka, topic, dir, mut cfg) = setup("fail", 1);
     cfg.flush.retry.attempts = 3;

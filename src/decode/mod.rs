@@ -50,6 +50,8 @@ pub struct Copies {
     pub realigned: u64,
     /// Buffers produced by LZ4/ZSTD decompression.
     pub decompressed: u64,
+    /// Buffers in a copy of the payload (`kafka.copy_payloads`).
+    pub payload_copy: u64,
 }
 
 impl Copies {
@@ -58,16 +60,17 @@ impl Copies {
         self.in_place += other.in_place;
         self.realigned += other.realigned;
         self.decompressed += other.decompressed;
+        self.payload_copy += other.payload_copy;
     }
 
-    /// Bytes that are not in the payload (held in addition to it).
+    /// Bytes that are not in the payload or its copy (held in addition to it).
     pub fn copied(&self) -> u64 {
         self.realigned + self.decompressed
     }
 
     /// The decoded Arrow buffers' bytes, wherever they live.
     pub fn data(&self) -> u64 {
-        self.in_place + self.realigned + self.decompressed
+        self.in_place + self.realigned + self.decompressed + self.payload_copy
     }
 }
 
@@ -85,6 +88,20 @@ impl Decoded {
     pub fn rows(&self) -> usize {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }
+}
+
+/// Copies `payload` into a new 64-byte aligned buffer and decodes that in place: every buffer
+/// is aligned, so arrow-rs copies nothing more, and the caller can release the payload at
+/// once. The copy's buffers are counted as [`Copies::payload_copy`].
+pub fn decode_copy(payload: &[u8]) -> (Buffer, Result<Decoded, DecodeError>) {
+    let mut copy = arrow::buffer::MutableBuffer::with_capacity(payload.len());
+    copy.extend_from_slice(payload);
+    let copy: Buffer = copy.into();
+    let decoded = decode(&copy).map(|mut d| {
+        d.copies.payload_copy = std::mem::take(&mut d.copies.in_place);
+        d
+    });
+    (copy, decoded)
 }
 
 /// Decodes a payload in place. Accepts IPC stream and IPC file format, any number of batches,

@@ -51,7 +51,8 @@ fn aligned_payload_decodes_entirely_in_place() {
             Copies {
                 in_place: 1504,
                 realigned: 0,
-                decompressed: 0
+                decompressed: 0,
+                payload_copy: 0,
             },
             "{format:?}"
         );
@@ -70,11 +71,44 @@ fn misaligned_payload_realigns_only_what_needs_alignment() {
             Copies {
                 in_place: 300,
                 realigned: 1204,
-                decompressed: 0
+                decompressed: 0,
+                payload_copy: 0,
             },
             "{format:?}"
         );
     }
+}
+
+#[test]
+fn a_copied_misaligned_payload_is_decoded_whole_from_the_aligned_copy() {
+    for format in [IpcFormat::Stream, IpcFormat::File] {
+        let bytes = enc(format, BodyCompression::None, &[batch()]);
+        let misplaced = placed(&bytes, 1);
+        let (copy, d) = decode_copy(misplaced.as_slice());
+        let d = d.unwrap();
+        assert_eq!(d.batches, vec![batch()], "{format:?}");
+        assert_eq!(copy.as_slice(), &bytes[..], "{format:?}");
+        assert_eq!(copy.as_ptr() as usize % 64, 0, "{format:?}");
+        // Every buffer lives in the copy: nothing realigned, nothing in the original payload.
+        assert_eq!(
+            d.copies,
+            Copies {
+                in_place: 0,
+                realigned: 0,
+                decompressed: 0,
+                payload_copy: 1504,
+            },
+            "{format:?}"
+        );
+        assert_eq!(d.copies.data(), 1504);
+        assert_eq!(d.copies.copied(), 0);
+    }
+    // Bad input keeps its error text.
+    let (_, e) = decode_copy(b"not arrow at all");
+    assert_eq!(
+        e.unwrap_err().to_string(),
+        "not Arrow IPC: payload of 16 bytes starts with 6e 6f 74 20 61 72 72 6f"
+    );
 }
 
 #[test]
@@ -91,11 +125,13 @@ fn compressed_payload_counts_decompressed_bytes() {
                     in_place: 404,
                     realigned: 0,
                     decompressed: 1100,
+                    payload_copy: 0,
                 },
                 _ => Copies {
                     in_place: 0,
                     realigned: 0,
                     decompressed: 1504,
+                    payload_copy: 0,
                 },
             };
             assert_eq!(d.copies, want, "{format:?} {compression:?}");

@@ -66,6 +66,11 @@ impl KafkaMessage {
         self.inner.message.payload().map_or(0, <[u8]>::len)
     }
 
+    /// The payload bytes (empty if there is none).
+    pub fn payload(&self) -> &[u8] {
+        self.inner.message.payload().unwrap_or(&[])
+    }
+
     /// The payload as an Arrow buffer backed by the librdkafka message itself (no copy).
     pub fn payload_buffer(&self) -> Buffer {
         let payload = self.inner.message.payload().unwrap_or(&[]);
