@@ -15,6 +15,9 @@
 //! every 200 ms), and the heap allocations made through Rust's allocator (a counting global
 //! allocator; DuckDB's and librdkafka's C/C++ allocations are not counted), so the caller can
 //! report allocations per Kafka message. `--dir` keeps the lake for inspection.
+//! `--copy-payloads` runs sluice with `kafka.copy_payloads`; `--sink-batches decoded|realigned`
+//! feeds the sink ceiling batches decoded from their IPC bytes in place or realigned (to see
+//! whether the buffers' origin changes DuckDB's work).
 //!
 //! `cargo bench --bench ceilings -- --mode sluice --brokers 127.0.0.1:9092 --topic events --rows 1000000`
 
@@ -58,6 +61,7 @@ use anyhow::{Context, Result, bail};
 use arrow::array::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sluice::config::{Config, StartFrom};
+use sluice::decode::Copies;
 use sluice::observe::Stats;
 use sluice::pipeline::Pipeline;
 use sluice::sink::{Lake, NO_OFFSET, OffsetUpdate, TableFlush};
@@ -78,6 +82,8 @@ struct Args {
     lake_threads: Option<u32>,
     dir: Option<PathBuf>,
     properties: Vec<(String, String)>,
+    sink_batches: String,
+    copy_payloads: bool,
 }
 
 fn args() -> Result<Args> {
@@ -96,6 +102,8 @@ fn args() -> Result<Args> {
         lake_threads: None,
         dir: None,
         properties: Vec::new(),
+        sink_batches: "generated".into(),
+        copy_payloads: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -129,9 +137,14 @@ fn args() -> Result<Args> {
                     .with_context(|| format!("--property {p:?} is not key=value"))?;
                 a.properties.push((k.to_string(), v.to_string()));
             }
+            "--sink-batches" => a.sink_batches = value("--sink-batches")?,
+            "--copy-payloads" => a.copy_payloads = true,
             "--bench" => {}
             other => bail!("unknown argument {other:?}"),
         }
+    }
+    if !["generated", "decoded", "realigned"].contains(&a.sink_batches.as_str()) {
+        bail!("--sink-batches must be generated, decoded or realigned");
     }
     if !["sluice", "consume", "sink", "delivery"].contains(&a.mode.as_str()) {
         bail!("--mode must be sluice, consume, sink or delivery");
@@ -161,6 +174,7 @@ fn base_config(a: &Args, dir: &Path) -> Config {
     for (k, v) in &a.properties {
         cfg.kafka.properties.insert(k.clone(), v.clone());
     }
+    cfg.kafka.copy_payloads = a.copy_payloads;
     cfg.live.enabled = false;
     cfg.metrics.enabled = false;
     cfg
@@ -359,6 +373,8 @@ fn sluice_run(a: &Args) -> Result<()> {
             "in_place_bytes": c.in_place,
             "realigned_bytes": c.realigned,
             "decompressed_bytes": c.decompressed,
+            "payload_copy_bytes": c.payload_copy,
+            "copy_payloads": a.copy_payloads,
         }),
     );
     Ok(())
@@ -438,8 +454,9 @@ fn consume(a: &Args) -> Result<()> {
 /// The producer's batches, regenerated in memory, one per message. Each is measured as sluice
 /// measures it (its IPC message decoded: the Arrow bytes the size threshold counts), so
 /// flushes close where sluice's would. Returns the batches, their sizes and the IPC bytes.
-fn produced_batches(a: &Args) -> Result<(Vec<RecordBatch>, Vec<u64>, u64)> {
+fn produced_batches(a: &Args) -> Result<(Vec<RecordBatch>, Vec<u64>, u64, Copies)> {
     let mut g = EventGen::new(a.seed);
+    let mut copies = Copies::default();
     let (mut batches, mut sizes, mut bytes) = (Vec::new(), Vec::new(), 0u64);
     let mut left = a.rows;
     while left > 0 {
@@ -447,12 +464,28 @@ fn produced_batches(a: &Args) -> Result<(Vec<RecordBatch>, Vec<u64>, u64)> {
         let b = a.dataset.generate(&mut g, n);
         let ipc = sluice_producer::encode(std::slice::from_ref(&b), Default::default())?;
         bytes += ipc.len() as u64;
-        let decoded = sluice::decode::decode(&arrow::buffer::Buffer::from_vec(ipc))?;
+        // `--sink-batches`: the generated batch itself, or decoded from its IPC bytes as
+        // sluice decodes a payload: in place (aligned bytes) or realigned (bytes one past an
+        // aligned address, so arrow-rs copies every fixed-width buffer).
+        let payload = if a.sink_batches == "realigned" {
+            let mut v = Vec::with_capacity(ipc.len() + 1);
+            v.push(0u8);
+            v.extend_from_slice(&ipc);
+            arrow::buffer::Buffer::from_vec(v).slice(1)
+        } else {
+            arrow::buffer::Buffer::from_vec(ipc)
+        };
+        let decoded = sluice::decode::decode(&payload)?;
         sizes.push(decoded.copies.data());
-        batches.push(b);
+        copies.add(&decoded.copies);
+        if a.sink_batches == "generated" {
+            batches.push(b);
+        } else {
+            batches.extend(decoded.batches);
+        }
         left -= n as u64;
     }
-    Ok((batches, sizes, bytes))
+    Ok((batches, sizes, bytes, copies))
 }
 
 /// Commits `batches` through sluice's sink, one flush per `flush` bytes of them (as sized by
@@ -494,7 +527,7 @@ fn sink(a: &Args) -> Result<()> {
     let cfg = base_config(a, &dir);
     let mut lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
     lake.register_partitions("bench", &[0])?;
-    let (batches, sizes, bytes) = produced_batches(a)?;
+    let (batches, sizes, bytes, copies) = produced_batches(a)?;
     let reader = if a.mode == "delivery" {
         let c = consumer(a)?;
         let mut n = Consumed::default();
@@ -526,7 +559,14 @@ fn sink(a: &Args) -> Result<()> {
         "files": files,
         "file_bytes": file_bytes,
         "bytes_are": "arrow IPC size, as produced",
+        "sink_batches": a.sink_batches,
     });
+    if a.sink_batches != "generated"
+        && let Some(m) = extra.as_object_mut()
+    {
+        m.insert("in_place_bytes".into(), copies.in_place.into());
+        m.insert("realigned_bytes".into(), copies.realigned.into());
+    }
     if let (Some(n), Some(m)) = (consumed, extra.as_object_mut()) {
         m.insert("messages".into(), n.messages.into());
         m.insert("consumed_bytes".into(), n.bytes.into());
