@@ -3,9 +3,11 @@ loopback and local DuckLake lakes, results to one JSON file.
 
 For each dataset (events ~1 KB/row, narrow 40 B/row) on a fresh broker:
   prefill the Arrow IPC topic (catch-up mode), its JSON twin, and three equal topics with IPC body
-  compression none / lz4 / zstd; then, --repeats times: sluice end to end, the sink ceiling, the
-  consume ceiling, the Python Arrow-IPC baseline and the Python JSON baseline; then one consume
-  and one sluice run per compression topic.
+  compression none / lz4 / zstd; then, --repeats times (5: runs on a shared 2-core VM vary by
+  ±15%, so ratios are taken per repeat): sluice end to end (default, and with
+  kafka.copy_payloads), sluice under the small memory cap, the sink ceiling, the delivery
+  ceiling (sink and consume at once), the consume ceiling, the Python Arrow-IPC baseline and the
+  Python JSON baseline; then one consume and one sluice run per compression topic.
 Every run is a child process printing one JSON line; every wait is bounded.
 """
 
@@ -167,6 +169,11 @@ def bench_dataset(a, name, spec, results):
             runs["sluice"] = run_json(ceiling + ["--mode", "sluice", "--topic", f"{name}-ipc",
                                                  "--rows", str(rows), "--memory-cap-mib",
                                                  "1024"] + extra, 1800)
+            # The same with kafka.copy_payloads (decode an aligned copy, release the message).
+            runs["sluice_copy"] = run_json(ceiling + ["--mode", "sluice", "--topic",
+                                                      f"{name}-ipc", "--rows", str(rows),
+                                                      "--memory-cap-mib", "1024",
+                                                      "--copy-payloads"], 1800)
             runs["sluice_capped"] = run_json(ceiling + capped + [
                 "--mode", "sluice", "--topic", f"{name}-ipc", "--rows", str(rows)], 1800)
             if keep:
@@ -229,7 +236,7 @@ def main():
     ap.add_argument("--tansu", required=True)
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--py-seconds", type=float, default=60.0,
                     help="time bound of each Python baseline run")
     ap.add_argument("--memory-cap-mib", type=int, default=256)
