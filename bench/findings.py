@@ -62,6 +62,7 @@ def ratios(repeats):
             r["(1)/(2+3)"].append(s / runs["delivery"]["rows_per_s"])
         if "sluice_copy" in runs:
             c = runs["sluice_copy"]["rows_per_s"]
+            r.setdefault("(1″)/(1)", []).append(c / s)
             r.setdefault("(1″)/(2)", []).append(c / runs["sink"]["rows_per_s"])
             if "delivery" in runs:
                 r.setdefault("(1″)/(2+3)", []).append(c / runs["delivery"]["rows_per_s"])
@@ -221,6 +222,9 @@ def target_text(data):
                  "beside it, started together: the broker serving, librdkafka receiving and "
                  "DuckDB writing Parquet on the same 2 cores, and nothing of sluice's own. "
                  + " ".join(notes))
+    copy_gain = "; ".join(
+        f"{ds} {spread([x['sluice_copy']['rows_per_s'] / x['sluice']['rows_per_s'] for x in reps if 'sluice_copy' in x], '{:.2f}')}"
+        for ds, reps in data.items())
     nr = [x["sluice"] for x in data.get("narrow", [])]
     realigned = (f"narrow: {med([r['realigned_bytes'] / r['bytes'] for r in nr]):.0%} of the "
                  "payload bytes, " if nr else "")
@@ -236,8 +240,9 @@ def target_text(data):
              "flushes come sooner; the bare consumer frees each message at once and reuses its "
              "pages. `kafka.copy_payloads` decodes one aligned copy of each payload instead "
              "(row (1″)): nothing realigned, librdkafka's buffers released at once, the cap "
-             "holding the data once. It stays off by default: on wide, string-heavy data almost "
-             "everything is decoded in place already and the copy buys nothing. Tried without "
+             f"holding the data once. Per repeat, (1″)/(1): {copy_gain}. It stays off by "
+             "default: decoding in place is DESIGN.md's first invariant, and a gain of that size "
+             "is within this machine's run-to-run spread. Tried without "
              "a gain beyond the run-to-run spread: glibc malloc settings that keep freed memory "
              "for reuse (fewer page faults, the same rate), jemalloc and mimalloc in "
              "place of glibc's malloc, and coalescing small batches to 122,880 rows before the "
