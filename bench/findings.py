@@ -305,9 +305,10 @@ def main():
       f"sluice's fetch sizes; flushes at {st['flush_mib']} MiB. sluice runs with its default "
       f"configuration (memory cap 1 GiB) for throughput (1), and again with a "
       f"{st['memory_cap_mib']} MiB cap (1′) for memory.\n")
-    for r in res.get("runs", []):
+    latest = {r["section"]: r for r in res.get("runs", [])}
+    for r in latest.values():
         w(f"Section {r['section']} re-run on {r['date']} (`scripts/bench --sections "
-          f"{r['section']} --merge`).  ")
+          f"{r['section']} --merge`); its numbers are from that run.  ")
     w("")
     w("Reproduce everything: `scripts/bench` (options: `--repeats`, `--scale`, "
       "`--py-seconds`, `--datasets`; `bench/run.py --help`).\n")
