@@ -91,11 +91,11 @@ pub struct KafkaConfig {
     /// librdkafka `max.partition.fetch.bytes`.
     pub max_partition_fetch_bytes: u64,
     /// Copy each payload once into an aligned buffer before decoding it, and release
-    /// librdkafka's message at once. Off by default: payloads are decoded in place. For topics
-    /// of mostly fixed-width columns it is the faster choice: librdkafka places most payloads
-    /// at addresses that break 8-byte alignment, so arrow-rs copies those buffers anyway, and
-    /// decoding in place keeps librdkafka's whole fetch buffers alive until their flush commits
-    /// (FINDINGS.md, section 7).
+    /// librdkafka's message at once. Off by default: payloads are decoded in place. Worth it
+    /// for topics of mostly fixed-width columns: librdkafka places most payloads at addresses
+    /// that break 8-byte alignment, so arrow-rs copies those buffers anyway, and batches
+    /// decoded in place keep librdkafka's whole fetch buffers alive until their flush commits
+    /// (FINDINGS.md, section 7, measures both settings).
     pub copy_payloads: bool,
     /// Extra librdkafka properties passed through verbatim (SASL, SSL, timeouts, …).
     pub properties: BTreeMap<String, String>,

@@ -537,12 +537,24 @@ impl Core {
             Err(e) => return self.quarantine(&table, key, &msg, payload, e.to_string()),
         };
         let (batches, copies) = accepted;
+        drop(payload);
+        // Whether the batches reference the Kafka message (any slice of its payload, even an
+        // empty one, keeps it alive): then the live ring copies them after the lake commit.
+        let in_kafka = msg.is_referenced();
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         self.stats.record_message(msg.payload_len(), rows, &copies);
         self.count_message(&key.0, msg.payload_len(), rows);
         let bytes = msg.payload_len() as u64 + copies.copied();
         if let Some(ring) = &self.live {
-            ring.push(&key.0, key.1, offset, msg.timestamp_ms(), &batches, bytes);
+            ring.push(
+                &key.0,
+                key.1,
+                offset,
+                msg.timestamp_ms(),
+                &batches,
+                bytes,
+                in_kafka,
+            );
         }
         self.append(
             &table,

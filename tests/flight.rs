@@ -97,6 +97,38 @@ fn started(prefix: &str, partitions: i32, messages: usize, rows: u64) -> Case {
 }
 
 #[test]
+fn copied_payloads_are_published_live_and_never_compacted_again() {
+    // With kafka.copy_payloads the batches own their memory: after the lake commit the ring
+    // keeps them as they are (nothing to release), and a Flight replay still gets every row.
+    let (kafka, topic, dir, mut cfg) = setup("copylive", 2);
+    cfg.kafka.copy_payloads = true;
+    let producer = kafka.producer(&topic, Encoding::default());
+    produce_events(&producer, 2, 0, 30, 100);
+    let (run, server, ring) = start_with_flight(&cfg);
+    run.wait("all committed", Duration::from_secs(60), |s| {
+        s.committed_rows.load(Relaxed) >= 3_000
+    });
+    let url = format!("grpc://{}", server.addr);
+    let (child, _stdout) = spawn_client(&["replay", &url, &topic, "3000"], "");
+    let stderr = finish_client(child);
+    assert!(
+        stderr.contains("replayed 3000 rows in 30 batches; resumed after 7; errors ok"),
+        "{stderr}"
+    );
+    let stats = run.stats.clone();
+    run.stop().unwrap();
+    let (retained, _) = ring.read(&topic, 0, 100, |_| true).unwrap();
+    assert_eq!(retained.len(), 30);
+    assert!(retained.iter().all(|b| !b.pinned));
+    assert_eq!(stats.compacted_bytes.load(Relaxed), 0);
+    assert_eq!(ring.compacted_bytes(), 0);
+    assert_eq!(stats.copies().in_place, 0);
+    server.stop();
+    assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 3_000);
+    drop(dir);
+}
+
+#[test]
 fn replay_resume_filters_and_errors_with_pyarrow_flight() {
     let c = started("flight", 2, 30, 3_000);
     let (child, _stdout) = spawn_client(&["replay", &c.url, &c.topic, "3000"], "");

@@ -173,6 +173,9 @@ impl Ring {
 
     /// Appends the batches of one message (sharing them) and evicts what retention no longer
     /// allows. `bytes` is the memory the message holds; it is split over its batches by rows.
+    /// `in_kafka`: whether the batches reference the Kafka message (then [`Ring::compact`]
+    /// copies them once the lake commit passed; batches that own their memory never are).
+    #[allow(clippy::too_many_arguments)]
     pub fn push(
         &self,
         topic: &str,
@@ -181,6 +184,7 @@ impl Ring {
         timestamp_ms: Option<i64>,
         batches: &[RecordBatch],
         bytes: u64,
+        in_kafka: bool,
     ) {
         let now = Instant::now();
         let rows: u64 = batches
@@ -204,7 +208,7 @@ impl Ring {
                 timestamp_ms,
                 batch: b.clone(),
                 bytes: share,
-                pinned: true,
+                pinned: in_kafka,
                 arrived: now,
             });
             ring.next_seq += 1;
@@ -498,6 +502,7 @@ mod tests {
                 Some(1000 + m as i64),
                 &[batch(0..10)],
                 100,
+                true,
             );
         }
         // 10 batches of 100 bytes, 300 retained: seqs 7, 8, 9.
@@ -531,6 +536,7 @@ mod tests {
                 Some(1000 * m as i64),
                 &[batch(0..5), batch(5..10)],
                 100,
+                true,
             );
         }
         // Messages (p0, 10) (p1, 10) (p0, 11) (p1, 11) (p0, 12) (p1, 12), two batches each.
@@ -572,11 +578,29 @@ mod tests {
     }
 
     #[test]
+    fn batches_that_own_their_memory_are_never_compacted() {
+        let r = ring(1 << 30);
+        let b = batch(0..100);
+        r.push("t", 0, 5, None, std::slice::from_ref(&b), 100, false);
+        let copied = r.compact("t", 0, 6);
+        assert_eq!(copied, 0);
+        assert_eq!(r.compacted_bytes(), 0);
+        let (after, _) = r.read("t", 0, 10, |_| true).unwrap();
+        assert!(!after[0].pinned);
+        assert_eq!(after[0].bytes, 100);
+        assert_eq!(
+            after[0].batch.column(0).to_data().buffers()[0].as_ptr(),
+            b.column(0).to_data().buffers()[0].as_ptr(),
+            "the batch is the one pushed, not a copy"
+        );
+    }
+
+    #[test]
     fn compaction_copies_once_and_keeps_values() {
         let r = ring(1 << 30);
         let b = batch(0..100);
-        r.push("t", 0, 5, None, std::slice::from_ref(&b), 100);
-        r.push("t", 0, 6, None, std::slice::from_ref(&b), 100);
+        r.push("t", 0, 5, None, std::slice::from_ref(&b), 100, true);
+        r.push("t", 0, 6, None, std::slice::from_ref(&b), 100, true);
         let (before, _) = r.read("t", 0, 10, |_| true).unwrap();
         let copied = r.compact("t", 0, 6);
         // Only offset 5 is below the committed offset 6; every buffer of it is copied.
@@ -609,14 +633,14 @@ mod tests {
             max_bytes: 1 << 30,
             max_age: Duration::from_millis(30),
         });
-        r.push("t", 0, 0, None, &[batch(0..1)], 10);
+        r.push("t", 0, 0, None, &[batch(0..1)], 10, true);
         std::thread::sleep(Duration::from_millis(60));
-        r.push("t", 0, 1, None, &[batch(1..2)], 10);
+        r.push("t", 0, 1, None, &[batch(1..2)], 10, true);
         assert_eq!(r.resolve("t", &Start::Earliest), Ok(1));
         let v = r.describe("t").unwrap();
         assert_eq!((v.rows, v.bytes), (1, 10));
         // An idle topic loses its old batches by age too, without a new push.
-        r.push("u", 0, 0, None, &[batch(0..1)], 7);
+        r.push("u", 0, 0, None, &[batch(0..1)], 7, true);
         assert_eq!(r.retained_bytes(), 17);
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(r.expire(), 0);

@@ -66,6 +66,12 @@ impl KafkaMessage {
         self.inner.message.payload().map_or(0, <[u8]>::len)
     }
 
+    /// Whether anything besides this handle references the message (Arrow buffers made by
+    /// [`KafkaMessage::payload_buffer`], or slices of them, still alive).
+    pub fn is_referenced(&self) -> bool {
+        Arc::strong_count(&self.inner) > 1
+    }
+
     /// The payload bytes (empty if there is none).
     pub fn payload(&self) -> &[u8] {
         self.inner.message.payload().unwrap_or(&[])
