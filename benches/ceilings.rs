@@ -382,8 +382,8 @@ fn sluice_run(a: &Args) -> Result<()> {
 
 /// A consumer with sluice's own client settings (no decode, no sink), subscribed to `--topic`.
 fn consumer(a: &Args) -> Result<BaseConsumer> {
-    let dir = tempfile::tempdir()?;
-    let cfg = base_config(a, dir.path());
+    // Only the Kafka half of the configuration is used: no lake is opened.
+    let cfg = base_config(a, Path::new(""));
     let consumer: BaseConsumer = sluice::source::client_config(&cfg.kafka).create()?;
     consumer.subscribe(&[&a.topic])?;
     Ok(consumer)

@@ -538,14 +538,14 @@ impl Core {
         };
         let (batches, copies) = accepted;
         drop(payload);
-        // Whether the batches reference the Kafka message (any slice of its payload, even an
-        // empty one, keeps it alive): then the live ring copies them after the lake commit.
-        let in_kafka = msg.is_referenced();
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         self.stats.record_message(msg.payload_len(), rows, &copies);
         self.count_message(&key.0, msg.payload_len(), rows);
         let bytes = msg.payload_len() as u64 + copies.copied();
         if let Some(ring) = &self.live {
+            // Whether the batches reference the Kafka message (any slice of its payload, even
+            // an empty one, keeps it alive): then the ring copies them after the lake commit.
+            let in_kafka = msg.is_referenced();
             ring.push(
                 &key.0,
                 key.1,

@@ -24,12 +24,7 @@ fn pyarrow_payloads_of_every_format_codec_and_type_read_back_equal_with_duckdb_p
     let (kafka, topic, _dir, cfg) = setup("interop", 1);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/interop.py");
     run_python(&[script, "produce", &kafka.brokers, &topic]);
-    let run = Running::start(&cfg);
-    run.wait("the 6 messages committed", Duration::from_secs(60), |s| {
-        s.committed_messages.load(Relaxed) >= 6
-    });
-    let stats = run.stats.clone();
-    run.stop().unwrap();
+    let stats = Running::until_committed(&cfg, 6);
     assert_eq!(stats.committed_rows.load(Relaxed), 300);
     assert_eq!(stats.quarantined.load(Relaxed), 0);
     let c = stats.copies();

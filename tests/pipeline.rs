@@ -280,12 +280,7 @@ fn bad_payloads_are_quarantined_with_their_offsets_and_the_partition_moves_on() 
     p.send(Some(0), None, &[good(&mut g)]).unwrap(); // 8
     p.flush(Duration::from_secs(10)).unwrap();
 
-    let run = Running::start(&cfg);
-    run.wait("all 9 messages committed", Duration::from_secs(60), |s| {
-        s.committed_messages.load(Relaxed) >= 9
-    });
-    let stats = run.stats.clone();
-    run.stop().unwrap();
+    let stats = Running::until_committed(&cfg, 9);
     let table = sluice::config::table_name_from_topic(&topic);
     assert_eq!(events_summary(&cfg, &table), expected_summary(200));
     let q = query(
@@ -355,12 +350,7 @@ fn copied_payloads_land_exactly_once_decoded_from_the_copy_and_bad_ones_keep_the
     p.send_raw(Some(1), None, b"{\"event\":\"json\"}").unwrap(); // partition 1, offset 15
     p.flush(Duration::from_secs(10)).unwrap();
 
-    let run = Running::start(&cfg);
-    run.wait("all 31 messages committed", Duration::from_secs(60), |s| {
-        s.committed_messages.load(Relaxed) >= 31
-    });
-    let stats = run.stats.clone();
-    run.stop().unwrap();
+    let stats = Running::until_committed(&cfg, 31);
     let table = sluice::config::table_name_from_topic(&topic);
     assert_exact_events(&cfg, &table, 3_000);
     // Every decoded byte lives in a payload copy: none in librdkafka's buffers, none realigned.

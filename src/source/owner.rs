@@ -63,7 +63,7 @@ impl KafkaMessage {
 
     /// Payload length in bytes (0 if there is none).
     pub fn payload_len(&self) -> usize {
-        self.inner.message.payload().map_or(0, <[u8]>::len)
+        self.payload().len()
     }
 
     /// Whether anything besides this handle references the message (Arrow buffers made by
@@ -79,7 +79,7 @@ impl KafkaMessage {
 
     /// The payload as an Arrow buffer backed by the librdkafka message itself (no copy).
     pub fn payload_buffer(&self) -> Buffer {
-        let payload = self.inner.message.payload().unwrap_or(&[]);
+        let payload = self.payload();
         match NonNull::new(payload.as_ptr() as *mut u8) {
             Some(ptr) if !payload.is_empty() => {
                 // SAFETY: `ptr` points to `payload.len()` initialized bytes owned by the librdkafka

@@ -164,6 +164,20 @@ impl Running {
         }
     }
 
+    /// Runs a pipeline until `messages` messages are committed (60 s at most), stops it
+    /// cleanly and returns its counters.
+    pub fn until_committed(cfg: &Config, messages: u64) -> Arc<Stats> {
+        let run = Running::start(cfg);
+        run.wait(
+            &format!("{messages} messages committed"),
+            Duration::from_secs(60),
+            |s| s.committed_messages.load(Relaxed) >= messages,
+        );
+        let stats = run.stats.clone();
+        run.stop().expect("clean stop");
+        stats
+    }
+
     /// Stops cleanly (flush, commit) and returns the pipeline's result.
     pub fn stop(mut self) -> Result<(), PipelineError> {
         self.stop.store(true, Relaxed);
