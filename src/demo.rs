@@ -12,7 +12,7 @@ use sluice_producer::events::{EventGen, generate};
 use sluice_producer::{ArrowProducer, BodyCompression, Encoding, IpcFormat};
 
 use crate::config::{Config, StartFrom};
-use crate::observe::{FlushTrigger, Stats};
+use crate::observe::{FLUSH_TRIGGERS, Stats};
 use crate::pipeline::Pipeline;
 use crate::sink::Lake;
 
@@ -263,11 +263,11 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         c.decompressed as f64 / 1e6,
         100.0 * c.decompressed as f64 / total
     );
-    let by: Vec<String> = FlushTrigger::ALL
+    let by: Vec<String> = FLUSH_TRIGGERS
         .iter()
         .zip(&stats.flushes_by_trigger)
         .filter(|(_, n)| n.load(Relaxed) > 0)
-        .map(|(t, n)| format!("{} by {}", n.load(Relaxed), t.name()))
+        .map(|(t, n)| format!("{} by {t}", n.load(Relaxed)))
         .collect();
     println!(
         "flushes: {} ({})",

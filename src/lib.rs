@@ -24,5 +24,6 @@ pub mod live;
 pub mod metrics;
 pub mod observe;
 pub mod pipeline;
+pub mod retry;
 pub mod sink;
 pub mod source;

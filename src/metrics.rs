@@ -11,8 +11,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::live::flight::FlightStats;
-use crate::observe::{FlushTrigger, Histogram, Stats, now_ms};
+use crate::observe::{FLUSH_TRIGGERS, FlightStats, Histogram, Stats, now_ms};
 
 /// What the endpoint reads.
 #[derive(Clone)]
@@ -137,12 +136,8 @@ pub fn render(src: &Sources) -> String {
         "counter",
         "Successful flushes, by trigger.",
     );
-    for (t, n) in FlushTrigger::ALL.iter().zip(&s.flushes_by_trigger) {
-        o.sample(
-            "sluice_flushes_total",
-            &[("trigger", t.name())],
-            n.load(Relaxed),
-        );
+    for (t, n) in FLUSH_TRIGGERS.iter().zip(&s.flushes_by_trigger) {
+        o.sample("sluice_flushes_total", &[("trigger", t)], n.load(Relaxed));
     }
     o.histogram(
         "sluice_flush_duration_seconds",

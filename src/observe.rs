@@ -1,51 +1,69 @@
-//! `observe`: counters the pipeline updates per message and per flush (never per record), read by
-//! progress reports and, later, the metrics endpoint.
+//! `observe`: counters the stages update per message and per flush (never per record), read by
+//! progress reports, the metrics endpoint and the health checks. A leaf: it imports no stage.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::decode::Copies;
+/// The `trigger` label values of `sluice_flushes_total`, in the order of
+/// [`Stats::flushes_by_trigger`] (the pipeline's flush triggers, by name).
+pub const FLUSH_TRIGGERS: [&str; 6] = ["bytes", "rows", "age", "memory", "revoke", "shutdown"];
 
-/// Why a flush ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlushTrigger {
-    /// The table's pending bytes reached `flush.max_bytes`.
-    Bytes,
-    /// The table's pending rows reached `flush.max_rows`.
-    Rows,
-    /// The table's oldest pending message reached `flush.max_age_ms`.
-    Age,
-    /// Pending bytes of all tables reached `flush.memory_cap_bytes`.
-    Memory,
-    /// Partitions were revoked by a rebalance.
-    Revoke,
-    /// The process is stopping.
-    Shutdown,
+/// Bytes of decoded batches' buffers, by where they live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Copies {
+    /// Buffers that point into the Kafka payload (zero-copy).
+    pub in_place: u64,
+    /// Buffers arrow-rs copied to align them (uncompressed payloads).
+    pub realigned: u64,
+    /// Buffers produced by LZ4/ZSTD decompression.
+    pub decompressed: u64,
+    /// Buffers in a copy of the payload (`kafka.copy_payloads`).
+    pub payload_copy: u64,
 }
 
-impl FlushTrigger {
-    /// All triggers, in a fixed order.
-    pub const ALL: [FlushTrigger; 6] = [
-        FlushTrigger::Bytes,
-        FlushTrigger::Rows,
-        FlushTrigger::Age,
-        FlushTrigger::Memory,
-        FlushTrigger::Revoke,
-        FlushTrigger::Shutdown,
-    ];
-
-    /// Lowercase name (a metric label value).
-    pub fn name(self) -> &'static str {
-        match self {
-            FlushTrigger::Bytes => "bytes",
-            FlushTrigger::Rows => "rows",
-            FlushTrigger::Age => "age",
-            FlushTrigger::Memory => "memory",
-            FlushTrigger::Revoke => "revoke",
-            FlushTrigger::Shutdown => "shutdown",
-        }
+impl Copies {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Copies) {
+        self.in_place += other.in_place;
+        self.realigned += other.realigned;
+        self.decompressed += other.decompressed;
+        self.payload_copy += other.payload_copy;
     }
+
+    /// Bytes that are not in the payload or its copy (held in addition to it).
+    pub fn copied(&self) -> u64 {
+        self.realigned + self.decompressed
+    }
+
+    /// The decoded Arrow buffers' bytes, wherever they live.
+    pub fn data(&self) -> u64 {
+        self.in_place + self.realigned + self.decompressed + self.payload_copy
+    }
+}
+
+/// What one flush committed of one partition (see [`Stats::record_flush`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Committed<'a> {
+    /// The partition's topic.
+    pub topic: &'a str,
+    /// Messages whose offsets moved.
+    pub messages: u64,
+    /// Rows inserted.
+    pub rows: u64,
+    /// Payload bytes of the messages.
+    pub bytes: u64,
+    /// Payloads quarantined.
+    pub quarantined: u64,
+}
+
+/// Counters of the Flight service.
+#[derive(Debug, Default)]
+pub struct FlightStats {
+    /// Readers connected now.
+    pub readers: AtomicU64,
+    /// Readers disconnected because they fell behind retention.
+    pub lag_disconnects: AtomicU64,
 }
 
 /// Process-wide counters. Monotonic unless named as a gauge.
@@ -72,7 +90,7 @@ pub struct Stats {
     pub live_bytes: AtomicU64,
     /// Successful flushes.
     pub flushes: AtomicU64,
-    /// Successful flushes by trigger, indexed like [`FlushTrigger::ALL`].
+    /// Successful flushes by trigger, indexed like [`FLUSH_TRIGGERS`].
     pub flushes_by_trigger: [AtomicU64; 6],
     /// Rows committed to the lake.
     pub committed_rows: AtomicU64,
@@ -306,17 +324,21 @@ impl Stats {
             .remove(&(topic.to_string(), partition));
     }
 
-    /// Records one decoded message.
-    pub fn record_message(&self, payload_len: usize, rows: usize, copies: &Copies) {
+    /// Records one consumed message of `topic` (decoded or, with 0 rows and no copies,
+    /// quarantined).
+    pub fn record_message(&self, topic: &TopicCounters, payload: u64, rows: u64, copies: &Copies) {
         self.messages.fetch_add(1, Relaxed);
-        self.rows.fetch_add(rows as u64, Relaxed);
-        self.payload_bytes.fetch_add(payload_len as u64, Relaxed);
+        self.rows.fetch_add(rows, Relaxed);
+        self.payload_bytes.fetch_add(payload, Relaxed);
         self.in_place_bytes.fetch_add(copies.in_place, Relaxed);
         self.realigned_bytes.fetch_add(copies.realigned, Relaxed);
         self.decompressed_bytes
             .fetch_add(copies.decompressed, Relaxed);
         self.payload_copy_bytes
             .fetch_add(copies.payload_copy, Relaxed);
+        topic.messages.fetch_add(1, Relaxed);
+        topic.rows.fetch_add(rows, Relaxed);
+        topic.bytes.fetch_add(payload, Relaxed);
     }
 
     /// Total copies so far.
@@ -329,24 +351,36 @@ impl Stats {
         }
     }
 
-    /// Records a successful flush.
-    pub fn record_flush(
-        &self,
-        trigger: FlushTrigger,
-        rows: u64,
-        messages: u64,
-        bytes: u64,
-        quarantined: u64,
-    ) {
+    /// Records a successful flush: why it ran (one of [`FLUSH_TRIGGERS`]), how long it took,
+    /// and what it committed of each partition. The lake accepts flushes again.
+    pub fn record_flush(&self, trigger: &str, seconds: f64, parts: &[Committed]) {
         self.flushes.fetch_add(1, Relaxed);
-        let i = FlushTrigger::ALL
+        if let Some(i) = FLUSH_TRIGGERS.iter().position(|t| *t == trigger) {
+            self.flushes_by_trigger[i].fetch_add(1, Relaxed);
+        }
+        let mut bytes = 0;
+        for p in parts {
+            let t = self.topic(p.topic);
+            t.committed_messages.fetch_add(p.messages, Relaxed);
+            t.committed_rows.fetch_add(p.rows, Relaxed);
+            t.committed_bytes.fetch_add(p.bytes, Relaxed);
+            t.quarantined.fetch_add(p.quarantined, Relaxed);
+            self.committed_rows.fetch_add(p.rows, Relaxed);
+            self.committed_messages.fetch_add(p.messages, Relaxed);
+            self.committed_bytes.fetch_add(p.bytes, Relaxed);
+            self.quarantined.fetch_add(p.quarantined, Relaxed);
+            bytes += p.bytes;
+        }
+        self.flush_duration.observe(seconds);
+        self.flush_size.observe(bytes as f64);
+        self.lake_failing.store(false, Relaxed);
+    }
+
+    /// Successful flushes with this trigger (one of [`FLUSH_TRIGGERS`]).
+    pub fn flushes_by(&self, trigger: &str) -> u64 {
+        FLUSH_TRIGGERS
             .iter()
             .position(|t| *t == trigger)
-            .unwrap_or(0);
-        self.flushes_by_trigger[i].fetch_add(1, Relaxed);
-        self.committed_rows.fetch_add(rows, Relaxed);
-        self.committed_messages.fetch_add(messages, Relaxed);
-        self.committed_bytes.fetch_add(bytes, Relaxed);
-        self.quarantined.fetch_add(quarantined, Relaxed);
+            .map_or(0, |i| self.flushes_by_trigger[i].load(Relaxed))
     }
 }

@@ -41,38 +41,7 @@ pub enum DecodeError {
     },
 }
 
-/// Bytes of the decoded batches' buffers, by where they live.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Copies {
-    /// Buffers that point into the Kafka payload (zero-copy).
-    pub in_place: u64,
-    /// Buffers arrow-rs copied to align them (uncompressed payloads).
-    pub realigned: u64,
-    /// Buffers produced by LZ4/ZSTD decompression.
-    pub decompressed: u64,
-    /// Buffers in a copy of the payload (`kafka.copy_payloads`).
-    pub payload_copy: u64,
-}
-
-impl Copies {
-    /// Adds `other` into `self`.
-    pub fn add(&mut self, other: &Copies) {
-        self.in_place += other.in_place;
-        self.realigned += other.realigned;
-        self.decompressed += other.decompressed;
-        self.payload_copy += other.payload_copy;
-    }
-
-    /// Bytes that are not in the payload or its copy (held in addition to it).
-    pub fn copied(&self) -> u64 {
-        self.realigned + self.decompressed
-    }
-
-    /// The decoded Arrow buffers' bytes, wherever they live.
-    pub fn data(&self) -> u64 {
-        self.in_place + self.realigned + self.decompressed + self.payload_copy
-    }
-}
+pub use crate::observe::Copies;
 
 /// The batches of one payload and where their bytes live.
 #[derive(Debug)]

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{Schema, SchemaRef};
@@ -129,14 +129,7 @@ fn parse_from(v: &serde_json::Value) -> Result<Start, String> {
     }
 }
 
-/// Counters of the Flight service.
-#[derive(Debug, Default)]
-pub struct FlightStats {
-    /// Readers connected now.
-    pub readers: AtomicU64,
-    /// Readers disconnected because they fell behind retention.
-    pub lag_disconnects: AtomicU64,
-}
+pub use crate::observe::FlightStats;
 
 /// The Flight service.
 #[derive(Clone)]

@@ -11,6 +11,8 @@ use arrow::array::{Array, ArrayData, RecordBatch, StructArray};
 use arrow::buffer::Buffer;
 use arrow::datatypes::SchemaRef;
 
+use crate::source::MessageMeta;
+
 /// Retention bounds of one topic's ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -175,17 +177,7 @@ impl Ring {
     /// allows. `bytes` is the memory the message holds; it is split over its batches by rows.
     /// `in_kafka`: whether the batches reference the Kafka message (then [`Ring::compact`]
     /// copies them once the lake commit passed; batches that own their memory never are).
-    #[allow(clippy::too_many_arguments)]
-    pub fn push(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        timestamp_ms: Option<i64>,
-        batches: &[RecordBatch],
-        bytes: u64,
-        in_kafka: bool,
-    ) {
+    pub fn push(&self, meta: &MessageMeta, batches: &[RecordBatch], bytes: u64, in_kafka: bool) {
         let now = Instant::now();
         let rows: u64 = batches
             .iter()
@@ -193,19 +185,19 @@ impl Ring {
             .sum::<u64>()
             .max(1);
         let mut topics = self.lock();
-        let ring = match topics.get_mut(topic) {
+        let ring = match topics.get_mut(&*meta.topic) {
             Some(r) => r,
-            None => topics.entry(topic.to_string()).or_default(),
+            None => topics.entry(meta.topic.to_string()).or_default(),
         };
         for (i, b) in batches.iter().enumerate() {
             let share = bytes * b.num_rows().max(1) as u64 / rows;
             ring.entries.push_back(LiveBatch {
                 seq: ring.next_seq,
-                partition,
-                offset,
+                partition: meta.partition,
+                offset: meta.offset,
                 batch_index: i as u32,
                 batches_in_message: batches.len() as u32,
-                timestamp_ms,
+                timestamp_ms: meta.timestamp_ms,
                 batch: b.clone(),
                 bytes: share,
                 pinned: in_kafka,
@@ -484,6 +476,15 @@ mod tests {
         .unwrap()
     }
 
+    fn meta(topic: &str, partition: i32, offset: i64, timestamp_ms: Option<i64>) -> MessageMeta {
+        MessageMeta {
+            topic: topic.into(),
+            partition,
+            offset,
+            timestamp_ms,
+        }
+    }
+
     fn ring(max_bytes: u64) -> Arc<Ring> {
         Ring::new(Retention {
             max_bytes,
@@ -496,10 +497,7 @@ mod tests {
         let r = ring(300);
         for m in 0..10 {
             r.push(
-                "t",
-                m % 2,
-                m as i64 / 2,
-                Some(1000 + m as i64),
+                &meta("t", m % 2, m as i64 / 2, Some(1000 + m as i64)),
                 &[batch(0..10)],
                 100,
                 true,
@@ -530,10 +528,7 @@ mod tests {
         let r = ring(1 << 30);
         for m in 0..6 {
             r.push(
-                "t",
-                m % 2,
-                10 + m as i64 / 2,
-                Some(1000 * m as i64),
+                &meta("t", m % 2, 10 + m as i64 / 2, Some(1000 * m as i64)),
                 &[batch(0..5), batch(5..10)],
                 100,
                 true,
@@ -581,7 +576,7 @@ mod tests {
     fn batches_that_own_their_memory_are_never_compacted() {
         let r = ring(1 << 30);
         let b = batch(0..100);
-        r.push("t", 0, 5, None, std::slice::from_ref(&b), 100, false);
+        r.push(&meta("t", 0, 5, None), std::slice::from_ref(&b), 100, false);
         let copied = r.compact("t", 0, 6);
         assert_eq!(copied, 0);
         assert_eq!(r.compacted_bytes(), 0);
@@ -599,8 +594,8 @@ mod tests {
     fn compaction_copies_once_and_keeps_values() {
         let r = ring(1 << 30);
         let b = batch(0..100);
-        r.push("t", 0, 5, None, std::slice::from_ref(&b), 100, true);
-        r.push("t", 0, 6, None, std::slice::from_ref(&b), 100, true);
+        r.push(&meta("t", 0, 5, None), std::slice::from_ref(&b), 100, true);
+        r.push(&meta("t", 0, 6, None), std::slice::from_ref(&b), 100, true);
         let (before, _) = r.read("t", 0, 10, |_| true).unwrap();
         let copied = r.compact("t", 0, 6);
         // Only offset 5 is below the committed offset 6; every buffer of it is copied.
@@ -633,14 +628,14 @@ mod tests {
             max_bytes: 1 << 30,
             max_age: Duration::from_millis(30),
         });
-        r.push("t", 0, 0, None, &[batch(0..1)], 10, true);
+        r.push(&meta("t", 0, 0, None), &[batch(0..1)], 10, true);
         std::thread::sleep(Duration::from_millis(60));
-        r.push("t", 0, 1, None, &[batch(1..2)], 10, true);
+        r.push(&meta("t", 0, 1, None), &[batch(1..2)], 10, true);
         assert_eq!(r.resolve("t", &Start::Earliest), Ok(1));
         let v = r.describe("t").unwrap();
         assert_eq!((v.rows, v.bytes), (1, 10));
         // An idle topic loses its old batches by age too, without a new push.
-        r.push("u", 0, 0, None, &[batch(0..1)], 7, true);
+        r.push(&meta("u", 0, 0, None), &[batch(0..1)], 7, true);
         assert_eq!(r.retained_bytes(), 17);
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(r.expire(), 0);

@@ -16,6 +16,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
 use crate::config::{CatalogKind, LakeConfig};
+use crate::source::MessageMeta;
 use duck::{Connection, Database, DuckError, ident, literal};
 use ffi_stream::BatchStream;
 
@@ -92,14 +93,8 @@ pub struct OffsetUpdate {
 /// A payload that could not be ingested.
 #[derive(Debug, Clone)]
 pub struct QuarantineRow {
-    /// Kafka topic.
-    pub topic: Arc<str>,
-    /// Kafka partition.
-    pub partition: i32,
-    /// Kafka offset.
-    pub offset: i64,
-    /// Kafka message timestamp (ms since epoch), if any.
-    pub timestamp_ms: Option<i64>,
+    /// The Kafka message it came in.
+    pub meta: MessageMeta,
     /// Why it was rejected.
     pub error: String,
     /// The raw message value.
@@ -943,14 +938,16 @@ fn quarantine_batch(group: &str, rows: &[QuarantineRow]) -> Result<RecordBatch, 
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec![group; rows.len()])),
         Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| &*r.topic),
+            rows.iter().map(|r| &*r.meta.topic),
         )),
         Arc::new(Int32Array::from_iter_values(
-            rows.iter().map(|r| r.partition),
+            rows.iter().map(|r| r.meta.partition),
         )),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.offset))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.meta.offset),
+        )),
         Arc::new(
-            TimestampMillisecondArray::from_iter(rows.iter().map(|r| r.timestamp_ms))
+            TimestampMillisecondArray::from_iter(rows.iter().map(|r| r.meta.timestamp_ms))
                 .with_timezone("UTC"),
         ),
         Arc::new(StringArray::from_iter_values(

@@ -52,10 +52,12 @@ fn commit_lands_data_offsets_and_quarantine_in_one_transaction() {
             table: "ev",
             batches: &[b.clone(), batch(1000..1500)],
             quarantine: &[QuarantineRow {
-                topic: topic.clone(),
-                partition: 1,
-                offset: 7,
-                timestamp_ms: Some(1_700_000_000_123),
+                meta: MessageMeta {
+                    topic: topic.clone(),
+                    partition: 1,
+                    offset: 7,
+                    timestamp_ms: Some(1_700_000_000_123),
+                },
                 error: "not Arrow IPC".into(),
                 payload: Buffer::from(b"\x00bad\xff".to_vec()),
             }],

@@ -46,12 +46,72 @@ pub enum SourceError {
     },
 }
 
+/// A partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionKey {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+}
+
+impl PartitionKey {
+    /// `topic`'s partition `partition`.
+    pub fn new(topic: &str, partition: i32) -> Self {
+        PartitionKey {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+/// Where a message came from: what the pipeline, the live ring and the quarantine table record
+/// of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Kafka timestamp, ms since the epoch, if the broker or producer set one.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl MessageMeta {
+    /// Its partition.
+    pub fn key(&self) -> PartitionKey {
+        PartitionKey {
+            topic: self.topic.clone(),
+            partition: self.partition,
+        }
+    }
+}
+
+/// Consumer-side work a stage asks the consumer to do (outside callbacks and locks).
+#[derive(Debug, Default)]
+pub struct ConsumerActions {
+    /// Offsets committed to the lake, to record in Kafka for lag tooling.
+    pub commits: Vec<(PartitionKey, i64)>,
+    /// Partitions to move (after another writer committed their range).
+    pub seeks: Vec<(PartitionKey, Offset)>,
+}
+
+impl ConsumerActions {
+    /// Adds `other`'s work after this one's.
+    pub fn extend(&mut self, other: ConsumerActions) {
+        self.commits.extend(other.commits);
+        self.seeks.extend(other.seeks);
+    }
+}
+
 /// Called by the consumer from inside `poll` when partitions are assigned or revoked.
 pub trait RebalanceHandler: Send + Sync {
-    /// Partitions `(topic, partition)` are being assigned; returns where each should start.
-    fn assigned(&self, partitions: &[(String, i32)]) -> Vec<Offset>;
+    /// Partitions are being assigned; returns where each should start.
+    fn assigned(&self, partitions: &[PartitionKey]) -> Vec<Offset>;
     /// Partitions are being revoked; pending work for them must be flushed or dropped now.
-    fn revoked(&self, partitions: &[(String, i32)]);
+    fn revoked(&self, partitions: &[PartitionKey]);
 }
 
 /// The consumer's context: forwards rebalances to the pipeline's handler, and librdkafka's
@@ -104,10 +164,10 @@ impl ConsumerContext for SluiceContext {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let parts: Vec<(String, i32)> = tpl
+        let parts: Vec<PartitionKey> = tpl
             .elements()
             .iter()
-            .map(|e| (e.topic().to_string(), e.partition()))
+            .map(|e| PartitionKey::new(e.topic(), e.partition()))
             .collect();
         let cooperative = matches!(
             consumer.rebalance_protocol(),
@@ -117,9 +177,9 @@ impl ConsumerContext for SluiceContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 if let Some(h) = &handler {
                     let starts = h.assigned(&parts);
-                    for ((topic, partition), start) in parts.iter().zip(starts) {
-                        if let Err(e) = tpl.set_partition_offset(topic, *partition, start) {
-                            tracing::error!(topic, partition, error = %e, "could not set start offset");
+                    for (key, start) in parts.iter().zip(starts) {
+                        if let Err(e) = tpl.set_partition_offset(&key.topic, key.partition, start) {
+                            tracing::error!(topic = %key.topic, partition = key.partition, error = %e, "could not set start offset");
                         }
                     }
                 }
@@ -273,26 +333,26 @@ impl KafkaSource {
     }
 
     /// Moves a partition's fetch position (after an offset conflict).
-    pub fn seek(&self, topic: &str, partition: i32, offset: Offset) -> Result<(), KafkaError> {
+    pub fn seek(&self, key: &PartitionKey, offset: Offset) -> Result<(), KafkaError> {
         self.consumer
-            .seek(topic, partition, offset, Duration::from_secs(10))
+            .seek(&key.topic, key.partition, offset, Duration::from_secs(10))
     }
 
     /// Pauses fetching of the given partitions.
-    pub fn pause(&self, partitions: &[(Arc<str>, i32)]) -> Result<(), KafkaError> {
+    pub fn pause(&self, partitions: &[PartitionKey]) -> Result<(), KafkaError> {
         self.consumer.pause(&tpl(partitions))
     }
 
     /// Resumes fetching of the given partitions.
-    pub fn resume(&self, partitions: &[(Arc<str>, i32)]) -> Result<(), KafkaError> {
+    pub fn resume(&self, partitions: &[PartitionKey]) -> Result<(), KafkaError> {
         self.consumer.resume(&tpl(partitions))
     }
 
     /// Records offsets in Kafka for lag tooling (after they are committed to the lake).
-    pub fn commit_for_lag_tooling(&self, offsets: &[(Arc<str>, i32, i64)]) {
+    pub fn commit_for_lag_tooling(&self, offsets: &[(PartitionKey, i64)]) {
         let mut list = TopicPartitionList::new();
-        for (t, p, o) in offsets {
-            let _ = list.add_partition_offset(t, *p, Offset::Offset(*o));
+        for (key, o) in offsets {
+            let _ = list.add_partition_offset(&key.topic, key.partition, Offset::Offset(*o));
         }
         if list.count() > 0
             && let Err(e) = self.consumer.commit(&list, CommitMode::Async)
@@ -354,10 +414,10 @@ impl KafkaSource {
     }
 }
 
-fn tpl(partitions: &[(Arc<str>, i32)]) -> TopicPartitionList {
+fn tpl(partitions: &[PartitionKey]) -> TopicPartitionList {
     let mut list = TopicPartitionList::new();
-    for (t, p) in partitions {
-        list.add_partition(t, *p);
+    for key in partitions {
+        list.add_partition(&key.topic, key.partition);
     }
     list
 }

@@ -36,6 +36,16 @@ impl KafkaMessage {
         }
     }
 
+    /// Topic, partition, offset and timestamp.
+    pub fn meta(&self) -> super::MessageMeta {
+        super::MessageMeta {
+            topic: self.topic().into(),
+            partition: self.partition(),
+            offset: self.offset(),
+            timestamp_ms: self.timestamp_ms(),
+        }
+    }
+
     /// Topic name.
     pub fn topic(&self) -> &str {
         self.inner.message.topic()
