@@ -285,7 +285,9 @@ fn ingestion_and_live_publishing_continue_while_a_commit_is_held_open() {
         max_age: Duration::from_secs(600),
     });
     let mut lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
-    lake.set_commit_delay(Some(Duration::from_secs(3)));
+    lake.set_commit_hook(Some(std::sync::Arc::new(|_: &str| {
+        std::thread::sleep(Duration::from_secs(3))
+    })));
     let run = Running::start_with(&cfg, lake, |p: &Pipeline| p.attach_live(ring.clone()));
     produce_events(&producer, 2, 0, 10, 100);
     // The 1 000 rows are flushed by age (500 ms); wait until that commit is in flight.

@@ -131,6 +131,31 @@ fn restart_after_a_drop_without_flushing_loses_and_duplicates_nothing() {
     assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), total);
 }
 
+/// Set in the child process of the SIGKILL test: the path of its configuration.
+const CHILD_CONFIG_ENV: &str = "SLUICETEST_CHILD_CONFIG";
+/// What the child prints when its first commit has its data written and waits before `COMMIT`.
+const HOLDING: &str = "child: holding the commit of table";
+
+/// The child of `sigkill_mid_flush_then_restart_loses_and_duplicates_nothing` (this test
+/// binary, run again with `--exact … --ignored`): a pipeline whose every commit, once its data
+/// is written, says so on stderr and waits 30 s for the SIGKILL. Run alone it does nothing.
+#[test]
+#[ignore = "the child process of sigkill_mid_flush_then_restart_loses_and_duplicates_nothing"]
+fn child_pipeline_holding_its_commits_open() {
+    let Ok(path) = std::env::var(CHILD_CONFIG_ENV) else {
+        return;
+    };
+    let cfg: sluice::config::Config =
+        toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut lake = sluice::sink::Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
+    lake.set_commit_hook(Some(Arc::new(|table: &str| {
+        eprintln!("{HOLDING} {table}");
+        std::thread::sleep(Duration::from_secs(30));
+    })));
+    let pipeline = Pipeline::with_lake(&cfg, lake, Arc::new(Stats::default())).unwrap();
+    pipeline.run(&AtomicBool::new(false)).unwrap();
+}
+
 #[test]
 fn sigkill_mid_flush_then_restart_loses_and_duplicates_nothing() {
     let (kafka, topic, dir, cfg) = setup("kill", 4);
@@ -139,10 +164,14 @@ fn sigkill_mid_flush_then_restart_loses_and_duplicates_nothing() {
     let cfg_path = dir.path().join("sluice.toml");
     std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--config"])
-        .arg(&cfg_path)
-        .env(sluice::sink::COMMIT_DELAY_ENV, "30000")
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_pipeline_holding_its_commits_open",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_CONFIG_ENV, &cfg_path)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -152,14 +181,14 @@ fn sigkill_mid_flush_then_restart_loses_and_duplicates_nothing() {
     let mut seen = Vec::new();
     for line in stderr.lines() {
         let line = line.unwrap();
-        let holding = line.contains("fault injection: holding the commit");
+        let holding = line.contains(HOLDING);
         seen.push(line);
         if holding {
             break;
         }
     }
     assert!(
-        seen.last().is_some_and(|l| l.contains("fault injection")),
+        seen.last().is_some_and(|l| l.contains(HOLDING)),
         "child never reached a commit:\n{}",
         seen.join("\n")
     );

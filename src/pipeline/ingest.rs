@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 use crate::config::MetadataColumns;
 use crate::decode::{self, Copies};
-use crate::sink::{Lake, QuarantineRow, SinkError};
+use crate::sink::{Fit, Lake, QuarantineRow, SinkError};
 use crate::source::{KafkaMessage, MessageMeta};
 
 /// What decoding one message produced.
@@ -73,8 +73,8 @@ pub fn ingest(
         Err(e) => return quarantine(payload, e),
     };
     for b in &batches {
-        if let Err(misfit) = lake.check_fit(table, &b.schema())? {
-            return quarantine(payload, misfit);
+        if let Fit::Misfit(misfit) = lake.check_fit(table, &b.schema())? {
+            return quarantine(payload, misfit.to_string());
         }
     }
     let rows = batches.iter().map(|b| b.num_rows() as u64).sum();

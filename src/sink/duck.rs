@@ -8,26 +8,84 @@ use libduckdb_sys as ffi;
 
 use super::ffi_stream::BatchStream;
 
-/// An error reported by DuckDB, with the statement (abridged) that caused it.
+/// The kind of a DuckDB error: DuckDB's exception type, as the C API's
+/// `duckdb_result_error_type` reports it (the kinds sluice tells apart; the rest by number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A transaction failed: a conflict with a concurrent one, or anything that failed while
+    /// committing (DuckDB reports every commit-time failure but fatal and internal ones as a
+    /// transaction error, `transaction_context.cpp` in DuckDB 1.5.5).
+    Transaction,
+    /// A catalog entry is missing or already exists.
+    Catalog,
+    /// A constraint (e.g. a primary key) was violated.
+    Constraint,
+    /// Reading or writing a file or the network failed.
+    Io,
+    /// An HTTP request failed (httpfs, S3).
+    Http,
+    /// A connection failed.
+    Connection,
+    /// The input was rejected.
+    InvalidInput,
+    /// No type: errors raised by sluice itself, and errors extensions raise untyped (e.g.
+    /// PostgreSQL's, through the postgres scanner).
+    Untyped,
+    /// Another of DuckDB's exception types (its `duckdb_error_type` number).
+    Other(u32),
+}
+
+impl ErrorKind {
+    fn from_c(t: ffi::duckdb_error_type) -> ErrorKind {
+        match t {
+            ffi::duckdb_error_type_DUCKDB_ERROR_TRANSACTION => ErrorKind::Transaction,
+            ffi::duckdb_error_type_DUCKDB_ERROR_CATALOG => ErrorKind::Catalog,
+            ffi::duckdb_error_type_DUCKDB_ERROR_CONSTRAINT => ErrorKind::Constraint,
+            ffi::duckdb_error_type_DUCKDB_ERROR_IO => ErrorKind::Io,
+            ffi::duckdb_error_type_DUCKDB_ERROR_HTTP => ErrorKind::Http,
+            ffi::duckdb_error_type_DUCKDB_ERROR_CONNECTION => ErrorKind::Connection,
+            ffi::duckdb_error_type_DUCKDB_ERROR_INVALID_INPUT => ErrorKind::InvalidInput,
+            ffi::duckdb_error_type_DUCKDB_ERROR_INVALID => ErrorKind::Untyped,
+            other => ErrorKind::Other(other),
+        }
+    }
+}
+
+/// An error reported by DuckDB: its kind and its own message.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct DuckError {
+    /// What kind of error DuckDB says it is.
+    pub kind: ErrorKind,
     /// DuckDB's own message.
     pub message: String,
 }
 
 impl DuckError {
-    fn new(message: impl Into<String>) -> Self {
+    /// An error of sluice's own at the DuckDB boundary (no DuckDB kind).
+    pub fn new(message: impl Into<String>) -> Self {
         DuckError {
+            kind: ErrorKind::Untyped,
             message: message.into(),
         }
     }
 
-    /// Whether DuckDB (or DuckLake) rejected a commit because a concurrent transaction
-    /// changed the same data: retrying the whole transaction may succeed.
+    /// The same error with its message replaced (e.g. scrubbed of credentials).
+    pub fn with_message(&self, message: String) -> Self {
+        DuckError {
+            kind: self.kind,
+            message,
+        }
+    }
+
+    /// Whether DuckDB (or DuckLake) rejected a transaction because a concurrent one changed
+    /// the same data: retrying the whole transaction may succeed. DuckDB reports these as
+    /// transaction errors, but so is every other failure at commit (an S3 outage included), so
+    /// the kind narrows it and DuckDB's conflict wording decides.
     pub fn is_conflict(&self) -> bool {
-        self.message.contains("Transaction conflict")
-            || self.message.contains("write-write conflict")
+        self.kind == ErrorKind::Transaction
+            && (self.message.contains("Transaction conflict")
+                || self.message.contains("write-write conflict"))
     }
 }
 
@@ -148,6 +206,8 @@ impl Connection {
         if state != ffi::DuckDBSuccess {
             let mut r = result;
             // SAFETY: the result holds the error of the failed query.
+            let kind = ErrorKind::from_c(unsafe { ffi::duckdb_result_error_type(&mut r.raw) });
+            // SAFETY: as above.
             let msg = unsafe { ffi::duckdb_result_error(&mut r.raw) };
             let message = if msg.is_null() {
                 "unknown DuckDB error".to_string()
@@ -157,7 +217,7 @@ impl Connection {
                     .to_string_lossy()
                     .into_owned()
             };
-            return Err(DuckError::new(message));
+            return Err(DuckError { kind, message });
         }
         Ok(result)
     }

@@ -1,0 +1,206 @@
+//! Opening DuckDB and attaching the lake: extensions, the S3 secret for an `s3://` data path,
+//! the catalog kinds, and errors that name what failed without the credentials.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::duck::{Connection, Database, ErrorKind, literal};
+use super::{LAKE_ALIAS, Lake, SinkError, duck, view_prefix};
+use crate::config::{CatalogKind, LakeConfig, UrlStyle};
+use crate::retry::Backoff;
+
+impl Lake {
+    /// Like [`Lake::open`], retrying a lost race to initialise a new catalog or to create
+    /// sluice's tables (instances starting together) with `conflicts`.
+    pub fn open_with(cfg: &LakeConfig, group: &str, conflicts: Backoff) -> Result<Lake, SinkError> {
+        conflicts.run(
+            "lake initialization (raced another instance)",
+            is_startup_race,
+            || Self::open_once(cfg, group, conflicts),
+        )
+    }
+
+    fn open_once(cfg: &LakeConfig, group: &str, conflicts: Backoff) -> Result<Lake, SinkError> {
+        let db = open_database(cfg)?;
+        let conn = db.connect().map_err(duck("connect to DuckDB"))?;
+        attach(&conn, cfg)?;
+        let lake = Lake {
+            conn,
+            schema: cfg.schema.clone(),
+            group: group.to_string(),
+            tables: HashMap::new(),
+            conflicts,
+            commit_hook: None,
+            view_prefix: view_prefix(),
+        };
+        lake.ensure_own_tables()?;
+        Ok(lake)
+    }
+}
+
+fn open_database(cfg: &LakeConfig) -> Result<Arc<Database>, SinkError> {
+    let mut settings: Vec<(&str, String)> = vec![
+        // Network install stays available as a fallback for users; sluice's set-up installs
+        // the extensions from PyPI wheels into the extension directory.
+        ("autoinstall_known_extensions", "true".into()),
+        ("autoload_known_extensions", "true".into()),
+    ];
+    if let Some(dir) = &cfg.extension_directory {
+        settings.push(("extension_directory", dir.display().to_string()));
+    }
+    if let Some(t) = cfg.threads {
+        settings.push(("threads", t.to_string()));
+    }
+    if let Some(m) = &cfg.memory_limit {
+        settings.push(("memory_limit", m.clone()));
+    }
+    Database::open_in_memory(&settings).map_err(duck("open DuckDB"))
+}
+
+/// The `ATTACH` target for the configured catalog.
+fn attach_target(cfg: &LakeConfig) -> String {
+    match cfg.catalog_kind {
+        CatalogKind::Duckdb => format!("ducklake:{}", cfg.catalog),
+        CatalogKind::Sqlite => format!("ducklake:sqlite:{}", cfg.catalog),
+        CatalogKind::Postgres => format!("ducklake:postgres:{}", cfg.catalog),
+    }
+}
+
+/// Replaces `password=…` values (libpq connection strings) so a catalog string can be shown.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.to_ascii_lowercase().find("password=") {
+        out.push_str(&rest[..i + "password=".len()]);
+        out.push_str("***");
+        let after = &rest[i + "password=".len()..];
+        let end = after
+            .find(|c: char| c.is_whitespace() || c == '\'' || c == '&')
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether `e` is what losing a race to initialize the lake looks like (another instance
+/// created the catalog or sluice's tables at the same moment). DuckDB's kind narrows it where it
+/// gives one: a concurrent DuckLake commit (a transaction error), an entry of DuckDB's or
+/// DuckLake's catalog that already exists (a catalog error). PostgreSQL's errors reach DuckDB
+/// untyped through the postgres scanner (its `duplicate key value` when two instances insert
+/// the catalog's first rows), and any error at commit is a transaction error, so DuckDB's
+/// wording decides within the kind.
+fn is_startup_race(e: &SinkError) -> bool {
+    let source = match e {
+        SinkError::CommitConflict { .. } => return true,
+        SinkError::Duck { source, .. } => source,
+        _ => return false,
+    };
+    let says = |text: &str| source.message.contains(text);
+    source.is_conflict()
+        || match source.kind {
+            ErrorKind::Catalog => says("already exists"),
+            ErrorKind::Transaction => {
+                says("has been created by another transaction")
+                    || says("duplicate key value")
+                    || says("already exists")
+            }
+            ErrorKind::Untyped => says("duplicate key value") || says("already exists"),
+            // A PostgreSQL schema created concurrently is a binder error.
+            ErrorKind::Other(_) => says("already exists"),
+            _ => false,
+        }
+}
+
+/// Whether the data path is on S3 (or an S3-compatible server).
+pub fn is_s3(data_path: &str) -> bool {
+    data_path
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("s3://")
+}
+
+/// `text` with every credential of `cfg` (S3 keys, a catalog password) replaced by `***`, for
+/// error messages and logs.
+pub fn scrub(text: &str, cfg: &LakeConfig) -> String {
+    let mut out = redact(text);
+    let s3 = cfg.s3.resolve(|k| std::env::var(k).ok());
+    for secret in [s3.secret_access_key, s3.session_token]
+        .into_iter()
+        .flatten()
+    {
+        if !secret.expose().is_empty() {
+            out = out.replace(secret.expose(), "***");
+        }
+    }
+    out
+}
+
+/// Creates the DuckDB secret httpfs uses for the S3 data path.
+fn create_s3_secret(conn: &Connection, cfg: &LakeConfig) -> Result<(), SinkError> {
+    conn.execute("LOAD httpfs").map_err(duck(
+        "load the DuckDB httpfs extension (run scripts/setup, or allow DuckDB to install it)",
+    ))?;
+    let s3 = cfg.s3.resolve(|k| std::env::var(k).ok());
+    let mut params = vec!["TYPE s3".to_string()];
+    let mut add = |key: &str, value: &str| params.push(format!("{key} {}", literal(value)));
+    if let Some(v) = &s3.access_key_id {
+        add("KEY_ID", v);
+    }
+    if let Some(v) = &s3.secret_access_key {
+        add("SECRET", v.expose());
+    }
+    if let Some(v) = &s3.session_token {
+        add("SESSION_TOKEN", v.expose());
+    }
+    if let Some(v) = &s3.region {
+        add("REGION", v);
+    }
+    if let Some(v) = &s3.endpoint {
+        add("ENDPOINT", v);
+    }
+    add(
+        "URL_STYLE",
+        match s3.url_style {
+            UrlStyle::Path => "path",
+            UrlStyle::Vhost => "vhost",
+        },
+    );
+    params.push(format!("USE_SSL {}", s3.use_ssl));
+    let sql = format!("CREATE OR REPLACE SECRET sluice_s3 ({})", params.join(", "));
+    conn.execute(&sql).map_err(|e| SinkError::Duck {
+        context: format!(
+            "create the S3 secret for data path {} (endpoint {}, key id {})",
+            cfg.data_path,
+            s3.endpoint.as_deref().unwrap_or("AWS"),
+            s3.access_key_id.as_deref().unwrap_or("none")
+        ),
+        source: e.with_message(scrub(&e.message, cfg)),
+    })?;
+    Ok(())
+}
+
+fn attach(conn: &Connection, cfg: &LakeConfig) -> Result<(), SinkError> {
+    conn.execute("LOAD ducklake").map_err(duck(
+        "load the DuckDB ducklake extension (run scripts/setup, or allow DuckDB to install it)",
+    ))?;
+    if is_s3(&cfg.data_path) {
+        create_s3_secret(conn, cfg)?;
+    }
+    let sql = format!(
+        "ATTACH {} AS {} (DATA_PATH {})",
+        literal(&attach_target(cfg)),
+        LAKE_ALIAS,
+        literal(&cfg.data_path)
+    );
+    conn.execute(&sql).map_err(|e| SinkError::Duck {
+        context: format!(
+            "attach the lake (catalog {} {}, data path {})",
+            format!("{:?}", cfg.catalog_kind).to_lowercase(),
+            redact(&cfg.catalog),
+            cfg.data_path
+        ),
+        source: e.with_message(scrub(&e.message, cfg)),
+    })?;
+    Ok(())
+}

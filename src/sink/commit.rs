@@ -1,0 +1,209 @@
+//! The one transaction of a flush: the batches through DuckDB's Arrow scan (views over Arrow C
+//! streams of the very buffers sluice decoded), the quarantined payloads, and the offsets
+//! update, committed together or not at all.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
+use super::duck::{DuckError, ident};
+use super::ffi_stream::BatchStream;
+use super::{
+    CommitReport, LAKE_ALIAS, Lake, QUARANTINE_TABLE, SinkError, TableFlush, duck, quarantine,
+};
+
+impl Lake {
+    /// Commits one table flush as one DuckLake transaction. On any error nothing is committed.
+    pub fn commit(&mut self, flush: &TableFlush<'_>) -> Result<CommitReport, SinkError> {
+        let table = flush.table;
+        // Views are created outside the transaction: a transaction may write to one attached
+        // database only, and the views live in DuckDB's in-memory catalog.
+        let mut streams = Vec::new();
+        let mut views = Vec::new();
+        let result = self.commit_inner(flush, &mut streams, &mut views);
+        if result.is_err() {
+            let _ = self.conn.execute("ROLLBACK");
+        }
+        for v in &views {
+            let _ = self
+                .conn
+                .execute(&format!("DROP VIEW IF EXISTS {}", ident(v)));
+        }
+        drop(streams);
+        match result {
+            Err(SinkError::Duck { source, .. }) if source.is_conflict() => {
+                Err(SinkError::CommitConflict {
+                    table: table.to_string(),
+                    message: source.message,
+                })
+            }
+            Err(e) => Err(e),
+            Ok(report) => {
+                if let Some(info) = self.tables.get_mut(table) {
+                    info.exists = true;
+                }
+                Ok(report)
+            }
+        }
+    }
+
+    fn register(
+        &self,
+        table: &str,
+        name: String,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        streams: &mut Vec<BatchStream>,
+        views: &mut Vec<String>,
+    ) -> Result<String, SinkError> {
+        let mut stream = BatchStream::new(schema, batches).map_err(|source| SinkError::Arrow {
+            table: table.to_string(),
+            source,
+        })?;
+        self.conn
+            .register_arrow_view(&name, &mut stream)
+            .map_err(duck(format!("hand batches for table {table} to DuckDB")))?;
+        streams.push(stream);
+        views.push(name.clone());
+        Ok(name)
+    }
+
+    fn commit_inner(
+        &mut self,
+        flush: &TableFlush<'_>,
+        streams: &mut Vec<BatchStream>,
+        views: &mut Vec<String>,
+    ) -> Result<CommitReport, SinkError> {
+        let table = flush.table;
+        let target = self.qualified(table);
+        let mut data_views = Vec::new();
+        let mut rows = 0u64;
+        for group in group_by_schema(flush.batches) {
+            rows += group.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            let name = format!("{}_{}", self.view_prefix, data_views.len());
+            let v = self.register(table, name, group[0].schema(), group, streams, views)?;
+            data_views.push(v);
+        }
+        let quarantine_view = if flush.quarantine.is_empty() {
+            None
+        } else {
+            let batch = quarantine::batch(&self.group, flush.quarantine).map_err(|source| {
+                SinkError::Arrow {
+                    table: QUARANTINE_TABLE.to_string(),
+                    source,
+                }
+            })?;
+            Some(self.register(
+                table,
+                format!("{}_quarantine", self.view_prefix),
+                batch.schema(),
+                vec![batch],
+                streams,
+                views,
+            )?)
+        };
+
+        let needs_create =
+            !data_views.is_empty() && !self.tables.get(table).is_some_and(|i| i.exists);
+        let create_columns = if needs_create {
+            Some(
+                match self.tables.get(table).and_then(|i| i.columns.clone()) {
+                    Some(c) => c,
+                    None => self.arrow_columns(&flush.batches[0].schema())?,
+                },
+            )
+        } else {
+            None
+        };
+
+        self.conn
+            .execute("BEGIN")
+            .map_err(duck("begin a lake transaction"))?;
+        if let Some(cols) = create_columns {
+            let cols_sql = cols
+                .iter()
+                .map(|(n, t)| format!("{} {}", ident(n), t))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.conn
+                .execute(&format!("CREATE TABLE IF NOT EXISTS {target} ({cols_sql})"))
+                .map_err(duck(format!("create table {table}")))?;
+        }
+        let mut inserted = 0;
+        for v in &data_views {
+            inserted += self
+                .conn
+                .execute(&format!(
+                    "INSERT INTO {target} BY NAME SELECT * FROM {}",
+                    ident(v)
+                ))
+                .map_err(duck(format!("insert into table {table}")))?;
+        }
+        if inserted != rows {
+            // Never commit a range whose rows did not all arrive.
+            return Err(SinkError::Duck {
+                context: format!("insert into table {table}"),
+                source: DuckError::new(format!(
+                    "DuckDB inserted {inserted} rows, the flush holds {rows}"
+                )),
+            });
+        }
+        if let Some(v) = &quarantine_view {
+            self.conn
+                .execute(&format!(
+                    "INSERT INTO {} SELECT *, now() FROM {}",
+                    self.qualified(QUARANTINE_TABLE),
+                    ident(v)
+                ))
+                .map_err(duck(format!("quarantine payloads of table {table}")))?;
+        }
+        self.update_offsets(flush.offsets)?;
+        if let Some(hook) = &self.commit_hook {
+            hook(table);
+        }
+        self.conn
+            .execute("COMMIT")
+            .map_err(duck(format!("commit the flush of table {table}")))?;
+        // Committed: what follows only describes the commit and cannot undo it.
+        let (files, file_bytes) = self.files_of_last_commit().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not count the files of the commit");
+            (0, 0)
+        });
+        Ok(CommitReport {
+            rows,
+            quarantined: flush.quarantine.len() as u64,
+            files,
+            file_bytes,
+        })
+    }
+
+    /// Data files (count, bytes) added by this connection's latest commit.
+    fn files_of_last_commit(&self) -> Result<(u64, u64), SinkError> {
+        let rows = self.query_rows(&format!(
+            "SELECT count(*), coalesce(sum(file_size_bytes), 0) FROM __ducklake_metadata_{LAKE_ALIAS}.ducklake_data_file \
+             WHERE begin_snapshot = (SELECT id FROM {LAKE_ALIAS}.last_committed_snapshot())"
+        ))?;
+        let v = |i: usize| {
+            rows.first()
+                .and_then(|r| r.get(i).cloned().flatten())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((v(0), v(1)))
+    }
+}
+
+/// Splits batches into runs of equal schema (one Arrow stream each).
+fn group_by_schema(batches: &[RecordBatch]) -> Vec<Vec<RecordBatch>> {
+    let mut groups: Vec<Vec<RecordBatch>> = Vec::new();
+    for b in batches {
+        match groups.last_mut() {
+            Some(g) if Arc::ptr_eq(&g[0].schema(), &b.schema()) || g[0].schema() == b.schema() => {
+                g.push(b.clone())
+            }
+            _ => groups.push(vec![b.clone()]),
+        }
+    }
+    groups
+}
