@@ -17,7 +17,7 @@ use rdkafka::types::RDKafkaRespErr;
 
 pub use owner::KafkaMessage;
 
-use crate::config::{KafkaConfig, StartFrom};
+use crate::config::KafkaConfig;
 
 /// Errors of the Kafka source.
 #[derive(Debug, thiserror::Error)]
@@ -224,44 +224,11 @@ pub struct KafkaSource {
     brokers: String,
 }
 
-/// librdkafka properties whose defaults sluice changes; `kafka.properties` overrides them.
-pub const DEFAULT_KAFKA_PROPERTIES: &[(&str, &str)] = &[
-    // High watermarks (consumer lag) and broker states for the metrics endpoint.
-    ("statistics.interval.ms", "5000"),
-    // librdkafka's 1000 ms default postpones a partition's next fetch by a whole second once
-    // its prefetch queue was full. sluice fills that queue by design whenever the memory cap
-    // holds the loop for a flush (FINDINGS.md section 7 has the before/after numbers).
-    ("fetch.queue.backoff.ms", "10"),
-];
-
-/// The consumer's librdkafka configuration (the benchmarks' consume ceiling uses it too).
+/// The consumer's librdkafka configuration, from [`KafkaConfig::librdkafka_properties`] (the
+/// benchmarks' consume ceiling uses it too).
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.brokers)
-        .set("group.id", &cfg.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .set(
-            "auto.offset.reset",
-            match cfg.start_from {
-                StartFrom::Earliest => "earliest",
-                StartFrom::Latest => "latest",
-            },
-        )
-        .set(
-            "queued.max.messages.kbytes",
-            cfg.queued_max_messages_kbytes.to_string(),
-        )
-        .set("fetch.max.bytes", cfg.fetch_max_bytes.to_string())
-        .set(
-            "max.partition.fetch.bytes",
-            cfg.max_partition_fetch_bytes.to_string(),
-        );
-    for (k, v) in DEFAULT_KAFKA_PROPERTIES {
-        c.set(*k, *v);
-    }
-    for (k, v) in &cfg.properties {
+    for (k, v) in cfg.librdkafka_properties() {
         c.set(k, v);
     }
     c

@@ -1,0 +1,197 @@
+//! `[lake]`: the DuckLake catalog, the data path and S3 access.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, invalid};
+
+/// Kind of the DuckLake catalog database (closed set).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogKind {
+    /// A DuckDB database file (the embedded default).
+    Duckdb,
+    /// A SQLite database file.
+    Sqlite,
+    /// A PostgreSQL database (`catalog` is a libpq connection string).
+    Postgres,
+}
+
+/// DuckLake settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// Catalog database kind.
+    pub catalog_kind: CatalogKind,
+    /// Catalog location: a file path (duckdb, sqlite) or a libpq connection string (postgres).
+    pub catalog: String,
+    /// Where Parquet files go: a local directory or an `s3://bucket/prefix/` URL.
+    pub data_path: String,
+    /// DuckDB schema inside the lake that holds the tables.
+    pub schema: String,
+    /// DuckDB extension directory; unset means DuckDB's default (`~/.duckdb/extensions`).
+    pub extension_directory: Option<PathBuf>,
+    /// DuckDB threads used for Parquet writing; unset means DuckDB's default (all cores).
+    pub threads: Option<u32>,
+    /// DuckDB `memory_limit`, e.g. `"2GB"`; unset means DuckDB's default (80% of RAM).
+    pub memory_limit: Option<String>,
+    /// S3 (or S3-compatible, e.g. MinIO) access for an `s3://` data path.
+    pub s3: S3Config,
+}
+
+/// A credential: deserialized and serialized as its plain value, but never printed by `Debug`
+/// (so it cannot reach a log line through a `{:?}` of the configuration).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The credential itself, for the one place that hands it to DuckDB.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// How bucket names appear in S3 URLs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UrlStyle {
+    /// `https://endpoint/bucket/key` (MinIO and most S3-compatible servers).
+    Path,
+    /// `https://bucket.endpoint/key` (AWS S3).
+    Vhost,
+}
+
+/// S3 settings, handed to DuckDB's httpfs as a secret. Unset values fall back to the standard
+/// AWS environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+/// `AWS_REGION` or `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// `host:port` of an S3-compatible server, or a URL (`http://` turns SSL off); unset: AWS.
+    pub endpoint: Option<String>,
+    /// Region, e.g. `us-east-1`.
+    pub region: Option<String>,
+    /// `path` or `vhost`; unset: path style with a custom endpoint, vhost for AWS.
+    pub url_style: Option<UrlStyle>,
+    /// HTTPS to the endpoint; unset: from the endpoint URL's scheme, else true.
+    pub use_ssl: Option<bool>,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key (never logged).
+    pub secret_access_key: Option<Secret>,
+    /// Session token of temporary credentials (never logged).
+    pub session_token: Option<Secret>,
+}
+
+/// S3 settings with the environment's fallbacks applied: what DuckDB gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Resolved {
+    /// `host:port`, without scheme.
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// `path` or `vhost`.
+    pub url_style: UrlStyle,
+    /// HTTPS.
+    pub use_ssl: bool,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<Secret>,
+    /// Session token.
+    pub session_token: Option<Secret>,
+}
+
+impl S3Config {
+    /// Applies the AWS environment fallbacks (`env` looks a variable up, e.g. `std::env::var`).
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> S3Resolved {
+        let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let raw_endpoint =
+            nonempty(self.endpoint.clone()).or_else(|| nonempty(env("AWS_ENDPOINT_URL")));
+        let (endpoint, scheme_ssl) = match raw_endpoint {
+            None => (None, None),
+            Some(e) => {
+                let e = e.trim().trim_end_matches('/').to_string();
+                if let Some(rest) = e.strip_prefix("http://") {
+                    (Some(rest.to_string()), Some(false))
+                } else if let Some(rest) = e.strip_prefix("https://") {
+                    (Some(rest.to_string()), Some(true))
+                } else {
+                    (Some(e), None)
+                }
+            }
+        };
+        let url_style = self.url_style.unwrap_or(if endpoint.is_some() {
+            UrlStyle::Path
+        } else {
+            UrlStyle::Vhost
+        });
+        S3Resolved {
+            use_ssl: self.use_ssl.or(scheme_ssl).unwrap_or(true),
+            url_style,
+            endpoint,
+            region: nonempty(self.region.clone())
+                .or_else(|| nonempty(env("AWS_REGION")))
+                .or_else(|| nonempty(env("AWS_DEFAULT_REGION"))),
+            access_key_id: nonempty(self.access_key_id.clone())
+                .or_else(|| nonempty(env("AWS_ACCESS_KEY_ID"))),
+            secret_access_key: self
+                .secret_access_key
+                .clone()
+                .filter(|s| !s.expose().is_empty())
+                .or_else(|| nonempty(env("AWS_SECRET_ACCESS_KEY")).map(Secret)),
+            session_token: self
+                .session_token
+                .clone()
+                .filter(|s| !s.expose().is_empty())
+                .or_else(|| nonempty(env("AWS_SESSION_TOKEN")).map(Secret)),
+        }
+    }
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            catalog_kind: CatalogKind::Duckdb,
+            catalog: "sluice.ducklake".into(),
+            data_path: "sluice_data/".into(),
+            schema: "main".into(),
+            extension_directory: None,
+            threads: None,
+            memory_limit: None,
+            s3: S3Config::default(),
+        }
+    }
+}
+
+impl LakeConfig {
+    /// Checks the `[lake]` keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, v) in [
+            ("lake.catalog", &self.catalog),
+            ("lake.data_path", &self.data_path),
+            ("lake.schema", &self.schema),
+        ] {
+            if v.trim().is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+        }
+        if self.threads == Some(0) {
+            return Err(invalid("lake.threads", "must be at least 1"));
+        }
+        Ok(())
+    }
+}

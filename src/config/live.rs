@@ -1,0 +1,48 @@
+//! `[live]`: the live Arrow Flight endpoint and its retention.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, check_address, invalid};
+
+/// The live Arrow Flight endpoint: the decoded batches, retained per topic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Serve Flight at all.
+    pub enabled: bool,
+    /// Listen address (`host:port`; port 0 picks a free one).
+    pub address: String,
+    /// Bytes of batches retained per topic.
+    pub retention_bytes: u64,
+    /// Age after which retained batches are dropped.
+    pub retention_ms: u64,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            enabled: true,
+            // 8815 is the port Arrow Flight examples conventionally use.
+            address: "127.0.0.1:8815".into(),
+            retention_bytes: 256 * 1024 * 1024,
+            retention_ms: 300_000,
+        }
+    }
+}
+
+impl LiveConfig {
+    /// Checks the `[live]` keys (only when it is enabled).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        check_address("live.address", &self.address, "127.0.0.1:8815")?;
+        if self.retention_bytes == 0 {
+            return Err(invalid("live.retention_bytes", "must be greater than 0"));
+        }
+        if self.retention_ms == 0 {
+            return Err(invalid("live.retention_ms", "must be greater than 0"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,242 @@
+//! Loading and validating the whole configuration (figment layering, key names in errors).
+#![allow(clippy::result_large_err)] // figment::Jail's closures return figment's error type.
+
+use super::*;
+use figment::Jail;
+
+fn load_in_jail(toml: &str) -> Result<Config, ConfigError> {
+    let mut out = None;
+    Jail::expect_with(|jail| {
+        jail.create_file("sluice.toml", toml)?;
+        out = Some(Config::load(Some(Path::new("sluice.toml"))));
+        Ok(())
+    });
+    out.unwrap()
+}
+
+#[test]
+fn file_then_env_layering() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "sluice.toml",
+            r#"
+            [kafka]
+            brokers = "k1:9092"
+            topics = ["events", "Page-Views"]
+            [kafka.properties]
+            "security.protocol" = "SASL_SSL"
+            [flush]
+            max_rows = 500
+            "#,
+        )?;
+        jail.set_env("SLUICE_KAFKA__BROKERS", "k2:9092");
+        jail.set_env("SLUICE_FLUSH__RETRY__ATTEMPTS", "3");
+        let cfg = Config::load(Some(Path::new("sluice.toml"))).unwrap();
+        assert_eq!(cfg.kafka.brokers, "k2:9092");
+        assert_eq!(cfg.kafka.topics, vec!["events", "Page-Views"]);
+        assert_eq!(cfg.flush.max_rows, 500);
+        assert_eq!(cfg.flush.retry.attempts, 3);
+        assert_eq!(cfg.flush.max_bytes, 128 * 1024 * 1024);
+        assert_eq!(
+            cfg.kafka
+                .properties
+                .get("security.protocol")
+                .map(String::as_str),
+            Some("SASL_SSL")
+        );
+        assert_eq!(cfg.tables.table_for("Page-Views"), "page_views");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_key_in_file_is_named() {
+    let err = load_in_jail("[kafka]\ntopics=[\"a\"]\nbrokerz = \"x\"\n").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("unknown field: found `brokerz`"), "{text}");
+    assert!(text.contains("kafka.brokerz"), "{text}");
+}
+
+#[test]
+fn unknown_section_is_named() {
+    let err = load_in_jail("[kafak]\ntopics=[\"a\"]\n").unwrap_err();
+    assert!(
+        err.to_string().contains("unknown field: found `kafak`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_env_key_is_named() {
+    Jail::expect_with(|jail| {
+        jail.set_env("SLUICE_KAFKA__TOPICS", "[\"a\"]");
+        jail.set_env("SLUICE_FLUSH__MAX_BYTEZ", "5");
+        let err = Config::load(None).unwrap_err().to_string();
+        assert!(err.contains("unknown field: found `max_bytez`"), "{err}");
+        assert!(err.contains("SLUICE_"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_value_type_is_named() {
+    let err = load_in_jail("[kafka]\ntopics=[\"a\"]\n[flush]\nmax_rows = \"many\"\n").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("flush.max_rows"), "{text}");
+    assert!(
+        text.contains("invalid type: found string \"many\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_enum_value_is_named() {
+    let err = load_in_jail("[kafka]\ntopics=[\"a\"]\nstart_from = \"middle\"\n").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("kafka.start_from"), "{text}");
+    assert!(text.contains("unknown variant: found `middle`"), "{text}");
+}
+
+#[test]
+fn validation_names_the_key() {
+    let cases = [
+        (
+            "[kafka]\ntopics=[]\n",
+            "`kafka.topics` must list at least one topic",
+        ),
+        (
+            "[kafka]\ntopics=[\"a\"]\n[flush]\nmax_bytes=0\n",
+            "`flush.max_bytes` must be greater than 0",
+        ),
+        (
+            "[kafka]\ntopics=[\"a\"]\n[kafka.properties]\n\"enable.auto.commit\"=\"true\"\n",
+            "`kafka.properties.enable.auto.commit` is set by sluice",
+        ),
+        (
+            "[kafka]\ntopics=[\"a\"]\n[flush.retry]\nattempts=0\n",
+            "`flush.retry.attempts` must be at least 1",
+        ),
+        (
+            "[kafka]\ntopics=[\"a\"]\n[tables.map]\na=\"sluice_x\"\n",
+            "`tables.map.a` must not start with `sluice_`",
+        ),
+        (
+            "[kafka]\ntopics=[\"a\"]\n[log]\nlevel=\"[[\"\n",
+            "`log.level` is not a valid filter",
+        ),
+    ];
+    for (toml, want) in cases {
+        let err = load_in_jail(toml).unwrap_err().to_string();
+        assert!(err.contains(want), "for {toml:?}: got {err}, want {want}");
+    }
+}
+
+#[test]
+fn the_memory_budget_reserves_live_retention_and_prefetch() {
+    let mut cfg = Config::default();
+    cfg.kafka.topics = vec!["a".into(), "b".into()];
+    const MIB: u64 = 1024 * 1024;
+    // Defaults: 1024 MiB budget; 256 MiB live per topic; 64 MiB queue + 50 MiB fetch.
+    assert_eq!(
+        cfg.memory_budget(),
+        MemoryBudget {
+            total: 1024 * MIB,
+            live: 512 * MIB,
+            prefetch: 64 * MIB + 52_428_800,
+            pending: 1024 * MIB - 512 * MIB - 64 * MIB - 52_428_800,
+        }
+    );
+    cfg.live.enabled = false;
+    assert_eq!(cfg.memory_budget().live, 0);
+    cfg.live.enabled = true;
+    cfg.kafka.topics.extend(["c".into(), "d".into()]);
+    assert_eq!(
+        cfg.validate().unwrap_err().to_string(),
+        "configuration error: `flush.memory_cap_bytes` (1024 MiB) leaves nothing for pending \
+         data: the live ring reserves 1024 MiB (live.retention_bytes × 4 topics) and \
+         librdkafka's prefetch 114 MiB (kafka.queued_max_messages_kbytes + \
+         kafka.fetch_max_bytes); raise it or lower those"
+    );
+}
+
+#[test]
+fn s3_settings_fall_back_to_the_aws_environment() {
+    let env = |k: &str| match k {
+        "AWS_ACCESS_KEY_ID" => Some("env-key".to_string()),
+        "AWS_SECRET_ACCESS_KEY" => Some("env-secret".to_string()),
+        "AWS_DEFAULT_REGION" => Some("eu-west-1".to_string()),
+        "AWS_ENDPOINT_URL" => Some("http://minio:9000/".to_string()),
+        _ => None,
+    };
+    let r = S3Config::default().resolve(env);
+    assert_eq!(
+        r,
+        S3Resolved {
+            endpoint: Some("minio:9000".into()),
+            region: Some("eu-west-1".into()),
+            url_style: UrlStyle::Path,
+            use_ssl: false,
+            access_key_id: Some("env-key".into()),
+            secret_access_key: Some(Secret::new("env-secret")),
+            session_token: None,
+        }
+    );
+    // Configured values win; no endpoint means AWS: vhost style over HTTPS.
+    let cfg = S3Config {
+        region: Some("us-east-2".into()),
+        access_key_id: Some("cfg-key".into()),
+        ..Default::default()
+    };
+    let r = cfg.resolve(|_| None);
+    assert_eq!(
+        (r.endpoint, r.region.as_deref(), r.url_style, r.use_ssl),
+        (None, Some("us-east-2"), UrlStyle::Vhost, true)
+    );
+    assert_eq!(r.access_key_id.as_deref(), Some("cfg-key"));
+    assert_eq!(format!("{:?}", Secret::new("x")), "\"***\"");
+}
+
+#[test]
+fn missing_file_is_named() {
+    let err = Config::load(Some(Path::new("/nonexistent/sluice.toml"))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "configuration error: config file /nonexistent/sluice.toml does not exist"
+    );
+}
+
+#[test]
+fn the_example_config_is_valid_and_matches_the_defaults() {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sluice.example.toml"));
+    let mut out = None;
+    Jail::expect_with(|_| {
+        out = Some(Config::load(Some(path)));
+        Ok(())
+    });
+    let cfg = out.unwrap().unwrap();
+    let mut want = Config::default();
+    want.kafka.topics = vec!["events".into()];
+    assert_eq!(cfg, want);
+}
+
+#[test]
+fn table_names_follow_the_map_then_the_template() {
+    let mut t = TablesConfig::default();
+    assert_eq!(t.table_for("Web.Events"), "web_events");
+    t.name_template = "raw_{topic}_v1".into();
+    t.map.insert("orders".into(), "Orders Table".into());
+    assert_eq!(t.table_for("Web.Events"), "raw_web_events_v1");
+    assert_eq!(t.table_for("orders"), "Orders Table");
+    t.name_template = "{topic}".into();
+    // Never one of sluice's own tables.
+    assert_eq!(t.table_for("sluice_offsets"), "t_sluice_offsets");
+    assert!(is_topic_pattern("^events_.*") && !is_topic_pattern("events"));
+}
+
+#[test]
+fn table_names_from_topics() {
+    assert_eq!(table_name_from_topic("events"), "events");
+    assert_eq!(table_name_from_topic("Web.Events-v2"), "web_events_v2");
+    assert_eq!(table_name_from_topic("2024events"), "t_2024events");
+    assert_eq!(table_name_from_topic("ü"), "_");
+}
