@@ -24,6 +24,7 @@ use sluice::config::Config;
 use sluice::live::flight::FlightServer;
 use sluice::live::ring::Ring;
 use sluice::observe::Stats;
+use sluice::observe::server::Servers;
 use sluice::pipeline::Pipeline;
 use sluice_producer::events::{EventGen, generate};
 use sluice_producer::{ArrowProducer, Encoding};
@@ -114,6 +115,7 @@ struct Rig {
     stats: Arc<Stats>,
     ring: Arc<Ring>,
     server: FlightServer,
+    servers: Option<Servers>,
     stop: Arc<AtomicBool>,
     ingest: Option<std::thread::JoinHandle<Result<(), sluice::pipeline::PipelineError>>>,
 }
@@ -124,7 +126,7 @@ impl Rig {
         cluster.create_topic(TOPIC, PARTITIONS, 1)?;
         let brokers = cluster.bootstrap_servers();
         let dir = tempfile::tempdir()?;
-        let mut cfg = sluice::demo::mock_config(&brokers, TOPIC, dir.path());
+        let mut cfg = sluice::cli::demo::mock_config(&brokers, TOPIC, dir.path());
         cfg.kafka.group_id = "sluice-bench".into();
         cfg.kafka
             .properties
@@ -140,7 +142,9 @@ impl Rig {
         cfg.validate()?;
         let stats = Arc::new(Stats::default());
         let pipeline = Pipeline::new(&cfg, stats.clone())?;
-        let (ring, server) = sluice::live::start(&cfg.live)?.context("live is enabled")?;
+        let servers = Servers::new()?;
+        let (ring, server) =
+            sluice::live::start(&cfg.live, &servers)?.context("live is enabled")?;
         pipeline.attach_live(ring.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let ingest = {
@@ -155,6 +159,7 @@ impl Rig {
             stats,
             ring,
             server,
+            servers: Some(servers),
             stop,
             ingest: Some(ingest),
         })
@@ -198,7 +203,9 @@ impl Rig {
 
     fn finish(mut self) -> Result<()> {
         self.stop_ingest()?;
-        self.server.stop();
+        if let Some(s) = self.servers.take() {
+            s.stop();
+        }
         Ok(())
     }
 }
@@ -319,7 +326,7 @@ fn throughput(a: &Args, followers: usize) -> Result<()> {
     let sample = || {
         max_retained.fetch_max(ring.retained_bytes(), Relaxed);
     };
-    let produced = sluice::demo::produce_paced(
+    let produced = sluice::cli::demo::produce_paced(
         &producer,
         &mut gen_,
         a.rows,

@@ -2,28 +2,31 @@
 //! copying them to decode.
 //!
 //! ```text
-//! Kafka ──poll──> KafkaMessage ──Buffer (no copy)──> decode ──RecordBatch──> pending[table]
-//!   (source)        (owner of the librdkafka message)  (stream|file, lz4|zstd)   (pipeline)
-//!   ──flush──> DuckDB Arrow scan (C Data Interface) ──> DuckLake txn {data + offsets + quarantine}
-//!                                   (sink)
+//! Kafka ──poll──> KafkaMessage ──Buffer (no copy)──> decode ──RecordBatch──┬──> pending[table]
+//!  (source)   (owns the librdkafka message)   (stream|file, lz4|zstd)      └──> live ring[topic]
+//! pending[table] ──flush──> DuckDB Arrow scan (C Data Interface) ──> DuckLake txn
+//!  (pipeline)                            (sink)                 {data + offsets + quarantine}
+//! live ring[topic] ──> Flight DoGet (replay / follow)  (live)
 //! ```
 //!
 //! - [`source`] — the Kafka consumer and the message owner that backs Arrow buffers.
 //! - [`decode`] — in-place IPC decoding, with copied bytes measured.
-//! - [`sink`] — DuckDB/DuckLake: the Arrow stream handoff and the exactly-once commit.
-//! - [`live`] — the retention ring behind the live Arrow Flight endpoint.
-//! - [`pipeline`] — flush policy, memory cap, rebalances, quarantine, clean stop.
-//! - [`config`] — figment-layered configuration, validated before start.
-//! - [`observe`] — counters.
-//! - [`demo`] — `sluice demo`, the whole pipeline on embedded parts.
+//! - [`sink`] — DuckDB/DuckLake: attach, offsets, schema fit, the exactly-once commit,
+//!   quarantine.
+//! - [`live`] — the retention ring and the live Arrow Flight endpoint.
+//! - [`pipeline`] — the loop: partitions, pending data, the flush policy, commit outcomes.
+//! - [`config`] — figment-layered configuration, one section per stage, validated before start.
+//! - [`observe`] — counters, `/metrics`, health checks, the server runtime (a leaf).
+//! - [`cli`] — `sluice run`, `check` and `demo`, assembling the stages once.
+//! - [`retry`] — the one backoff policy of every retry loop; [`sync`] — poison-tolerant locks.
 
+pub mod cli;
 pub mod config;
 pub mod decode;
-pub mod demo;
 pub mod live;
-pub mod metrics;
 pub mod observe;
 pub mod pipeline;
 pub mod retry;
 pub mod sink;
 pub mod source;
+pub mod sync;

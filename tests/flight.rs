@@ -8,13 +8,35 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::*;
-use sluice::live::flight::{FlightServer, LiveFlight};
+use sluice::live::flight::{self, LiveFlight};
 use sluice::live::ring::{Retention, Ring};
+use sluice::observe::server::Servers;
 use sluice::pipeline::Pipeline;
 use sluice::sink::Lake;
 use sluice_producer::Encoding;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_client.py");
+
+/// A Flight endpoint over a ring, on a server runtime of its own.
+struct FlightServer {
+    servers: Servers,
+    addr: std::net::SocketAddr,
+}
+
+impl FlightServer {
+    fn start(ring: &std::sync::Arc<Ring>) -> FlightServer {
+        let servers = Servers::new().unwrap();
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let addr = flight::serve(&servers, LiveFlight::new(ring.clone()), addr)
+            .unwrap()
+            .addr;
+        FlightServer { servers, addr }
+    }
+
+    fn stop(self) {
+        self.servers.stop();
+    }
+}
 
 fn start_with_flight(
     cfg: &sluice::config::Config,
@@ -23,11 +45,7 @@ fn start_with_flight(
         max_bytes: 1 << 30,
         max_age: Duration::from_secs(600),
     });
-    let server = FlightServer::start(
-        LiveFlight::new(ring.clone()),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .unwrap();
+    let server = FlightServer::start(&ring);
     let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
     let run = Running::start_with(cfg, lake, |p: &Pipeline| p.attach_live(ring.clone()));
     (run, server, ring)
@@ -192,11 +210,7 @@ fn a_slow_reader_is_cut_off_with_the_lag_while_ingestion_goes_on() {
         max_bytes: 1_100_000,
         max_age: Duration::from_secs(600),
     });
-    let server = FlightServer::start(
-        LiveFlight::new(ring.clone()),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .unwrap();
+    let server = FlightServer::start(&ring);
     let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
     let run = Running::start_with(&cfg, lake, |p: &Pipeline| p.attach_live(ring.clone()));
     run.wait("first rows", Duration::from_secs(60), |s| {

@@ -16,7 +16,7 @@ use sluice_producer::events::{EventGen, generate};
 use sluice_producer::{BodyCompression, Encoding, IpcFormat};
 
 /// Produces `total` events (seq 0..total) in messages of `rows`, round robin over
-/// `partitions`, on a thread, paced by what `stats` consumed (`sluice::demo::produce_paced`:
+/// `partitions`, on a thread, paced by what `stats` consumed (`sluice::cli::demo::produce_paced`:
 /// the mock cluster keeps only 5 MiB per partition).
 fn produce_paced(
     kafka: &Kafka,
@@ -29,7 +29,7 @@ fn produce_paced(
     let p = kafka.producer(topic, Encoding::default());
     std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(120);
-        let sent = sluice::demo::produce_paced(
+        let sent = sluice::cli::demo::produce_paced(
             &p,
             &mut EventGen::starting_at(9, 0),
             total as u64,

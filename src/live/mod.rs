@@ -1,16 +1,65 @@
 //! `live`: what Flight readers see. [`ring`] retains the decoded batches per topic, bounded by
-//! bytes and age, without copying them; the Flight service (next) serves them.
+//! bytes and age, without copying them ([`compact`] copies those whose commit passed);
+//! [`flight`] serves them; [`ticket`] parses what a reader asks for.
 
+pub mod compact;
 pub mod flight;
 pub mod ring;
+pub mod ticket;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::LiveConfig;
+use tonic::Status;
 
-/// Creates the ring and starts the Flight server if `cfg.enabled`.
-pub fn start(cfg: &LiveConfig) -> std::io::Result<Option<(Arc<ring::Ring>, flight::FlightServer)>> {
+use crate::config::LiveConfig;
+use crate::observe::server::Servers;
+use ring::ReadError;
+
+/// Why a Flight request cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The ticket does not parse (the text says why).
+    #[error("bad ticket: {0}")]
+    BadTicket(String),
+    /// A descriptor's path is not `[topic]`.
+    #[error("descriptor path must be [topic], got {0:?}")]
+    BadDescriptor(Vec<String>),
+    /// The ring cannot serve the read (unknown topic, position gone, reader too slow).
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// `DoAction` with an action sluice does not have.
+    #[error("unknown action {0:?}; actions: stats, health")]
+    UnknownAction(String),
+    /// A Flight method sluice does not offer (the text says what to use).
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// A schema could not be encoded.
+    #[error("{0}")]
+    Encode(#[from] arrow::error::ArrowError),
+}
+
+impl From<LiveError> for Status {
+    fn from(e: LiveError) -> Status {
+        let text = e.to_string();
+        match e {
+            LiveError::BadTicket(_) | LiveError::BadDescriptor(_) | LiveError::UnknownAction(_) => {
+                Status::invalid_argument(text)
+            }
+            LiveError::Read(ReadError::UnknownTopic(_)) => Status::not_found(text),
+            LiveError::Read(ReadError::OutOfRange { .. }) => Status::out_of_range(text),
+            LiveError::Read(ReadError::Lagged { .. }) => Status::resource_exhausted(text),
+            LiveError::Unsupported(_) => Status::unimplemented(text),
+            LiveError::Encode(_) => Status::internal(text),
+        }
+    }
+}
+
+/// Creates the ring and serves Flight on `servers` if `cfg.enabled`.
+pub fn start(
+    cfg: &LiveConfig,
+    servers: &Servers,
+) -> std::io::Result<Option<(Arc<ring::Ring>, flight::FlightServer)>> {
     if !cfg.enabled {
         return Ok(None);
     }
@@ -24,6 +73,6 @@ pub fn start(cfg: &LiveConfig) -> std::io::Result<Option<(Arc<ring::Ring>, fligh
         max_bytes: cfg.retention_bytes,
         max_age: Duration::from_millis(cfg.retention_ms),
     });
-    let server = flight::FlightServer::start(flight::LiveFlight::new(ring.clone()), addr)?;
+    let server = flight::serve(servers, flight::LiveFlight::new(ring.clone()), addr)?;
     Ok(Some((ring, server)))
 }

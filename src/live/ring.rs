@@ -7,8 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayData, RecordBatch, StructArray};
-use arrow::buffer::Buffer;
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
 use crate::source::MessageMeta;
@@ -170,7 +169,7 @@ impl Ring {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, TopicRing>> {
-        self.topics.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.topics)
     }
 
     /// Appends the batches of one message (sharing them) and evicts what retention no longer
@@ -342,7 +341,7 @@ impl Ring {
         let copies: Vec<(u64, RecordBatch, u64)> = todo
             .into_iter()
             .map(|(seq, b)| {
-                let (copy, n) = deep_copy(&b);
+                let (copy, n) = super::compact::deep_copy(&b);
                 (seq, copy, n)
             })
             .collect();
@@ -400,47 +399,10 @@ impl Ring {
     }
 }
 
-/// A copy of `batch` whose buffers are all newly allocated, and the bytes copied.
-fn deep_copy(batch: &RecordBatch) -> (RecordBatch, u64) {
-    let mut copied = 0;
-    let data = copy_data(&StructArray::from(batch.clone()).into_data(), &mut copied);
-    let schema: SchemaRef = batch.schema();
-    let copy = RecordBatch::from(StructArray::from(data))
-        .with_schema(schema)
-        .expect("a copy has its original's schema");
-    (copy, copied)
-}
-
-fn copy_data(data: &ArrayData, copied: &mut u64) -> ArrayData {
-    let mut copy_buffer = |b: &Buffer| {
-        *copied += b.len() as u64;
-        Buffer::from_slice_ref(b.as_slice())
-    };
-    let buffers: Vec<Buffer> = data.buffers().iter().map(&mut copy_buffer).collect();
-    let nulls = data.nulls().map(|n| {
-        let b = copy_buffer(n.buffer());
-        arrow::buffer::NullBuffer::new(arrow::buffer::BooleanBuffer::new(b, n.offset(), n.len()))
-    });
-    let children: Vec<ArrayData> = data
-        .child_data()
-        .iter()
-        .map(|c| copy_data(c, copied))
-        .collect();
-    let builder = data
-        .clone()
-        .into_builder()
-        .buffers(buffers)
-        .nulls(nulls)
-        .child_data(children);
-    // SAFETY: every buffer is a byte-for-byte copy of a buffer of valid ArrayData, with the
-    // same type, length, offset and null layout, so the copy is exactly as valid.
-    unsafe { builder.build_unchecked() }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{DictionaryArray, Int64Array, StringArray};
+    use arrow::array::{Array, ArrayData, DictionaryArray, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 
     fn batch(ids: std::ops::Range<i64>) -> RecordBatch {

@@ -28,7 +28,7 @@ mod settle;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::topic_partition_list::Offset;
@@ -41,6 +41,7 @@ use crate::sink::{Lake, OFFSETS_TABLE, SinkError};
 use crate::source::{
     ConsumerActions, KafkaMessage, KafkaSource, PartitionKey, RebalanceHandler, SourceError,
 };
+use crate::sync::lock;
 use commit::{Committer, FlushJob};
 use ingest::{Decoding, Ingested};
 use partitions::{Partitions, Route};
@@ -120,10 +121,6 @@ struct Rebalance {
     inbox: Arc<Inbox>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl RebalanceHandler for Rebalance {
     fn assigned(&self, list: &[PartitionKey]) -> Vec<Offset> {
         match lock(&self.line).assign(list) {
@@ -159,7 +156,8 @@ pub struct Pipeline {
 impl Pipeline {
     /// Opens the lake, creates the consumer and subscribes to the configured topics.
     pub fn new(cfg: &Config, stats: Arc<Stats>) -> Result<Self, PipelineError> {
-        let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
+        let conflicts = Backoff::conflicts(&cfg.flush.retry);
+        let lake = Lake::open_with(&cfg.lake, &cfg.kafka.group_id, conflicts)?;
         Self::with_lake(cfg, lake, stats)
     }
 

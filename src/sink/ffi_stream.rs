@@ -108,11 +108,7 @@ unsafe extern "C" fn get_next(
 ) -> c_int {
     // SAFETY: private_data was set by BatchStream::new and is freed only by `release`.
     let private = unsafe { &*((*stream).private_data as *const Private) };
-    let next = private
-        .batches
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .next();
+    let next = crate::sync::lock(&private.batches).next();
     let array = match next {
         // Shares the batch's buffers: FFI_ArrowArray holds references, DuckDB releases them.
         Some(batch) => FFI_ArrowArray::new(&StructArray::from(batch).into_data()),

@@ -123,7 +123,7 @@ pub struct SluiceContext {
 
 impl ClientContext for SluiceContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let Some(stats) = self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+        let Some(stats) = crate::sync::lock(&self.stats).clone() else {
             return;
         };
         let up = statistics
@@ -131,11 +131,8 @@ impl ClientContext for SluiceContext {
             .values()
             .filter(|b| b.nodeid >= 0 && b.state == "UP")
             .count() as u64;
-        *stats.brokers_up.lock().unwrap_or_else(|p| p.into_inner()) = Some(up);
-        let assigned: Vec<(String, i32)> = stats
-            .partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        *crate::sync::lock(&stats.brokers_up) = Some(up);
+        let assigned: Vec<(String, i32)> = crate::sync::lock(&stats.partitions)
             .keys()
             .cloned()
             .collect();
@@ -159,11 +156,7 @@ impl ConsumerContext for SluiceContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let handler = self
-            .handler
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let handler = crate::sync::lock(&self.handler).clone();
         let parts: Vec<PartitionKey> = tpl
             .elements()
             .iter()
@@ -252,32 +245,17 @@ impl KafkaSource {
 
     /// Sends librdkafka's statistics (high watermarks, broker states) to `stats`.
     pub fn set_stats(&self, stats: Arc<crate::observe::Stats>) {
-        *self
-            .consumer
-            .context()
-            .stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(stats);
+        *crate::sync::lock(&self.consumer.context().stats) = Some(stats);
     }
 
     /// Installs the rebalance handler (before subscribing).
     pub fn set_handler(&self, handler: Arc<dyn RebalanceHandler>) {
-        *self
-            .consumer
-            .context()
-            .handler
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(handler);
+        *crate::sync::lock(&self.consumer.context().handler) = Some(handler);
     }
 
     /// Removes the rebalance handler (breaks the consumer → handler → pipeline cycle at shutdown).
     pub fn clear_handler(&self) {
-        *self
-            .consumer
-            .context()
-            .handler
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = None;
+        *crate::sync::lock(&self.consumer.context().handler) = None;
     }
 
     /// Joins the group for `topics`.

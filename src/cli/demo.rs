@@ -11,9 +11,9 @@ use rdkafka::mocking::MockCluster;
 use sluice_producer::events::{EventGen, generate};
 use sluice_producer::{ArrowProducer, BodyCompression, Encoding, IpcFormat};
 
+use super::assemble;
 use crate::config::{Config, StartFrom};
 use crate::observe::{FLUSH_TRIGGERS, Stats};
-use crate::pipeline::Pipeline;
 use crate::sink::Lake;
 
 /// What the demo does.
@@ -153,13 +153,16 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
 
     let mut cfg = mock_config(&brokers, TOPIC, &dir);
     cfg.kafka.group_id = "sluice-demo".into();
+    // The demo shows Flight; its metrics endpoint would take the port a `sluice run` uses.
+    cfg.metrics.enabled = false;
     cfg.validate()?;
-    let stats = Arc::new(Stats::default());
-    let pipeline = Pipeline::new(&cfg, stats.clone())?;
-    let live = crate::live::start(&cfg.live).context("starting the Flight endpoint")?;
-    if let Some((ring, _)) = &live {
-        pipeline.attach_live(ring.clone());
-    }
+    let assembled = assemble(&cfg)?;
+    let (stats, pipeline, live, servers) = (
+        assembled.stats,
+        assembled.pipeline,
+        assembled.live,
+        assembled.servers,
+    );
     println!(
         "sluice demo: mock Kafka at {brokers}, topic {TOPIC:?} with {} partitions",
         opts.partitions
@@ -235,10 +238,9 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         .join()
         .map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?;
     result.context("ingestion failed")?;
-    let live_summary = live.map(|(ring, server)| {
-        server.stop();
-        (ring.describe(TOPIC), stats.compacted_bytes.load(Relaxed))
-    });
+    servers.stop();
+    let live_summary =
+        live.map(|(ring, _)| (ring.describe(TOPIC), stats.compacted_bytes.load(Relaxed)));
     let elapsed = started.elapsed();
     progress(&stats, produced_rows, last);
     drop(cluster);

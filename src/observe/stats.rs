@@ -1,5 +1,5 @@
-//! `observe`: counters the stages update per message and per flush (never per record), read by
-//! progress reports, the metrics endpoint and the health checks. A leaf: it imports no stage.
+//! The counters: one [`Stats`] per pipeline, updated per message and per flush (never per
+//! record) with plain atomics, so reading one is exact (tests assert on them).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -277,17 +277,10 @@ pub fn now_ms() -> u64 {
 impl Stats {
     /// The counters of `topic` (created on first use; callers keep the `Arc`).
     pub fn topic(&self, topic: &str) -> Arc<TopicCounters> {
-        if let Some(t) = self
-            .topics
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(topic)
-        {
+        if let Some(t) = crate::sync::read(&self.topics).get(topic) {
             return t.clone();
         }
-        self.topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+        crate::sync::write(&self.topics)
             .entry(topic.to_string())
             .or_default()
             .clone()
@@ -301,7 +294,7 @@ impl Stats {
         lake_next: Option<i64>,
         high: Option<i64>,
     ) {
-        let mut parts = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut parts = crate::sync::lock(&self.partitions);
         let g = parts
             .entry((topic.to_string(), partition))
             .or_insert(PartitionGauge {
@@ -318,10 +311,7 @@ impl Stats {
 
     /// Forgets a partition that is no longer assigned.
     pub fn remove_partition(&self, topic: &str, partition: i32) {
-        self.partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(topic.to_string(), partition));
+        crate::sync::lock(&self.partitions).remove(&(topic.to_string(), partition));
     }
 
     /// Records one consumed message of `topic` (decoded or, with 0 rows and no copies,

@@ -1,0 +1,186 @@
+//! `cli`: the `sluice` command — [`run`], [`check`], [`demo`]. The one place that assembles the
+//! stages ([`assemble`]), owns the server runtime, and reports errors with anyhow.
+
+pub mod check;
+pub mod demo;
+pub mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use sluice_producer::BodyCompression;
+
+use crate::config::{Config, LogFormat};
+use crate::live::flight::FlightServer;
+use crate::live::ring::Ring;
+use crate::observe::server::Servers;
+use crate::observe::{Sources, Stats, http};
+use crate::pipeline::{Pipeline, PipelineError};
+
+/// Kafka (Arrow IPC) → DuckLake, exactly once.
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Consume the configured topics into the lake until SIGINT/SIGTERM.
+    Run {
+        /// TOML configuration file (then `SLUICE_…` environment overrides).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the configuration and check that the brokers answer and the lake attaches.
+    Check {
+        /// TOML configuration file (then `SLUICE_…` environment overrides).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run the whole pipeline on embedded parts (mock Kafka, local DuckLake) and show the result.
+    Demo {
+        /// Directory for the demo lake.
+        #[arg(long, default_value = "sluice-demo")]
+        dir: PathBuf,
+        /// Rows to produce.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Topic partitions.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Rows per Kafka message.
+        #[arg(long, default_value_t = 100)]
+        rows_per_message: usize,
+        /// Arrow IPC body compression of the produced messages.
+        #[arg(long, value_enum, default_value_t = BodyCompression::None)]
+        compression: BodyCompression,
+    },
+}
+
+/// Runs the command line; the process's exit code.
+pub fn main() -> ExitCode {
+    match dispatch(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run { config } => run::run(config.as_deref()),
+        Command::Check { config } => check::check(config.as_deref()),
+        Command::Demo {
+            dir,
+            rows,
+            partitions,
+            rows_per_message,
+            compression,
+        } => {
+            init_logging("warn", LogFormat::Text);
+            let opts = demo::DemoOptions {
+                dir,
+                rows,
+                partitions,
+                rows_per_message,
+                compression,
+            };
+            demo::run(&opts, stop_flag()?)?;
+            Ok(())
+        }
+    }
+}
+
+/// Logs to stderr at `level` (or `RUST_LOG`), as text or JSON lines.
+pub fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// A flag SIGINT and SIGTERM set; a second signal while stopping ends the process at once.
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    Ok(stop)
+}
+
+/// The stages of one process, wired together: the pipeline, the live ring and its Flight
+/// endpoint, the operators' HTTP endpoint, on one server runtime.
+pub struct Assembled {
+    /// The pipeline's counters.
+    pub stats: Arc<Stats>,
+    /// The pipeline (publishing to the live ring, if any).
+    pub pipeline: Pipeline,
+    /// The live ring and the Flight endpoint serving it, if `live.enabled`.
+    pub live: Option<(Arc<Ring>, FlightServer)>,
+    /// The HTTP endpoint's address, if `metrics.enabled`.
+    pub metrics: Option<SocketAddr>,
+    /// The runtime both endpoints run on.
+    pub servers: Servers,
+}
+
+/// Opens the lake, subscribes, and starts the endpoints `cfg` enables.
+pub fn assemble(cfg: &Config) -> Result<Assembled> {
+    let stats = Arc::new(Stats::default());
+    let pipeline = Pipeline::new(cfg, stats.clone())?;
+    let servers = Servers::new().context("starting the server runtime")?;
+    let live = crate::live::start(&cfg.live, &servers)
+        .with_context(|| format!("starting the Flight endpoint on {}", cfg.live.address))?;
+    if let Some((ring, _)) = &live {
+        pipeline.attach_live(ring.clone());
+    }
+    let metrics = if cfg.metrics.enabled {
+        let addr: SocketAddr = cfg.metrics.address.parse()?;
+        let sources = Sources {
+            stats: stats.clone(),
+            flight: live.as_ref().map(|(_, s)| s.stats.clone()),
+            stall_after: Duration::from_millis(cfg.metrics.stall_after_ms),
+        };
+        let bound = http::serve(&servers, addr, sources)
+            .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
+        Some(bound)
+    } else {
+        None
+    };
+    Ok(Assembled {
+        stats,
+        pipeline,
+        live,
+        metrics,
+        servers,
+    })
+}
+
+/// Consumes until `stop`, then stops in order: ingestion flushes and commits, then the Flight
+/// and HTTP endpoints stop (readers see every batch until then).
+pub fn run_until(
+    pipeline: Pipeline,
+    servers: Servers,
+    stop: &AtomicBool,
+) -> Result<(), PipelineError> {
+    let result = pipeline.run(stop);
+    servers.stop();
+    result
+}

@@ -1,0 +1,326 @@
+//! `/metrics`: everything sluice counts, in the Prometheus text format (0.0.4). Names are
+//! `sluice_<noun>_<unit>`, labels a small fixed set (`topic`, `partition`, `trigger`, `copy`),
+//! families in a fixed order.
+//!
+//! Written by hand rather than through the `metrics` facade and `metrics-exporter-prometheus`:
+//! that exporter renders families and series in hash order, keeps the series of a revoked
+//! partition until an idle timeout, needs an upkeep task for histograms, and offers no way to
+//! read a value back, which the exact per-pipeline asserts of the tests (and `/readyz`) rely
+//! on. The format code is [`Out`]; the rest is the list of what is exported.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::{FLUSH_TRIGGERS, Histogram, PartitionGauge, Sources, Stats, TopicCounters};
+use crate::sync::{lock, read};
+
+/// The `Content-Type` of the exposition.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The exposition being written.
+struct Out(String);
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {value}");
+        } else {
+            let l: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            let _ = writeln!(self.0, "{name}{{{}}} {value}", l.join(","));
+        }
+    }
+
+    fn one(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
+        self.family(name, "histogram", help);
+        let (counts, sum, count) = h.snapshot();
+        let bucket = format!("{name}_bucket");
+        for (b, c) in h.bounds.iter().zip(counts) {
+            self.sample(&bucket, &[("le", &b.to_string())], c);
+        }
+        self.sample(&bucket, &[("le", "+Inf")], count);
+        self.sample(&format!("{name}_sum"), &[], sum);
+        self.sample(&format!("{name}_count"), &[], count);
+    }
+}
+
+type PerTopic = fn(&TopicCounters) -> &AtomicU64;
+
+/// Counters per topic: (name, help, which counter).
+const PER_TOPIC: [(&str, &str, PerTopic); 7] = [
+    (
+        "sluice_consumed_messages_total",
+        "Kafka messages consumed (decoded or quarantined).",
+        |t| &t.messages,
+    ),
+    ("sluice_consumed_rows_total", "Rows decoded.", |t| &t.rows),
+    (
+        "sluice_consumed_bytes_total",
+        "Payload bytes consumed.",
+        |t| &t.bytes,
+    ),
+    (
+        "sluice_committed_messages_total",
+        "Messages whose offsets were committed to the lake.",
+        |t| &t.committed_messages,
+    ),
+    (
+        "sluice_committed_rows_total",
+        "Rows committed to the lake.",
+        |t| &t.committed_rows,
+    ),
+    (
+        "sluice_committed_bytes_total",
+        "Payload bytes committed to the lake.",
+        |t| &t.committed_bytes,
+    ),
+    (
+        "sluice_quarantined_messages_total",
+        "Payloads committed to the quarantine table.",
+        |t| &t.quarantined,
+    ),
+];
+
+type Single = fn(&Stats) -> &AtomicU64;
+
+/// Counters and gauges of the whole pipeline: (name, type, help, which value).
+const SINGLES: [(&str, &str, &str, Single); 9] = [
+    (
+        "sluice_commit_conflicts_total",
+        "counter",
+        "DuckLake commits rejected for a concurrent transaction (each retried with backoff).",
+        |s| &s.commit_conflicts,
+    ),
+    (
+        "sluice_offset_conflicts_total",
+        "counter",
+        "Partition ranges another writer committed first (dropped and re-sought).",
+        |s| &s.offset_conflicts,
+    ),
+    (
+        "sluice_flush_failures_total",
+        "counter",
+        "Flush attempts that failed for another reason (each retried with backoff).",
+        |s| &s.flush_failures,
+    ),
+    (
+        "sluice_stale_messages_total",
+        "counter",
+        "Messages dropped as already committed (after a seek or a rebalance).",
+        |s| &s.stale_messages,
+    ),
+    (
+        "sluice_pending_bytes",
+        "gauge",
+        "Bytes pending in memory, including the flush in flight.",
+        |s| &s.pending_bytes,
+    ),
+    (
+        "sluice_pending_cap_bytes",
+        "gauge",
+        "What the memory budget leaves for pending data.",
+        |s| &s.pending_cap_bytes,
+    ),
+    (
+        "sluice_inflight_bytes",
+        "gauge",
+        "Bytes of the flush being committed.",
+        |s| &s.inflight_bytes,
+    ),
+    (
+        "sluice_assigned_partitions",
+        "gauge",
+        "Partitions assigned to this instance.",
+        |s| &s.assigned_partitions,
+    ),
+    (
+        "sluice_paused_partitions",
+        "gauge",
+        "Partitions paused while a failed flush waits for its retry.",
+        |s| &s.paused_partitions,
+    ),
+];
+
+type PerPartition = fn(&PartitionGauge) -> Option<i64>;
+
+/// Gauges per assigned partition: (name, help, its value if known).
+const PER_PARTITION: [(&str, &str, PerPartition); 3] = [
+    (
+        "sluice_lake_offset",
+        "The lake's next offset of each assigned partition (-1: nothing committed yet).",
+        |g| Some(g.lake_next),
+    ),
+    (
+        "sluice_high_watermark_offset",
+        "The broker's high watermark of each assigned partition (librdkafka statistics).",
+        |g| (g.high_watermark >= 0).then_some(g.high_watermark),
+    ),
+    (
+        "sluice_consumer_lag_messages",
+        "High watermark minus the lake's next offset, per assigned partition.",
+        PartitionGauge::lag,
+    ),
+];
+
+/// Decoded bytes by how they were obtained: (`copy` label, which counter).
+const DECODED: [(&str, Single); 5] = [
+    ("in_place", |s| &s.in_place_bytes),
+    ("realigned", |s| &s.realigned_bytes),
+    ("decompressed", |s| &s.decompressed_bytes),
+    ("payload", |s| &s.payload_copy_bytes),
+    ("compacted", |s| &s.compacted_bytes),
+];
+
+/// The exposition of everything `src` counts.
+pub fn render(src: &Sources) -> String {
+    let s = &src.stats;
+    let mut o = Out(String::with_capacity(8192));
+    let topics: Vec<(String, std::sync::Arc<TopicCounters>)> = read(&s.topics)
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (name, help, pick) in PER_TOPIC {
+        o.family(name, "counter", help);
+        for (topic, t) in &topics {
+            o.sample(name, &[("topic", topic)], pick(t).load(Relaxed));
+        }
+    }
+    o.family(
+        "sluice_flushes_total",
+        "counter",
+        "Successful flushes, by trigger.",
+    );
+    for (t, n) in FLUSH_TRIGGERS.iter().zip(&s.flushes_by_trigger) {
+        o.sample("sluice_flushes_total", &[("trigger", t)], n.load(Relaxed));
+    }
+    o.histogram(
+        "sluice_flush_duration_seconds",
+        "Time of a successful flush, from its start to the lake commit.",
+        &s.flush_duration,
+    );
+    o.histogram(
+        "sluice_flush_size_bytes",
+        "Payload bytes of a successful flush.",
+        &s.flush_size,
+    );
+    for (name, kind, help, pick) in SINGLES {
+        o.one(name, kind, help, pick(s).load(Relaxed));
+    }
+    let parts = lock(&s.partitions).clone();
+    for (name, help, pick) in PER_PARTITION {
+        o.family(name, "gauge", help);
+        for ((topic, p), g) in &parts {
+            if let Some(v) = pick(g) {
+                o.sample(name, &[("topic", topic), ("partition", &p.to_string())], v);
+            }
+        }
+    }
+    o.family(
+        "sluice_decoded_bytes_total",
+        "counter",
+        "Decoded buffer bytes by how they were obtained: in place (zero-copy) or copied \
+         (realigned, decompressed, compacted by the live ring, or in a payload copy with \
+         kafka.copy_payloads).",
+    );
+    for (how, pick) in DECODED {
+        o.sample(
+            "sluice_decoded_bytes_total",
+            &[("copy", how)],
+            pick(s).load(Relaxed),
+        );
+    }
+    o.one(
+        "sluice_live_retained_bytes",
+        "gauge",
+        "Bytes the live ring retains over all topics.",
+        s.live_bytes.load(Relaxed),
+    );
+    if let Some(f) = &src.flight {
+        o.one(
+            "sluice_flight_readers",
+            "gauge",
+            "Flight readers connected now.",
+            f.readers.load(Relaxed),
+        );
+        o.one(
+            "sluice_flight_lag_disconnects_total",
+            "counter",
+            "Flight readers cut off because they fell behind retention.",
+            f.lag_disconnects.load(Relaxed),
+        );
+    }
+    o.one(
+        "sluice_resident_memory_bytes",
+        "gauge",
+        "Resident memory of the process.",
+        resident_bytes(),
+    );
+    o.0
+}
+
+/// Resident memory of this process in bytes (Linux), 0 if unknown.
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn histograms_and_labels_render_in_the_text_format() {
+        let src = Sources {
+            stats: Arc::new(Stats::default()),
+            flight: None,
+            stall_after: Duration::from_secs(30),
+        };
+        src.stats.flush_duration.observe(0.3);
+        src.stats.flush_duration.observe(4.0);
+        src.stats.set_partition("a\"b", 3, Some(10), Some(25));
+        let text = render(&src);
+        for line in [
+            "# TYPE sluice_flush_duration_seconds histogram",
+            "sluice_flush_duration_seconds_bucket{le=\"0.25\"} 0",
+            "sluice_flush_duration_seconds_bucket{le=\"0.5\"} 1",
+            "sluice_flush_duration_seconds_bucket{le=\"5\"} 2",
+            "sluice_flush_duration_seconds_bucket{le=\"+Inf\"} 2",
+            "sluice_flush_duration_seconds_sum 4.3",
+            "sluice_flush_duration_seconds_count 2",
+            "sluice_lake_offset{topic=\"a\\\"b\",partition=\"3\"} 10",
+            "sluice_high_watermark_offset{topic=\"a\\\"b\",partition=\"3\"} 25",
+            "sluice_consumer_lag_messages{topic=\"a\\\"b\",partition=\"3\"} 15",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}
