@@ -156,13 +156,30 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     // The demo shows Flight; its metrics endpoint would take the port a `sluice run` uses.
     cfg.metrics.enabled = false;
     cfg.validate()?;
-    let assembled = assemble(&cfg)?;
-    let (stats, pipeline, live, servers) = (
-        assembled.stats,
-        assembled.pipeline,
-        assembled.live,
-        assembled.servers,
-    );
+    let a = assemble(&cfg)?;
+    banner(opts, &brokers, &dir, a.live.as_ref().map(|(_, s)| s.addr));
+    let started = ingest(opts, &brokers, &a.stats, a.pipeline, &stop)?;
+    // Ingestion has flushed and committed: the Flight endpoint stops after it.
+    a.servers.stop();
+    let live_summary = a
+        .live
+        .map(|(ring, _)| (ring.describe(TOPIC), a.stats.compacted_bytes.load(Relaxed)));
+    let elapsed = started.elapsed();
+    drop(cluster);
+    summary(&a.stats, elapsed, live_summary);
+    let (files, file_bytes) = check_lake(&cfg, opts)?;
+    hints(&dir);
+    Ok(DemoReport {
+        rows: a.stats.committed_rows.load(Relaxed),
+        bytes: a.stats.payload_bytes.load(Relaxed),
+        elapsed,
+        files,
+        file_bytes,
+    })
+}
+
+/// What the demo runs on, and how to read it live.
+fn banner(opts: &DemoOptions, brokers: &str, dir: &Path, flight: Option<std::net::SocketAddr>) {
     println!(
         "sluice demo: mock Kafka at {brokers}, topic {TOPIC:?} with {} partitions",
         opts.partitions
@@ -175,19 +192,30 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         "             producing {} PostHog-shaped events as Arrow IPC ({} rows/message, compression {:?})",
         opts.rows, opts.rows_per_message, opts.compression
     );
-    if let Some((_, server)) = &live {
+    if let Some(addr) = flight {
         println!(
             "             live Arrow Flight at grpc://{} while the demo runs; read it with pyarrow:",
-            server.addr
+            addr
         );
         println!("               import pyarrow.flight as fl, json");
         println!(
             "               print(fl.connect(\"grpc://{}\").do_get(fl.Ticket(json.dumps({{\"topic\": \"{TOPIC}\", \"from\": \"latest\", \"follow\": True}}))).read_chunk().data)",
-            server.addr
+            addr
         );
     }
     println!();
+}
 
+/// Produces the events paced by what the pipeline consumed, waits until all are consumed, and
+/// stops the pipeline (which flushes and commits the tail). Returns when the first event was
+/// produced.
+fn ingest(
+    opts: &DemoOptions,
+    brokers: &str,
+    stats: &Arc<Stats>,
+    pipeline: crate::pipeline::Pipeline,
+    stop: &AtomicBool,
+) -> Result<Instant> {
     let pipeline_stop = Arc::new(AtomicBool::new(false));
     let ingest = {
         let ps = pipeline_stop.clone();
@@ -197,7 +225,7 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     };
 
     let producer = ArrowProducer::new(
-        &brokers,
+        brokers,
         TOPIC,
         Encoding {
             format: IpcFormat::Stream,
@@ -219,18 +247,18 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         |produced| {
             if last_report.elapsed() >= Duration::from_secs(1) {
                 last_report = Instant::now();
-                last = progress(&stats, produced, last);
+                last = progress(stats, produced, last);
             }
-            !ingest.is_finished() && !interrupted(&stop)
+            !ingest.is_finished() && !interrupted(stop)
         },
     )?;
     producer.flush(Duration::from_secs(30))?;
     // Wait until everything produced is consumed; stopping the pipeline then flushes the tail.
-    while stats.rows.load(Relaxed) < produced_rows && !ingest.is_finished() && !interrupted(&stop) {
+    while stats.rows.load(Relaxed) < produced_rows && !ingest.is_finished() && !interrupted(stop) {
         std::thread::sleep(Duration::from_millis(50));
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
-            last = progress(&stats, produced_rows, last);
+            last = progress(stats, produced_rows, last);
         }
     }
     pipeline_stop.store(true, Relaxed);
@@ -238,13 +266,16 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         .join()
         .map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?;
     result.context("ingestion failed")?;
-    servers.stop();
-    let live_summary =
-        live.map(|(ring, _)| (ring.describe(TOPIC), stats.compacted_bytes.load(Relaxed)));
-    let elapsed = started.elapsed();
-    progress(&stats, produced_rows, last);
-    drop(cluster);
+    progress(stats, produced_rows, last);
+    Ok(started)
+}
 
+/// Throughput, where decoded bytes live, flushes, the live ring.
+fn summary(
+    stats: &Stats,
+    elapsed: Duration,
+    live_summary: Option<(Option<crate::live::ring::TopicView>, u64)>,
+) {
     let committed = stats.committed_rows.load(Relaxed);
     let bytes = stats.payload_bytes.load(Relaxed);
     let secs = elapsed.as_secs_f64();
@@ -284,7 +315,11 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
             compacted as f64 / 1e6
         );
     }
+}
 
+/// Checks the lake holds exactly the produced rows and reads a summary back; returns the
+/// events table's (Parquet files, bytes).
+fn check_lake(cfg: &Config, opts: &DemoOptions) -> Result<(u64, u64)> {
     let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
     let (files, file_bytes) = parquet_files(&lake, "events")?;
     println!(
@@ -321,7 +356,11 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
     drop(stmt);
     drop(conn);
+    Ok((files, file_bytes))
+}
 
+/// How to open the lake with stock DuckDB.
+fn hints(dir: &Path) {
     let catalog = dir.join("demo.ducklake");
     let data = dir.join("data");
     println!("\nopen the lake with the DuckDB CLI (1.5.5, ducklake extension):");
@@ -336,13 +375,6 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
         catalog.display(),
         data.display()
     );
-    Ok(DemoReport {
-        rows: committed,
-        bytes,
-        elapsed,
-        files,
-        file_bytes,
-    })
 }
 
 /// Number and total size of the Parquet data files of a lake table.

@@ -192,46 +192,12 @@ const DECODED: [(&str, Single); 5] = [
 pub fn render(src: &Sources) -> String {
     let s = &src.stats;
     let mut o = Out(String::with_capacity(8192));
-    let topics: Vec<(String, std::sync::Arc<TopicCounters>)> = read(&s.topics)
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for (name, help, pick) in PER_TOPIC {
-        o.family(name, "counter", help);
-        for (topic, t) in &topics {
-            o.sample(name, &[("topic", topic)], pick(t).load(Relaxed));
-        }
-    }
-    o.family(
-        "sluice_flushes_total",
-        "counter",
-        "Successful flushes, by trigger.",
-    );
-    for (t, n) in FLUSH_TRIGGERS.iter().zip(&s.flushes_by_trigger) {
-        o.sample("sluice_flushes_total", &[("trigger", t)], n.load(Relaxed));
-    }
-    o.histogram(
-        "sluice_flush_duration_seconds",
-        "Time of a successful flush, from its start to the lake commit.",
-        &s.flush_duration,
-    );
-    o.histogram(
-        "sluice_flush_size_bytes",
-        "Payload bytes of a successful flush.",
-        &s.flush_size,
-    );
+    per_topic(&mut o, s);
+    flushes(&mut o, s);
     for (name, kind, help, pick) in SINGLES {
         o.one(name, kind, help, pick(s).load(Relaxed));
     }
-    let parts = lock(&s.partitions).clone();
-    for (name, help, pick) in PER_PARTITION {
-        o.family(name, "gauge", help);
-        for ((topic, p), g) in &parts {
-            if let Some(v) = pick(g) {
-                o.sample(name, &[("topic", topic), ("partition", &p.to_string())], v);
-            }
-        }
-    }
+    per_partition(&mut o, s);
     o.family(
         "sluice_decoded_bytes_total",
         "counter",
@@ -246,11 +212,12 @@ pub fn render(src: &Sources) -> String {
             pick(s).load(Relaxed),
         );
     }
+    let retained = s.live_bytes.load(Relaxed);
     o.one(
         "sluice_live_retained_bytes",
         "gauge",
         "Bytes the live ring retains over all topics.",
-        s.live_bytes.load(Relaxed),
+        retained,
     );
     if let Some(f) = &src.flight {
         o.one(
@@ -275,6 +242,52 @@ pub fn render(src: &Sources) -> String {
     o.0
 }
 
+fn per_topic(o: &mut Out, s: &Stats) {
+    let topics: Vec<(String, std::sync::Arc<TopicCounters>)> = read(&s.topics)
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (name, help, pick) in PER_TOPIC {
+        o.family(name, "counter", help);
+        for (topic, t) in &topics {
+            o.sample(name, &[("topic", topic)], pick(t).load(Relaxed));
+        }
+    }
+}
+
+fn flushes(o: &mut Out, s: &Stats) {
+    o.family(
+        "sluice_flushes_total",
+        "counter",
+        "Successful flushes, by trigger.",
+    );
+    for (t, n) in FLUSH_TRIGGERS.iter().zip(&s.flushes_by_trigger) {
+        o.sample("sluice_flushes_total", &[("trigger", t)], n.load(Relaxed));
+    }
+    o.histogram(
+        "sluice_flush_duration_seconds",
+        "Time of a successful flush, from its start to the lake commit.",
+        &s.flush_duration,
+    );
+    o.histogram(
+        "sluice_flush_size_bytes",
+        "Payload bytes of a successful flush.",
+        &s.flush_size,
+    );
+}
+
+fn per_partition(o: &mut Out, s: &Stats) {
+    let parts = lock(&s.partitions).clone();
+    for (name, help, pick) in PER_PARTITION {
+        o.family(name, "gauge", help);
+        for ((topic, p), g) in &parts {
+            if let Some(v) = pick(g) {
+                o.sample(name, &[("topic", topic), ("partition", &p.to_string())], v);
+            }
+        }
+    }
+}
+
 /// Resident memory of this process in bytes (Linux), 0 if unknown.
 pub fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -293,6 +306,82 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::time::Duration;
+
+    /// Every counter, gauge and histogram of a pipeline with Flight set to distinct values.
+    fn fill(s: &Stats) {
+        let all = [
+            &s.messages,
+            &s.rows,
+            &s.payload_bytes,
+            &s.in_place_bytes,
+            &s.realigned_bytes,
+            &s.decompressed_bytes,
+            &s.payload_copy_bytes,
+            &s.compacted_bytes,
+            &s.live_bytes,
+            &s.flushes,
+            &s.committed_rows,
+            &s.committed_messages,
+            &s.committed_bytes,
+            &s.quarantined,
+            &s.commit_conflicts,
+            &s.offset_conflicts,
+            &s.flush_failures,
+            &s.pending_bytes,
+            &s.inflight_bytes,
+            &s.stale_messages,
+            &s.assigned_partitions,
+            &s.paused_partitions,
+            &s.pending_cap_bytes,
+        ];
+        for (i, a) in all.iter().enumerate() {
+            a.store(1000 + i as u64, Relaxed);
+        }
+        for (i, a) in s.flushes_by_trigger.iter().enumerate() {
+            a.store(7 + i as u64, Relaxed);
+        }
+        for (n, t) in ["ev\"ents", "b"].iter().enumerate() {
+            let c = s.topic(t);
+            let counters = [
+                &c.messages,
+                &c.rows,
+                &c.bytes,
+                &c.committed_messages,
+                &c.committed_rows,
+                &c.committed_bytes,
+                &c.quarantined,
+            ];
+            for (i, a) in counters.iter().enumerate() {
+                a.store((n * 100 + i) as u64, Relaxed);
+            }
+        }
+        s.set_partition("ev\"ents", 0, Some(5), Some(9));
+        s.set_partition("b", 3, Some(-1), None);
+        s.flush_duration.observe(0.3);
+        s.flush_duration.observe(12.5);
+        s.flush_size.observe(5_000_000.0);
+    }
+
+    /// The exposition, byte for byte (but the resident memory's value): the names, labels,
+    /// help texts and order that dashboards, alerts and `tests/metrics.rs` rely on. The file was
+    /// rendered by the hand-written renderer this one replaced (commit ab6185a).
+    #[test]
+    fn the_exposition_is_exactly_the_established_one() {
+        let f = Arc::new(crate::observe::FlightStats::default());
+        f.readers.store(3, Relaxed);
+        let src = Sources {
+            stats: Arc::new(Stats::default()),
+            flight: Some(f),
+            stall_after: Duration::from_secs(30),
+        };
+        fill(&src.stats);
+        let text: String = render(&src)
+            .lines()
+            .filter(|l| !l.starts_with("sluice_resident_memory_bytes "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(text, include_str!("testdata/exposition.txt"));
+    }
 
     #[test]
     fn histograms_and_labels_render_in_the_text_format() {

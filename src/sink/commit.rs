@@ -76,37 +76,9 @@ impl Lake {
         views: &mut Vec<String>,
     ) -> Result<CommitReport, SinkError> {
         let table = flush.table;
-        let target = self.qualified(table);
-        let mut data_views = Vec::new();
-        let mut rows = 0u64;
-        for group in group_by_schema(flush.batches) {
-            rows += group.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-            let name = format!("{}_{}", self.view_prefix, data_views.len());
-            let v = self.register(table, name, group[0].schema(), group, streams, views)?;
-            data_views.push(v);
-        }
-        let quarantine_view = if flush.quarantine.is_empty() {
-            None
-        } else {
-            let batch = quarantine::batch(&self.group, flush.quarantine).map_err(|source| {
-                SinkError::Arrow {
-                    table: QUARANTINE_TABLE.to_string(),
-                    source,
-                }
-            })?;
-            Some(self.register(
-                table,
-                format!("{}_quarantine", self.view_prefix),
-                batch.schema(),
-                vec![batch],
-                streams,
-                views,
-            )?)
-        };
-
-        let needs_create =
-            !data_views.is_empty() && !self.tables.get(table).is_some_and(|i| i.exists);
-        let create_columns = if needs_create {
+        let handed = self.hand_over(flush, streams, views)?;
+        let create = if !handed.data.is_empty() && !self.tables.get(table).is_some_and(|i| i.exists)
+        {
             Some(
                 match self.tables.get(table).and_then(|i| i.columns.clone()) {
                     Some(c) => c,
@@ -116,48 +88,21 @@ impl Lake {
         } else {
             None
         };
-
         self.conn
             .execute("BEGIN")
             .map_err(duck("begin a lake transaction"))?;
-        if let Some(cols) = create_columns {
+        if let Some(cols) = create {
             let cols_sql = cols
                 .iter()
                 .map(|(n, t)| format!("{} {}", ident(n), t))
                 .collect::<Vec<_>>()
                 .join(", ");
+            let target = self.qualified(table);
             self.conn
                 .execute(&format!("CREATE TABLE IF NOT EXISTS {target} ({cols_sql})"))
                 .map_err(duck(format!("create table {table}")))?;
         }
-        let mut inserted = 0;
-        for v in &data_views {
-            inserted += self
-                .conn
-                .execute(&format!(
-                    "INSERT INTO {target} BY NAME SELECT * FROM {}",
-                    ident(v)
-                ))
-                .map_err(duck(format!("insert into table {table}")))?;
-        }
-        if inserted != rows {
-            // Never commit a range whose rows did not all arrive.
-            return Err(SinkError::Duck {
-                context: format!("insert into table {table}"),
-                source: DuckError::new(format!(
-                    "DuckDB inserted {inserted} rows, the flush holds {rows}"
-                )),
-            });
-        }
-        if let Some(v) = &quarantine_view {
-            self.conn
-                .execute(&format!(
-                    "INSERT INTO {} SELECT *, now() FROM {}",
-                    self.qualified(QUARANTINE_TABLE),
-                    ident(v)
-                ))
-                .map_err(duck(format!("quarantine payloads of table {table}")))?;
-        }
+        self.insert(table, &handed)?;
         self.update_offsets(flush.offsets)?;
         if let Some(hook) = &self.commit_hook {
             hook(table);
@@ -171,11 +116,76 @@ impl Lake {
             (0, 0)
         });
         Ok(CommitReport {
-            rows,
+            rows: handed.rows,
             quarantined: flush.quarantine.len() as u64,
             files,
             file_bytes,
         })
+    }
+
+    /// Makes the flush's batches (one view per run of equal schema) and its quarantine batch
+    /// scannable by DuckDB, without copying them.
+    fn hand_over(
+        &self,
+        flush: &TableFlush<'_>,
+        streams: &mut Vec<BatchStream>,
+        views: &mut Vec<String>,
+    ) -> Result<Handed, SinkError> {
+        let table = flush.table;
+        let mut handed = Handed::default();
+        for group in group_by_schema(flush.batches) {
+            handed.rows += group.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            let name = format!("{}_{}", self.view_prefix, handed.data.len());
+            let v = self.register(table, name, group[0].schema(), group, streams, views)?;
+            handed.data.push(v);
+        }
+        if !flush.quarantine.is_empty() {
+            let batch = quarantine::batch(&self.group, flush.quarantine).map_err(|source| {
+                SinkError::Arrow {
+                    table: QUARANTINE_TABLE.to_string(),
+                    source,
+                }
+            })?;
+            let name = format!("{}_quarantine", self.view_prefix);
+            let v = self.register(table, name, batch.schema(), vec![batch], streams, views)?;
+            handed.quarantine = Some(v);
+        }
+        Ok(handed)
+    }
+
+    /// Inserts the handed-over rows and quarantined payloads (inside the open transaction).
+    fn insert(&self, table: &str, handed: &Handed) -> Result<(), SinkError> {
+        let target = self.qualified(table);
+        let mut inserted = 0;
+        for v in &handed.data {
+            inserted += self
+                .conn
+                .execute(&format!(
+                    "INSERT INTO {target} BY NAME SELECT * FROM {}",
+                    ident(v)
+                ))
+                .map_err(duck(format!("insert into table {table}")))?;
+        }
+        if inserted != handed.rows {
+            // Never commit a range whose rows did not all arrive.
+            return Err(SinkError::Duck {
+                context: format!("insert into table {table}"),
+                source: DuckError::new(format!(
+                    "DuckDB inserted {inserted} rows, the flush holds {}",
+                    handed.rows
+                )),
+            });
+        }
+        if let Some(v) = &handed.quarantine {
+            self.conn
+                .execute(&format!(
+                    "INSERT INTO {} SELECT *, now() FROM {}",
+                    self.qualified(QUARANTINE_TABLE),
+                    ident(v)
+                ))
+                .map_err(duck(format!("quarantine payloads of table {table}")))?;
+        }
+        Ok(())
     }
 
     /// Data files (count, bytes) added by this connection's latest commit.
@@ -192,6 +202,17 @@ impl Lake {
         };
         Ok((v(0), v(1)))
     }
+}
+
+/// The views of one flush's data and quarantine batch.
+#[derive(Default)]
+struct Handed {
+    /// Data views, one per run of equal schema.
+    data: Vec<String>,
+    /// Rows in them.
+    rows: u64,
+    /// The quarantine batch's view, if any.
+    quarantine: Option<String>,
 }
 
 /// Splits batches into runs of equal schema (one Arrow stream each).
