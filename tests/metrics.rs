@@ -127,7 +127,18 @@ fn metrics_health_and_readiness_of_a_running_instance() {
         sample(&text, "sluice_flush_size_bytes_bucket{le=\"+Inf\"}"),
         Some(flushes)
     );
-    assert!(sample(&text, "sluice_decoded_bytes_total{copy=\"in_place\"}").unwrap() > 0.0);
+    // Every decoded byte of the 20 payloads, in place or realigned; nothing else copied.
+    let decoded = |how: &str| {
+        sample(
+            &text,
+            &format!("sluice_decoded_bytes_total{{copy=\"{how}\"}}"),
+        )
+        .unwrap()
+    };
+    let want = decoded_copies(Encoding::default(), 0, 20, 100);
+    let want_bytes = (want.in_place + want.realigned) as f64;
+    assert_eq!(decoded("in_place") + decoded("realigned"), want_bytes);
+    assert_eq!((decoded("decompressed"), decoded("payload")), (0.0, 0.0));
     assert!(sample(&text, "sluice_resident_memory_bytes").unwrap() > 0.0);
     assert_eq!(get(&addr, "/readyz"), (200, "ready\n".to_string()));
     assert_eq!(proc.terminate(Duration::from_secs(30)), Some(0));

@@ -457,20 +457,19 @@ fn file_format_and_compressed_payloads_ingest_like_streams() {
     cfg.lake.catalog_kind = CatalogKind::Sqlite;
     cfg.lake.catalog = dir.path().join("lake.sqlite").display().to_string();
     let mut first = 0;
+    let mut want = sluice::decode::Copies::default();
     for format in [IpcFormat::Stream, IpcFormat::File] {
         for compression in [
             BodyCompression::None,
             BodyCompression::Lz4,
             BodyCompression::Zstd,
         ] {
-            let p = kafka.producer(
-                &topic,
-                Encoding {
-                    format,
-                    compression,
-                },
-            );
-            first = produce_events(&p, 2, first, 4, 250);
+            let encoding = Encoding {
+                format,
+                compression,
+            };
+            want.add(&decoded_copies(encoding, first, 4, 250));
+            first = produce_events(&kafka.producer(&topic, encoding), 2, first, 4, 250);
         }
     }
     let run = Running::start(&cfg);
@@ -481,8 +480,15 @@ fn file_format_and_compressed_payloads_ingest_like_streams() {
     run.stop().unwrap();
     assert_eq!(first, 6_000);
     assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), first);
+    // Every decoded byte of the 24 payloads, exactly: at least the 16 compressed ones'
+    // decompressed bytes are copies. (Which of the rest are in place, realigned, or, for
+    // buffers a compressed payload stores uncompressed, counted with the decompressed ones,
+    // librdkafka's addresses decide.)
     let c = stats.copies();
-    assert!(c.decompressed > 0 && c.in_place > 0, "{c:?}");
+    assert!(want.decompressed > 0, "{want:?}");
+    assert_eq!(c.data(), want.data(), "{c:?} {want:?}");
+    assert!(c.decompressed >= want.decompressed, "{c:?} {want:?}");
+    assert_eq!(c.payload_copy, 0);
 }
 
 #[test]
@@ -507,9 +513,13 @@ fn the_memory_cap_flushes_before_pending_bytes_exceed_it() {
     });
     let stats = run.stats.clone();
     run.stop().unwrap();
-    let memory = stats.flushes_by_trigger[3].load(Relaxed);
-    // About 108 KB per message: each cap flush holds 10 messages (just over 1 MiB).
-    assert!(memory >= 3, "memory-triggered flushes: {memory}");
+    let memory = stats.flushes_by("memory");
+    // About 108 KB per message: each cap flush holds 9 or 10 messages (just over 1 MiB), 9 when
+    // librdkafka's addresses make arrow-rs realign enough of them, so 3 or 4 flush by memory.
+    assert!(
+        (3..=4).contains(&memory),
+        "memory-triggered flushes: {memory}"
+    );
     assert_eq!(
         stats.flushes_by_trigger[0].load(Relaxed) + stats.flushes_by_trigger[1].load(Relaxed),
         0

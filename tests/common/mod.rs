@@ -105,6 +105,25 @@ pub fn produce_events(
     g.next_seq()
 }
 
+/// Where the decoded buffers of the messages `produce_events(_, _, first, messages, rows)`
+/// sends with `encoding` live when decoded from aligned memory: what sluice must count for them
+/// (from Kafka, some in-place bytes are realigned instead; their sum is the same).
+pub fn decoded_copies(
+    encoding: Encoding,
+    first: i64,
+    messages: usize,
+    rows: usize,
+) -> sluice::decode::Copies {
+    let mut g = EventGen::starting_at(9, first);
+    let mut total = sluice::decode::Copies::default();
+    for _ in 0..messages {
+        let ipc = sluice_producer::encode(&[generate(&mut g, rows)], encoding).expect("encode");
+        let d = sluice::decode::decode(&arrow::buffer::Buffer::from_vec(ipc)).expect("decode");
+        total.add(&d.copies);
+    }
+    total
+}
+
 /// A mock cluster, a topic of `partitions` partitions named after `prefix`, a lake directory
 /// and a test configuration tying them together.
 pub fn setup(prefix: &str, partitions: i32) -> (Kafka, String, tempfile::TempDir, Config) {

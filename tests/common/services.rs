@@ -9,13 +9,26 @@ use std::time::{Duration, Instant};
 
 use super::python;
 
-/// A free loopback port (bound, then released for the server to take).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .unwrap()
-        .port()
+/// The port a server that binds port 0 itself printed as the first line of its log.
+fn reported_port(what: &str, child: &mut Owned, log: &Path, timeout: Duration) -> u16 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().next().filter(|_| text.contains('\n')) {
+            return line
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{what} printed {line:?}, not its port:\n{text}"));
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("{what} exited with {status} before reporting its port:\n{text}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not report its port within {timeout:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Waits until `port` accepts connections, or panics naming `what` and its log.
@@ -77,14 +90,10 @@ pub const S3_SECRET: &str = "sluice-test-secret-do-not-log";
 impl S3Server {
     pub fn start() -> S3Server {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let log = dir.path().join("moto.log");
-        let mut child = spawn_logged(
-            Command::new(python())
-                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
-                .arg(port.to_string()),
-            &log,
-        );
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/s3_server.py");
+        let mut child = spawn_logged(Command::new(python()).arg(script), &log);
+        let port = reported_port("moto_server", &mut child, &log, Duration::from_secs(60));
         wait_for_port(
             port,
             "moto_server",
@@ -220,9 +229,10 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
+        // Only a Unix socket in its own directory: no TCP port to pick, none to collide.
+        let port = 5432;
         let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+            "-p {port} -c listen_addresses='' -k {} -c fsync=off -c max_connections=200",
             dir.path().display()
         );
         let log = dir.path().join("postgres.log");
@@ -242,15 +252,9 @@ impl Postgres {
         );
         let pg = Postgres { dir, port, bin };
         let out = Command::new(pg.bin.join("createdb"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "sluice",
-                "lake",
-            ])
+            .arg("-h")
+            .arg(pg.dir.path())
+            .args(["-p", &port.to_string(), "-U", "sluice", "lake"])
             .output()
             .expect("run createdb");
         assert!(
@@ -261,24 +265,21 @@ impl Postgres {
         pg
     }
 
-    /// The libpq connection string of the catalog database.
+    /// The libpq connection string of the catalog database (its Unix socket's directory).
     pub fn conninfo(&self) -> String {
-        format!("host=127.0.0.1 port={} user=sluice dbname=lake", self.port)
+        format!(
+            "host={} port={} user=sluice dbname=lake",
+            self.dir.path().display(),
+            self.port
+        )
     }
 
     /// Runs `sql` with psql on the catalog database; returns its unaligned output.
     pub fn psql(&self, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "sluice",
-                "-d",
-                "lake",
-            ])
+            .arg("-h")
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-U", "sluice", "-d", "lake"])
             .args(["-At", "-c", sql])
             .output()
             .expect("run psql");
@@ -316,26 +317,60 @@ pub struct Tansu {
 }
 
 impl Tansu {
+    /// tansu must advertise its port before it binds it, so it cannot bind port 0 like the
+    /// other servers: the port is one the kernel just handed out, and if another process took
+    /// it before tansu bound it, tansu exits and starts again on another.
     pub fn start() -> Tansu {
         let bin = super::setup_tool("SLUICEDEV_TANSU", "tools/bin/tansu", "tansu");
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = dir.path().join("tansu.log");
-        let mut child = spawn_logged(
-            Command::new(&bin)
-                .arg("broker")
-                .args(["--listener-url", &url, "--advertised-listener-url", &url])
-                .args(["--storage-engine", "memory://tansu/"]),
-            &log,
-        );
-        wait_for_port(port, "tansu", &mut child, &log, Duration::from_secs(60));
-        Tansu {
-            _child: child,
-            _dir: dir,
-            port,
-            bin,
+        for attempt in 1..=5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a port from the kernel")
+                .port();
+            let url = format!("tcp://127.0.0.1:{port}");
+            let log = dir.path().join(format!("tansu-{attempt}.log"));
+            let mut child = spawn_logged(
+                Command::new(&bin)
+                    .arg("broker")
+                    .args(["--listener-url", &url, "--advertised-listener-url", &url])
+                    .args(["--storage-engine", "memory://tansu/"]),
+                &log,
+            );
+            let deadline = Instant::now() + Duration::from_secs(60);
+            // tansu logs a failed bind (and exits 0); until it has, a connection may reach
+            // whoever took the port, so once one succeeds the log decides.
+            let taken = || {
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains("AddrInUse")
+            };
+            loop {
+                if let Ok(Some(status)) = child.0.try_wait() {
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    assert!(taken(), "tansu exited with {status}:\n{text}");
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if taken() {
+                        break;
+                    }
+                    return Tansu {
+                        _child: child,
+                        _dir: dir,
+                        port,
+                        bin,
+                    };
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "tansu did not listen on {port} within 60 s"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
+        panic!("tansu found its port taken 5 times");
     }
 
     pub fn brokers(&self) -> String {
