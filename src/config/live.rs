@@ -18,12 +18,16 @@ pub struct LiveConfig {
     pub retention_ms: u64,
 }
 
+/// Loopback, port 8815: the port Arrow Flight's examples conventionally use.
+fn default_address() -> String {
+    "127.0.0.1:8815".into()
+}
+
 impl Default for LiveConfig {
     fn default() -> Self {
         LiveConfig {
             enabled: true,
-            // 8815 is the port Arrow Flight examples conventionally use.
-            address: "127.0.0.1:8815".into(),
+            address: default_address(),
             retention_bytes: 256 * 1024 * 1024,
             retention_ms: 300_000,
         }

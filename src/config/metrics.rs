@@ -16,12 +16,16 @@ pub struct MetricsConfig {
     pub stall_after_ms: u64,
 }
 
+/// Loopback, port 9464: the port OpenTelemetry's Prometheus exporter conventionally uses.
+fn default_address() -> String {
+    "127.0.0.1:9464".into()
+}
+
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             enabled: true,
-            // 9464 is the port OpenTelemetry's Prometheus exporter conventionally uses.
-            address: "127.0.0.1:9464".into(),
+            address: default_address(),
             stall_after_ms: 30_000,
         }
     }
