@@ -1,7 +1,8 @@
 //! The Arrow Flight service over the live ring. Readers pull from the ring, so ingestion never
 //! waits on them. Tickets are described in [`super::ticket`]. Every batch carries
 //! `{"topic", "partition", "offset", "batch", "batches"}` as `app_metadata`: to resume, pass
-//! `{"offsets": {"<partition>": [offset, batch + 1]}}` for every partition read so far.
+//! `{"offsets": {"<partition>": [offset, batch + 1]}}` for every partition read so far (a
+//! partition without a position is read from its oldest retained batch).
 //! A follower's stream ends cleanly when the topic's schema changes (resuming from the last
 //! `app_metadata` continues with the new schema) and when the server stops.
 

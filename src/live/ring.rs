@@ -65,7 +65,8 @@ pub enum Start {
     Earliest,
     /// Only batches arriving from now on.
     Latest,
-    /// Per partition, the first batch at or after (offset, batch index within the message).
+    /// Per partition, the first batch at or after (offset, batch index within the message);
+    /// a partition not listed starts at its oldest retained batch.
     Offsets(BTreeMap<i32, (i64, u32)>),
     /// The first batch whose Kafka timestamp is at or after this (ms since the epoch).
     Timestamp(i64),
@@ -254,7 +255,12 @@ impl Ring {
                 .find(|e| e.timestamp_ms.is_some_and(|ts| ts >= *t))
                 .map_or(ring.next_seq, |e| e.seq),
             Start::Offsets(wanted) => {
-                let mut start = ring.next_seq;
+                // A partition the reader has not read yet starts at its oldest batch.
+                let mut start = ring
+                    .entries
+                    .iter()
+                    .find(|e| !wanted.contains_key(&e.partition))
+                    .map_or(ring.next_seq, |e| e.seq);
                 for (p, (o, b)) in wanted {
                     let oldest = ring.entries.iter().find(|e| e.partition == *p);
                     if let Some(first) = oldest
@@ -497,13 +503,13 @@ mod tests {
             );
         }
         // Messages (p0, 10) (p1, 10) (p0, 11) (p1, 11) (p0, 12) (p1, 12), two batches each.
+        let at = |p1: (i64, u32)| Start::Offsets(BTreeMap::from([(0, (12, 1)), (1, p1)]));
+        assert_eq!(r.resolve("t", &at((11, 0))), Ok(6));
+        assert_eq!(r.resolve("t", &at((11, 1))), Ok(7));
+        // Partition 0 has no position: it is read from its oldest batch.
         assert_eq!(
             r.resolve("t", &Start::Offsets(BTreeMap::from([(1, (11, 0))]))),
-            Ok(6)
-        );
-        assert_eq!(
-            r.resolve("t", &Start::Offsets(BTreeMap::from([(1, (11, 1))]))),
-            Ok(7)
+            Ok(0)
         );
         assert_eq!(
             r.resolve(
@@ -532,6 +538,28 @@ mod tests {
             .map(|e| e.offset)
             .collect();
         assert_eq!(p1, vec![10, 10, 11, 11, 12, 12]);
+    }
+
+    #[test]
+    fn a_resume_reads_partitions_it_has_not_seen_from_their_oldest_batch() {
+        // Partition 0's first three messages, then all of partition 1, then the rest of 0 (a
+        // consumer that fetched the partitions unevenly). A reader that read the first three
+        // batches resumes with partition 0's position only: partition 1 was not seen yet and
+        // must not be skipped.
+        let r = ring(1 << 30);
+        let order = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (0, 3), (0, 4)];
+        for (p, o) in order {
+            r.push(&meta("t", p, o, None), &[batch(0..1)], 10, false);
+        }
+        let resume = Start::Offsets(BTreeMap::from([(0, (2, 1))]));
+        assert_eq!(r.resolve("t", &resume), Ok(3));
+        let keep = |e: &LiveBatch| e.partition != 0 || e.offset >= 3;
+        let (rest, _) = r.read("t", 3, 10, keep).unwrap();
+        let got: Vec<(i32, i64)> = rest.iter().map(|e| (e.partition, e.offset)).collect();
+        assert_eq!(got, vec![(1, 0), (1, 1), (0, 3), (0, 4)]);
+        // Positions of every partition: the earliest of them.
+        let both = Start::Offsets(BTreeMap::from([(0, (2, 1)), (1, (1, 0))]));
+        assert_eq!(r.resolve("t", &both), Ok(4));
     }
 
     #[test]
