@@ -29,6 +29,14 @@ fn lake_rows(cfg: &Config, table: &str) -> i64 {
 fn wait_for_rows(cfg: &Config, table: &str, rows: i64, timeout: Duration, procs: &[&SluiceProc]) {
     let deadline = Instant::now() + timeout;
     loop {
+        // An instance that died would go unnoticed while the others take its partitions over.
+        if let Some(p) = procs.iter().find(|p| p.exited()) {
+            panic!(
+                "{} exited while the lake filled:\n{}",
+                p.log.display(),
+                p.output()
+            );
+        }
         let n = lake_rows(cfg, table);
         if n >= rows {
             return;

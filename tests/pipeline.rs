@@ -627,6 +627,61 @@ fn two_writers_forced_onto_the_same_partitions_commit_each_range_exactly_once() 
 }
 
 #[test]
+fn two_writers_racing_on_a_steady_stream_commit_each_range_exactly_once() {
+    // Like the test above, but on one partition with messages arriving while the writers'
+    // flushes conflict (in a run seen here, nearly every flush did), flushes of a few messages.
+    let (kafka, topic, _dir, mut cfg_a) = setup("steady", 1);
+    cfg_a.flush.max_rows = 300;
+    let mut cfg_b = cfg_a.clone();
+    cfg_b.kafka.group_id = unique("other_group");
+    let lake_a = sluice::sink::Lake::open(&cfg_a.lake, "shared").unwrap();
+    let lake_b = lake_a.another("shared").unwrap();
+    let p = kafka.producer(&topic, Encoding::default());
+    let a = Running::start_on(&cfg_a, lake_a);
+    let b = Running::start_on(&cfg_b, lake_b);
+    for r in [&a, &b] {
+        r.wait("assigned", Duration::from_secs(30), |s| {
+            s.assigned_partitions.load(Relaxed) == 1
+        });
+    }
+    let mut next = 0;
+    for _ in 0..120 {
+        next = produce_events(&p, 1, next, 1, 50);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(next, 6_000);
+    let (sa, sb) = (a.stats.clone(), b.stats.clone());
+    let committed = || sa.committed_rows.load(Relaxed) + sb.committed_rows.load(Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while committed() < 6_000 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 6000 rows committed",
+            committed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.stop().unwrap();
+    b.stop().unwrap();
+    let mut check = cfg_a.clone();
+    check.kafka.group_id = "shared".into();
+    assert_eq!(lake_offsets(&check, &topic), vec![(0, 120)]);
+    assert!(
+        sa.offset_conflicts.load(Relaxed) + sb.offset_conflicts.load(Relaxed) > 0,
+        "the writers never collided"
+    );
+    assert_eq!(
+        sa.committed_rows.load(Relaxed) + sb.committed_rows.load(Relaxed),
+        6_000
+    );
+    assert_exact_events(
+        &check,
+        &sluice::config::table_name_from_topic(&topic),
+        6_000,
+    );
+}
+
+#[test]
 fn a_lake_outage_pauses_partitions_and_everything_lands_once_it_recovers() {
     let (kafka, topic, dir, cfg) = setup("outage", 2);
     let p = kafka.producer(&topic, Encoding::default());

@@ -197,7 +197,9 @@ fn batches(st: ReadState) -> BatchStream {
                 Ok(true) => continue,
                 Ok(false) if !st.spec.follow => return None,
                 Ok(false) => {
+                    // New batches first: a follower reads everything pushed before the stop.
                     tokio::select! {
+                        biased;
                         changed = st.changes.changed() => if changed.is_err() {
                             return None;
                         },

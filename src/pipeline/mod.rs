@@ -271,6 +271,12 @@ impl Pipeline {
             actions.extend(line.settle_finished()?);
             match polled {
                 None => {}
+                // Fetched before the seek this step makes (another writer committed its
+                // partition): the partition is read again from the lake's offset, and this
+                // message with it.
+                Some(Ok(msg)) if actions.seeks_partition(msg.topic(), msg.partition()) => {
+                    self.stats.stale_messages.fetch_add(1, Relaxed);
+                }
                 Some(Ok(msg)) => line.ingest(msg)?,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "kafka consumer error (librdkafka retries)")

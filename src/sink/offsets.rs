@@ -29,7 +29,7 @@ impl Lake {
         let offsets = self.qualified(OFFSETS_TABLE);
         // Created in one transaction together with the guard row that serializes partition
         // registration (see `register_partitions`); a concurrent creator makes this commit
-        // conflict, and the retry then finds the tables (`IF NOT EXISTS`, `WHERE NOT EXISTS`).
+        // conflict, and the retry then finds the tables.
         let sql = format!(
             "BEGIN;
              CREATE TABLE IF NOT EXISTS {offsets} (consumer_group VARCHAR, topic VARCHAR, \"partition\" INTEGER, next_offset BIGINT, committed_at TIMESTAMP WITH TIME ZONE);
@@ -42,8 +42,11 @@ impl Lake {
             alias = LAKE_ALIAS,
             schema = literal(&self.schema),
         );
-        self.in_transaction("create sluice's tables", &sql)
-            .map_err(duck("create sluice's tables in the lake"))
+        // A lost race is retried by `Lake::open_with`, which opens the lake again.
+        self.conn.execute(&sql).map(drop).map_err(|e| {
+            let _ = self.conn.execute("ROLLBACK");
+            duck("create sluice's tables in the lake")(e)
+        })
     }
 
     /// Runs `sql` (a `BEGIN; …; COMMIT;` script), rolling back and retrying it with the

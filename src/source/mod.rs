@@ -104,6 +104,13 @@ impl ConsumerActions {
         self.commits.extend(other.commits);
         self.seeks.extend(other.seeks);
     }
+
+    /// Whether a seek of `topic`'s `partition` is among them.
+    pub fn seeks_partition(&self, topic: &str, partition: i32) -> bool {
+        self.seeks
+            .iter()
+            .any(|(k, _)| k.partition == partition && &*k.topic == topic)
+    }
 }
 
 /// Called by the consumer from inside `poll` when partitions are assigned or revoked.

@@ -454,6 +454,16 @@ impl SluiceProc {
     }
 
     /// SIGTERM, then waits (at most `timeout`) for the exit; returns the exit code.
+    /// Whether the process has exited (it is a zombie until reaped, or gone).
+    pub fn exited(&self) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.0.id()));
+        // The state follows the parenthesized command name: `pid (comm) S …`.
+        stat.map_or(true, |s| {
+            s.rsplit_once(") ")
+                .is_none_or(|(_, rest)| rest.starts_with('Z'))
+        })
+    }
+
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.0.id().to_string()])
