@@ -563,25 +563,32 @@ fn the_size_threshold_counts_decoded_arrow_bytes_not_compressed_payload_bytes() 
     assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 2_200);
 }
 
+/// Two pipelines in different Kafka groups that both consume all `partitions` partitions of
+/// `cfg_a`'s topic but share the lake's offsets (lake consumer group "shared"), as two
+/// instances that both believe they own the partitions would; returned once both are assigned.
+fn two_writers(cfg_a: &sluice::config::Config, partitions: u64) -> (Running, Running) {
+    let mut cfg_b = cfg_a.clone();
+    cfg_b.kafka.group_id = unique("other_group");
+    let lake_a = sluice::sink::Lake::open(&cfg_a.lake, "shared").unwrap();
+    let lake_b = lake_a.another("shared").unwrap();
+    let a = Running::start_on(cfg_a, lake_a);
+    let b = Running::start_on(&cfg_b, lake_b);
+    for r in [&a, &b] {
+        r.wait("assigned", Duration::from_secs(30), |s| {
+            s.assigned_partitions.load(Relaxed) == partitions
+        });
+    }
+    (a, b)
+}
+
 #[test]
 fn two_writers_forced_onto_the_same_partitions_commit_each_range_exactly_once() {
     // Two pipelines in different Kafka groups both consume every partition, but share the
     // lake's offsets (one lake consumer group): as two instances that both believe they own the
     // partitions would. Each range is committed by exactly one; the loser drops and re-seeks.
     let (kafka, topic, _dir, cfg_a) = setup("zombie", 2);
-    let mut cfg_b = cfg_a.clone();
-    cfg_b.kafka.group_id = unique("other_group");
-    let lake_a = sluice::sink::Lake::open(&cfg_a.lake, "shared").unwrap();
-    let lake_b = lake_a.another("shared").unwrap();
     let p = kafka.producer(&topic, Encoding::default());
-    let a = Running::start_on(&cfg_a, lake_a);
-    let b = Running::start_on(&cfg_b, lake_b);
-    a.wait("A assigned", Duration::from_secs(30), |s| {
-        s.assigned_partitions.load(Relaxed) == 2
-    });
-    b.wait("B assigned", Duration::from_secs(30), |s| {
-        s.assigned_partitions.load(Relaxed) == 2
-    });
+    let (a, b) = two_writers(&cfg_a, 2);
     let mut next = 0;
     for _ in 0..4 {
         next = produce_events(&p, 2, next, 20, 100);
@@ -632,18 +639,8 @@ fn two_writers_racing_on_a_steady_stream_commit_each_range_exactly_once() {
     // flushes conflict (in a run seen here, nearly every flush did), flushes of a few messages.
     let (kafka, topic, _dir, mut cfg_a) = setup("steady", 1);
     cfg_a.flush.max_rows = 300;
-    let mut cfg_b = cfg_a.clone();
-    cfg_b.kafka.group_id = unique("other_group");
-    let lake_a = sluice::sink::Lake::open(&cfg_a.lake, "shared").unwrap();
-    let lake_b = lake_a.another("shared").unwrap();
     let p = kafka.producer(&topic, Encoding::default());
-    let a = Running::start_on(&cfg_a, lake_a);
-    let b = Running::start_on(&cfg_b, lake_b);
-    for r in [&a, &b] {
-        r.wait("assigned", Duration::from_secs(30), |s| {
-            s.assigned_partitions.load(Relaxed) == 1
-        });
-    }
+    let (a, b) = two_writers(&cfg_a, 1);
     let mut next = 0;
     for _ in 0..120 {
         next = produce_events(&p, 1, next, 1, 50);
