@@ -197,9 +197,9 @@ fn banner(opts: &DemoOptions, brokers: &str, dir: &Path, flight: Option<std::net
             "             live Arrow Flight at grpc://{} while the demo runs; read it with pyarrow:",
             addr
         );
-        println!("               import pyarrow.flight as fl, json");
+        // One shell line, runnable as printed.
         println!(
-            "               print(fl.connect(\"grpc://{}\").do_get(fl.Ticket(json.dumps({{\"topic\": \"{TOPIC}\", \"from\": \"latest\", \"follow\": True}}))).read_chunk().data)",
+            "               python3 -c 'import pyarrow.flight as fl, json; print(fl.connect(\"grpc://{}\").do_get(fl.Ticket(json.dumps({{\"topic\": \"{TOPIC}\", \"from\": \"latest\", \"follow\": True}}))).read_chunk().data)'",
             addr
         );
     }
@@ -371,7 +371,7 @@ fn hints(dir: &Path) {
     );
     println!("or with the DuckDB Python client:");
     println!(
-        "  python -c \"import duckdb; c = duckdb.connect(); c.execute(\\\"ATTACH 'ducklake:{}' AS lake (DATA_PATH '{}/', READ_ONLY)\\\"); print(c.sql('SELECT count(*) FROM lake.events'))\"",
+        "  python3 -c \"import duckdb; c = duckdb.connect(); c.execute(\\\"ATTACH 'ducklake:{}' AS lake (DATA_PATH '{}/', READ_ONLY)\\\"); print(c.sql('SELECT count(*) FROM lake.events'))\"",
         catalog.display(),
         data.display()
     );

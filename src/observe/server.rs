@@ -29,11 +29,6 @@ impl Servers {
         })
     }
 
-    /// The runtime's handle (for work a server spawns itself).
-    pub fn handle(&self) -> &tokio::runtime::Handle {
-        self.runtime.handle()
-    }
-
     /// Binds `addr` (port 0 picks a free port: the socket is bound once, here, and handed to
     /// the server) and runs `serve` on it until [`Servers::stop`]. `serve` gets the listener
     /// and the token that is cancelled at the stop; its error is logged with `name`. Returns

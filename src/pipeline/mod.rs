@@ -446,7 +446,7 @@ impl Line {
         loop {
             let state = CommitState {
                 inflight: self.committer.inflight(),
-                retry: self.retry.as_ref().map(|r| (r.table.clone(), r.at)),
+                retry: self.retry.as_ref().map(|r| r.at),
             };
             match policy::next(&self.pending, &state, Instant::now(), &self.limits) {
                 None => return Ok(actions),

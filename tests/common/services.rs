@@ -453,7 +453,6 @@ impl SluiceProc {
         );
     }
 
-    /// SIGTERM, then waits (at most `timeout`) for the exit; returns the exit code.
     /// Whether the process has exited (it is a zombie until reaped, or gone).
     pub fn exited(&self) -> bool {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.0.id()));
@@ -464,6 +463,7 @@ impl SluiceProc {
         })
     }
 
+    /// SIGTERM, then waits (at most `timeout`) for the exit; returns the exit code.
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.0.id().to_string()])

@@ -276,11 +276,8 @@ impl Ring {
                         start = start.min(e.seq);
                     }
                 }
-                if wanted.is_empty() {
-                    ring.first_seq()
-                } else {
-                    start
-                }
+                // With no positions at all, every partition starts at its oldest batch.
+                start
             }
         })
     }
