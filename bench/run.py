@@ -247,7 +247,9 @@ def main():
     ap.add_argument("--visibility-ages-ms", default="1000,60000")
     ap.add_argument("--followers", type=int, default=20)
     ap.add_argument("--scaling-rows", type=int, default=2_000_000)
-    ap.add_argument("--sections", default="throughput,latency,scaling",
+    ap.add_argument("--readers-rows", type=int, default=1_000_000)
+    ap.add_argument("--layout-rows", type=int, default=1_000_000)
+    ap.add_argument("--sections", default="throughput,latency,scaling,readers,layout",
                     help="which sections to run")
     ap.add_argument("--merge", action="store_true",
                     help="replace only the sections run in an existing --out file")
@@ -258,7 +260,8 @@ def main():
         "repeats": a.repeats, "py_seconds": a.py_seconds, "memory_cap_mib": a.memory_cap_mib,
         "scale": a.scale, "partitions": PARTITIONS, "producer": " ".join(PRODUCER),
         "flush_mib": 128, "fetch_wait_max_ms": 10, "datasets": {}},
-        "throughput": [], "compression": [], "latency": [], "gap": [], "scaling": []}
+        "throughput": [], "compression": [], "latency": [], "gap": [], "scaling": [],
+        "readers": [], "layout": []}
     started = time.monotonic()
     for name in a.datasets.split(",") if "throughput" in sections else []:
         spec = {k: max(1, int(v * a.scale)) if k != "rows_per_message" else v
@@ -271,12 +274,22 @@ def main():
         import scaling
         results["scaling"] = scaling.scaling(a, log, Tansu, a.scaling_rows)
         results["settings"]["scaling_rows"] = a.scaling_rows
+    if "readers" in sections:
+        import readers
+        n = max(1, int(a.readers_rows * a.scale))
+        results["readers"] = readers.readers(a, log, Tansu, run_json, produce, n, 1000)
+        results["settings"]["readers_rows"] = n
+    if "layout" in sections:
+        import layout
+        n = max(1, int(a.layout_rows * a.scale))
+        results["layout"] = layout.layout(a, log, Tansu, run_json, produce, n, 1000)
+        results["settings"]["layout_rows"] = n
     results["seconds"] = time.monotonic() - started
     if a.merge and os.path.exists(a.out):
         with open(a.out) as f:
             old = json.load(f)
         keep = {"throughput": ["throughput", "compression", "gap"], "latency": ["latency"],
-                "scaling": ["scaling"]}
+                "scaling": ["scaling"], "readers": ["readers"], "layout": ["layout"]}
         for section, keys in keep.items():
             if section in sections:
                 for k in keys:

@@ -15,6 +15,8 @@
 //! every 200 ms), and the heap allocations made through Rust's allocator (a counting global
 //! allocator; DuckDB's and librdkafka's C/C++ allocations are not counted), so the caller can
 //! report allocations per Kafka message. `--dir` keeps the lake for inspection.
+//! `--parquet-compression CODEC` and `--partition-by EXPR` (repeatable) set the lake tables'
+//! `[tables.defaults]` options.
 //! `--copy-payloads` runs sluice with `kafka.copy_payloads`; `--sink-batches decoded|realigned`
 //! feeds the sink ceiling batches decoded from their IPC bytes in place or realigned (to see
 //! whether the buffers' origin changes DuckDB's work).
@@ -84,6 +86,10 @@ struct Args {
     properties: Vec<(String, String)>,
     sink_batches: String,
     copy_payloads: bool,
+    /// `tables.defaults.parquet_compression` (unset: DuckLake's default, snappy).
+    parquet_compression: Option<String>,
+    /// `tables.defaults.partition_by` entries (repeatable flag).
+    partition_by: Vec<String>,
 }
 
 fn args() -> Result<Args> {
@@ -104,6 +110,8 @@ fn args() -> Result<Args> {
         properties: Vec::new(),
         sink_batches: "generated".into(),
         copy_payloads: false,
+        parquet_compression: None,
+        partition_by: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -139,6 +147,10 @@ fn args() -> Result<Args> {
             }
             "--sink-batches" => a.sink_batches = value("--sink-batches")?,
             "--copy-payloads" => a.copy_payloads = true,
+            "--parquet-compression" => {
+                a.parquet_compression = Some(value("--parquet-compression")?)
+            }
+            "--partition-by" => a.partition_by.push(value("--partition-by")?),
             "--bench" => {}
             other => bail!("unknown argument {other:?}"),
         }
@@ -158,8 +170,12 @@ fn base_config(a: &Args, dir: &Path) -> Config {
     cfg.kafka.group_id = format!("bench-{}-{}", a.mode, std::process::id());
     cfg.kafka.topics = vec![a.topic.clone()];
     cfg.kafka.start_from = StartFrom::Earliest;
-    cfg.lake.catalog = dir.join("bench.ducklake").display().to_string();
+    cfg.lake.catalog = dir.join("bench.sqlite").display().to_string();
     cfg.lake.data_path = format!("{}/", dir.join("data").display());
+    cfg.tables.defaults.parquet_compression = a.parquet_compression.clone();
+    if !a.partition_by.is_empty() {
+        cfg.tables.defaults.partition_by = Some(a.partition_by.clone());
+    }
     cfg.flush.max_bytes = a.flush_mib * 1024 * 1024;
     cfg.kafka.max_partition_fetch_bytes = a.partition_fetch_mib * 1024 * 1024;
     cfg.flush.max_rows = u64::MAX / 2;
@@ -305,6 +321,8 @@ fn report(a: &Args, rows: u64, bytes: u64, probe: Probe, extra: serde_json::Valu
         "topic": a.topic,
         "memory_cap_bytes": a.memory_cap_mib * 1024 * 1024,
         "properties": a.properties.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+        "parquet_compression": a.parquet_compression,
+        "partition_by": a.partition_by,
         "cpu_seconds": cpu,
         "rust_allocations": allocations,
         "peak_rss_bytes": rss.iter().map(|s| s.1).max().unwrap_or(0),

@@ -70,7 +70,7 @@ fn check_passes_on_a_reachable_setup_and_names_an_unreachable_broker() {
         out.contains(&format!("kafka: topic \"{topic}\" has 2 partitions")),
         "{out}"
     );
-    assert!(out.contains("lake: attached (duckdb catalog"), "{out}");
+    assert!(out.contains("lake: attached (sqlite catalog"), "{out}");
     // 1024 MiB: 256 MiB of live retention for the one topic, 64 MiB + 50 MiB of prefetch.
     assert!(
         out.contains("memory budget: 1024 MiB = 654 MiB pending + 256 MiB live retention + 114 MiB librdkafka prefetch"),
@@ -126,34 +126,103 @@ fn sigterm_flushes_commits_and_exits_zero() {
     assert_eq!(events_summary(&cfg, &table), expected_summary(3_000));
 }
 
+/// The commands `sluice demo` prints to read its lake (the lines after `header`).
+fn printed_commands(out: &str, header: &str) -> Vec<String> {
+    out.lines()
+        .skip_while(|l| !l.contains(header))
+        .skip(1)
+        .take_while(|l| l.starts_with("  ") && !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// Runs a printed shell line; returns its stdout.
+fn run_printed(line: &str) -> String {
+    let o = Command::new("sh").arg("-c").arg(line).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{line}\n{out}{}", stderr(&o));
+    out
+}
+
 #[test]
-fn demo_ingests_and_reads_back_exactly() {
+fn demo_ingests_reads_back_exactly_and_its_lake_is_readable_as_printed_while_it_runs() {
+    use std::io::{BufRead, BufReader};
     let dir = lake_dir();
     let demo_dir = dir.path().join("demo");
-    let o = sluice(
-        &[
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
             "demo",
             "--rows",
-            "20000",
+            "600000",
             "--dir",
             demo_dir.to_str().unwrap(),
-        ],
-        &[],
+        ])
+        // The printed commands name the venv's DuckDB CLI and Python (as under scripts/demo).
+        .env(
+            "SLUICEDEV_VENV",
+            python().parent().unwrap().parent().unwrap(),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    while !banner.ends_with("\n\n") {
+        assert!(stdout.read_line(&mut banner).unwrap() > 0, "{banner}");
+    }
+    let live = printed_commands(
+        &banner,
+        "query the lake with stock DuckDB while the demo runs",
     );
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{out}{}", stderr(&o));
-    assert!(out.contains("ingested 20000 rows"), "{out}");
+    let attach = format!(
+        "ATTACH 'ducklake:sqlite:{}/demo.sqlite' AS lake (DATA_PATH '{}/data/', READ_ONLY)",
+        demo_dir.display(),
+        demo_dir.display()
+    );
+    assert_eq!(live.len(), 2, "{banner}");
+    assert!(live.iter().all(|c| c.contains(&attach)), "{banner}");
+    // The lake is read with the printed commands while the demo ingests, from its first commit
+    // on (the demo's progress lines say when).
+    let mut out = banner.clone();
+    loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "{out}");
+        out.push_str(&line);
+        let committed = line
+            .split_once("| committed ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok());
+        if committed.is_some_and(|n| n > 0) {
+            break;
+        }
+    }
+    for c in &live {
+        run_printed(c);
+    }
     assert!(
-        out.contains("check: count=20000 distinct seq=20000 sum(seq)=199990000 (expected 199990000) min=0 max=19999"),
+        child.try_wait().unwrap().is_none(),
+        "the demo ended before the lake was read while it ran"
+    );
+    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("ingested 600000 rows"), "{out}");
+    assert!(
+        out.contains("check: count=600000 distinct seq=600000 sum(seq)=179999700000 (expected 179999700000) min=0 max=599999"),
         "{out}"
     );
     assert!(out.contains("| purchase "), "{out}");
-    assert!(
-        out.contains(&format!(
-            "ATTACH 'ducklake:{}/demo.ducklake'",
-            demo_dir.display()
-        )),
+    let after = printed_commands(&out, "open the lake with the DuckDB CLI");
+    assert_eq!(after.first(), live.first(), "{out}");
+    assert_eq!(
+        printed_commands(&out, "or with the DuckDB Python client").first(),
+        live.get(1),
         "{out}"
     );
-    assert!(demo_dir.join("demo.ducklake").exists());
+    for c in &live {
+        assert!(run_printed(c).contains("600000"), "{c}");
+    }
 }

@@ -36,7 +36,7 @@ fn pyarrow_payloads_of_every_format_codec_and_type_read_back_equal_with_duckdb_p
     let out = run_python(&[
         script,
         "verify",
-        &cfg.lake.catalog,
+        &attach_target(&cfg),
         &cfg.lake.data_path,
         &table,
     ]);

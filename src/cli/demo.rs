@@ -47,6 +47,8 @@ impl Default for DemoOptions {
 /// of the consumer at most, so nothing is truncated before it is read.
 const MAX_UNCONSUMED_BYTES: u64 = 4 * 1024 * 1024;
 const TOPIC: &str = "events";
+/// The demo lake's catalog (SQLite, the default kind: readable while the demo runs).
+const CATALOG_FILE: &str = "demo.sqlite";
 
 /// Numbers the demo measured.
 #[derive(Debug, Clone)]
@@ -102,7 +104,14 @@ pub fn produce_paced(
 
 fn prepare_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for name in ["demo.ducklake", "demo.ducklake.wal"] {
+    for name in [
+        CATALOG_FILE,
+        "demo.sqlite-wal",
+        "demo.sqlite-shm",
+        // Catalogs of demos before the SQLite default.
+        "demo.ducklake",
+        "demo.ducklake.wal",
+    ] {
         let p = dir.join(name);
         if p.exists() {
             std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
@@ -130,7 +139,7 @@ pub fn mock_config(brokers: &str, topic: &str, dir: &Path) -> Config {
     cfg.kafka
         .properties
         .insert("session.timeout.ms".into(), "6000".into());
-    cfg.lake.catalog = dir.join("demo.ducklake").display().to_string();
+    cfg.lake.catalog = dir.join(CATALOG_FILE).display().to_string();
     cfg.lake.data_path = format!("{}/", dir.join("data").display());
     cfg.flush.max_bytes = 96 * 1024 * 1024;
     cfg.flush.max_age_ms = 3_000;
@@ -185,7 +194,7 @@ fn banner(opts: &DemoOptions, brokers: &str, dir: &Path, flight: Option<std::net
         opts.partitions
     );
     println!(
-        "             lake at {} (DuckDB catalog, local Parquet)",
+        "             lake at {} (SQLite catalog, local Parquet)",
         dir.display()
     );
     println!(
@@ -199,11 +208,46 @@ fn banner(opts: &DemoOptions, brokers: &str, dir: &Path, flight: Option<std::net
         );
         // One shell line, runnable as printed.
         println!(
-            "               python3 -c 'import pyarrow.flight as fl, json; print(fl.connect(\"grpc://{}\").do_get(fl.Ticket(json.dumps({{\"topic\": \"{TOPIC}\", \"from\": \"latest\", \"follow\": True}}))).read_chunk().data)'",
+            "               {} -c 'import pyarrow.flight as fl, json; print(fl.connect(\"grpc://{}\").do_get(fl.Ticket(json.dumps({{\"topic\": \"{TOPIC}\", \"from\": \"latest\", \"follow\": True}}))).read_chunk().data)'",
+            tool("python", "python3"),
             addr
         );
     }
+    println!("             query the lake with stock DuckDB while the demo runs (or after it):");
+    for c in read_commands(dir) {
+        println!("               {c}");
+    }
     println!();
+}
+
+/// How to run a tool the printed commands need: the set-up's venv copy when `scripts/demo` runs
+/// the demo (it exports `SLUICEDEV_VENV`), else the name on `PATH`.
+fn tool(venv_name: &str, path_name: &str) -> String {
+    std::env::var_os("SLUICEDEV_VENV")
+        .map(|v| PathBuf::from(v).join("bin").join(venv_name))
+        .filter(|p| p.is_file())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| path_name.to_string())
+}
+
+/// Shell lines that count the lake's events with the DuckDB CLI and with the DuckDB Python
+/// client (1.5.5, ducklake extension), runnable as printed.
+fn read_commands(dir: &Path) -> [String; 2] {
+    let attach = format!(
+        "ATTACH 'ducklake:sqlite:{}' AS lake (DATA_PATH '{}/', READ_ONLY)",
+        dir.join(CATALOG_FILE).display(),
+        dir.join("data").display()
+    );
+    [
+        format!(
+            "{} -c \"{attach}; SELECT count(*) FROM lake.events;\"",
+            tool("duckdb", "duckdb")
+        ),
+        format!(
+            "{} -c \"import duckdb; c = duckdb.connect(); c.execute(\\\"{attach}\\\"); print(c.sql('SELECT count(*) FROM lake.events'))\"",
+            tool("python", "python3")
+        ),
+    ]
 }
 
 /// Produces the events paced by what the pipeline consumed, waits until all are consumed, and
@@ -361,20 +405,11 @@ fn check_lake(cfg: &Config, opts: &DemoOptions) -> Result<(u64, u64)> {
 
 /// How to open the lake with stock DuckDB.
 fn hints(dir: &Path) {
-    let catalog = dir.join("demo.ducklake");
-    let data = dir.join("data");
+    let [cli, python] = read_commands(dir);
     println!("\nopen the lake with the DuckDB CLI (1.5.5, ducklake extension):");
-    println!(
-        "  duckdb -c \"ATTACH 'ducklake:{}' AS lake (DATA_PATH '{}/', READ_ONLY); SELECT count(*) FROM lake.events;\"",
-        catalog.display(),
-        data.display()
-    );
+    println!("  {cli}");
     println!("or with the DuckDB Python client:");
-    println!(
-        "  python3 -c \"import duckdb; c = duckdb.connect(); c.execute(\\\"ATTACH 'ducklake:{}' AS lake (DATA_PATH '{}/', READ_ONLY)\\\"); print(c.sql('SELECT count(*) FROM lake.events'))\"",
-        catalog.display(),
-        data.display()
-    );
+    println!("  {python}");
 }
 
 /// Number and total size of the Parquet data files of a lake table.

@@ -10,9 +10,11 @@ use super::{ConfigError, invalid};
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum CatalogKind {
-    /// A DuckDB database file (the embedded default).
+    /// A DuckDB database file. Single process: while sluice has it attached no other process
+    /// can open it, so readers must wait until sluice stops.
     Duckdb,
-    /// A SQLite database file.
+    /// A SQLite database file (the embedded default): stock DuckDB processes can attach it and
+    /// query while sluice ingests (sluice puts it in WAL mode).
     Sqlite,
     /// A PostgreSQL database (`catalog` is a libpq connection string).
     Postgres,
@@ -165,8 +167,8 @@ impl S3Config {
 impl Default for LakeConfig {
     fn default() -> Self {
         LakeConfig {
-            catalog_kind: CatalogKind::Duckdb,
-            catalog: "sluice.ducklake".into(),
+            catalog_kind: CatalogKind::Sqlite,
+            catalog: "sluice.sqlite".into(),
             data_path: "sluice_data/".into(),
             schema: "main".into(),
             extension_directory: None,

@@ -23,7 +23,10 @@ pub use lake::{CatalogKind, LakeConfig, S3Config, S3Resolved, Secret, UrlStyle};
 pub use live::LiveConfig;
 pub use log::{LogConfig, LogFormat};
 pub use metrics::MetricsConfig;
-pub use tables::{MetadataColumns, TablesConfig, is_topic_pattern, table_name_from_topic};
+pub use tables::{
+    MetadataColumns, PARQUET_CODECS, PartitionField, SchemaEvolution, SortField, TableOptions,
+    TablesConfig, is_topic_pattern, parse_size, table_name_from_topic,
+};
 
 /// Errors found while loading or validating the configuration.
 #[derive(Debug, thiserror::Error)]

@@ -20,6 +20,20 @@ pub struct MetadataColumns {
     pub key: bool,
 }
 
+/// What happens when a message's schema differs from its table's.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaEvolution {
+    /// Added columns are added to the table and lossless numeric widenings widen its column,
+    /// in the transaction of the rows; columns a message lacks get NULLs. Other changes are
+    /// quarantined.
+    #[default]
+    Evolve,
+    /// A message must have exactly the table's columns and types (in any order); anything else
+    /// is quarantined.
+    Strict,
+}
+
 /// Topic → table mapping.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -31,6 +45,248 @@ pub struct TablesConfig {
     pub name_template: String,
     /// Kafka metadata columns added to each row.
     pub metadata: MetadataColumns,
+    /// `evolve` (default) or `strict`.
+    pub schema_evolution: SchemaEvolution,
+    /// Options of every table sluice writes (`[tables.defaults]`).
+    pub defaults: TableOptions,
+    /// Options of one table, over the defaults (`[tables.options."<table>"]`).
+    pub options: BTreeMap<String, TableOptions>,
+}
+
+/// How a lake table is laid out and written: DuckLake's partitioning and sort order, and the
+/// Parquet settings DuckLake's `set_option` takes. Unset keys leave the table as it is (or as
+/// the defaults say). Applied when sluice creates the table and again on each start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TableOptions {
+    /// `ALTER TABLE … SET PARTITIONED BY`: each entry a column (identity), `year(col)`,
+    /// `month(col)`, `day(col)`, `hour(col)` or `bucket(N, col)`; `[]` removes partitioning.
+    pub partition_by: Option<Vec<String>>,
+    /// `ALTER TABLE … SET SORTED BY`: each entry `col`, `col DESC`, `col ASC NULLS FIRST`, ….
+    pub sorted_by: Option<Vec<String>>,
+    /// Parquet codec: uncompressed, snappy, gzip, zstd, brotli, lz4, lz4_raw.
+    pub parquet_compression: Option<String>,
+    /// Codec level (zstd: 1–22).
+    pub parquet_compression_level: Option<i64>,
+    /// Rows per Parquet row group.
+    pub parquet_row_group_size: Option<u64>,
+    /// Target data file size for inserts and compaction, e.g. `"512MB"`.
+    pub target_file_size: Option<String>,
+}
+
+impl TableOptions {
+    /// These options with the unset ones taken from `defaults`.
+    pub fn over(&self, defaults: &TableOptions) -> TableOptions {
+        TableOptions {
+            partition_by: self
+                .partition_by
+                .clone()
+                .or_else(|| defaults.partition_by.clone()),
+            sorted_by: self
+                .sorted_by
+                .clone()
+                .or_else(|| defaults.sorted_by.clone()),
+            parquet_compression: self
+                .parquet_compression
+                .clone()
+                .or_else(|| defaults.parquet_compression.clone()),
+            parquet_compression_level: self
+                .parquet_compression_level
+                .or(defaults.parquet_compression_level),
+            parquet_row_group_size: self
+                .parquet_row_group_size
+                .or(defaults.parquet_row_group_size),
+            target_file_size: self
+                .target_file_size
+                .clone()
+                .or_else(|| defaults.target_file_size.clone()),
+        }
+    }
+
+    /// Whether any option is set.
+    pub fn is_empty(&self) -> bool {
+        self == &TableOptions::default()
+    }
+
+    /// The `ducklake_set_option` settings among these: (option, SQL literal of its value).
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(c) = &self.parquet_compression {
+            out.push((
+                "parquet_compression",
+                format!("'{}'", c.to_ascii_lowercase()),
+            ));
+        }
+        if let Some(l) = self.parquet_compression_level {
+            out.push(("parquet_compression_level", l.to_string()));
+        }
+        if let Some(n) = self.parquet_row_group_size {
+            out.push(("parquet_row_group_size", n.to_string()));
+        }
+        if let Some(s) = &self.target_file_size {
+            out.push(("target_file_size", format!("'{}'", s.trim())));
+        }
+        out
+    }
+
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        for (i, e) in self.partition_by.iter().flatten().enumerate() {
+            PartitionField::parse(e).map_err(|m| invalid(format!("{key}.partition_by[{i}]"), m))?;
+        }
+        for (i, e) in self.sorted_by.iter().flatten().enumerate() {
+            SortField::parse(e).map_err(|m| invalid(format!("{key}.sorted_by[{i}]"), m))?;
+        }
+        if let Some(c) = &self.parquet_compression
+            && !PARQUET_CODECS.contains(&c.to_ascii_lowercase().as_str())
+        {
+            return Err(invalid(
+                format!("{key}.parquet_compression"),
+                format!("{c:?} is not one of {}", PARQUET_CODECS.join(", ")),
+            ));
+        }
+        if self.parquet_row_group_size == Some(0) {
+            return Err(invalid(
+                format!("{key}.parquet_row_group_size"),
+                "must be at least 1",
+            ));
+        }
+        if let Some(s) = &self.target_file_size
+            && parse_size(s).is_none()
+        {
+            return Err(invalid(
+                format!("{key}.target_file_size"),
+                format!("{s:?} is not a size like \"512MB\", \"1GiB\" or \"1000000\""),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The Parquet codecs DuckLake's `parquet_compression` takes.
+pub const PARQUET_CODECS: [&str; 7] = [
+    "uncompressed",
+    "snappy",
+    "gzip",
+    "zstd",
+    "brotli",
+    "lz4",
+    "lz4_raw",
+];
+
+/// Bytes of a size such as `512MB`, `1GiB`, `1000000` (DuckDB's units).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..split].parse().ok()?;
+    let unit = s[split..].trim().to_ascii_lowercase();
+    let mult: u64 = match unit.as_str() {
+        "" | "b" | "bytes" => 1,
+        "kb" => 1000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// A column name as the options take it: ASCII letters, digits and `_`, not starting with a
+/// digit (other names can be renamed with a view; they are quoted anyway).
+fn column_name(s: &str) -> Option<&str> {
+    let s = s.trim();
+    let mut chars = s.chars();
+    let first = chars.next()?;
+    ((first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    .then_some(s)
+}
+
+/// One entry of `partition_by`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionField {
+    /// The column's value.
+    Identity(String),
+    /// `year`, `month`, `day` or `hour` of a timestamp or date column.
+    Time(&'static str, String),
+    /// `bucket(N, col)`: Iceberg's murmur3 hash modulo N.
+    Bucket(u32, String),
+}
+
+impl PartitionField {
+    /// Parses `col`, `year(col)`, `month(col)`, `day(col)`, `hour(col)` or `bucket(N, col)`.
+    pub fn parse(e: &str) -> Result<PartitionField, String> {
+        let bad = || {
+            format!(
+                "{e:?} is not a partition expression: use a column name, year(col), month(col), day(col), hour(col) or bucket(N, col)"
+            )
+        };
+        let e_trim = e.trim();
+        if let Some(c) = column_name(e_trim) {
+            return Ok(PartitionField::Identity(c.to_string()));
+        }
+        let (func, rest) = e_trim.split_once('(').ok_or_else(bad)?;
+        let args = rest.strip_suffix(')').ok_or_else(bad)?;
+        let func = func.trim().to_ascii_lowercase();
+        for t in ["year", "month", "day", "hour"] {
+            if func == t {
+                let c = column_name(args).ok_or_else(bad)?;
+                return Ok(PartitionField::Time(t, c.to_string()));
+            }
+        }
+        if func == "bucket" {
+            let (n, c) = args.split_once(',').ok_or_else(bad)?;
+            let n: u32 = n.trim().parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+            let c = column_name(c).ok_or_else(bad)?;
+            return Ok(PartitionField::Bucket(n, c.to_string()));
+        }
+        Err(bad())
+    }
+}
+
+/// One entry of `sorted_by`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortField {
+    /// Column.
+    pub column: String,
+    /// Descending (else ascending).
+    pub descending: bool,
+    /// `Some(true)`: NULLS FIRST, `Some(false)`: NULLS LAST, `None`: DuckDB's default.
+    pub nulls_first: Option<bool>,
+}
+
+impl SortField {
+    /// Parses `col [ASC|DESC] [NULLS FIRST|NULLS LAST]`.
+    pub fn parse(e: &str) -> Result<SortField, String> {
+        let bad =
+            || format!("{e:?} is not a sort key: use `col`, `col DESC`, `col ASC NULLS FIRST`, …");
+        let words: Vec<String> = e.split_whitespace().map(str::to_ascii_uppercase).collect();
+        let column = e
+            .split_whitespace()
+            .next()
+            .and_then(column_name)
+            .ok_or_else(bad)?
+            .to_string();
+        let mut f = SortField {
+            column,
+            descending: false,
+            nulls_first: None,
+        };
+        let mut rest = &words[1..];
+        if let Some(d) = rest.first().filter(|w| *w == "ASC" || *w == "DESC") {
+            f.descending = d == "DESC";
+            rest = &rest[1..];
+        }
+        match rest {
+            [] => {}
+            [n, w] if n == "NULLS" && (w == "FIRST" || w == "LAST") => {
+                f.nulls_first = Some(w == "FIRST")
+            }
+            _ => return Err(bad()),
+        }
+        Ok(f)
+    }
 }
 
 impl Default for TablesConfig {
@@ -39,11 +295,21 @@ impl Default for TablesConfig {
             map: BTreeMap::new(),
             name_template: "{topic}".into(),
             metadata: MetadataColumns::default(),
+            schema_evolution: SchemaEvolution::default(),
+            defaults: TableOptions::default(),
+            options: BTreeMap::new(),
         }
     }
 }
 
 impl TablesConfig {
+    /// The options of `table`: its own over the defaults.
+    pub fn options_for(&self, table: &str) -> TableOptions {
+        self.options
+            .get(table)
+            .map_or_else(|| self.defaults.clone(), |o| o.over(&self.defaults))
+    }
+
     /// The lake table a topic's batches go to. A derived name that would fall among sluice's
     /// own tables (`sluice_…`) gets a `t_` prefix.
     pub fn table_for(&self, topic: &str) -> String {
@@ -102,6 +368,33 @@ impl TablesConfig {
         }
         if self.name_template.trim().is_empty() {
             return Err(invalid("tables.name_template", "must not be empty"));
+        }
+        self.defaults.validate("tables.defaults")?;
+        for (table, o) in &self.options {
+            o.validate(&format!("tables.options.{table}"))?;
+        }
+        // DuckDB's Parquet writer takes a level only with zstd (and a level set on a DuckLake
+        // table cannot be unset again).
+        let level_without_zstd = |o: &TableOptions| {
+            o.parquet_compression_level.is_some()
+                && !o
+                    .parquet_compression
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case("zstd"))
+        };
+        if level_without_zstd(&self.defaults) {
+            return Err(invalid(
+                "tables.defaults.parquet_compression_level",
+                "is only supported with parquet_compression = \"zstd\"",
+            ));
+        }
+        for (table, o) in &self.options {
+            if level_without_zstd(&o.over(&self.defaults)) {
+                return Err(invalid(
+                    format!("tables.options.{table}.parquet_compression_level"),
+                    "is only supported with parquet_compression = \"zstd\"",
+                ));
+            }
         }
         Ok(())
     }

@@ -124,6 +124,30 @@ fn validation_names_the_key() {
             "[kafka]\ntopics=[\"a\"]\n[log]\nlevel=\"[[\"\n",
             "`log.level` is not a valid filter",
         ),
+        (
+            "[kafka]\ntopics=[\"a\"]\n[tables.options.ev]\npartition_by=[\"day(ts)\", \"week(ts)\"]\n",
+            "`tables.options.ev.partition_by[1]` \"week(ts)\" is not a partition expression: use a column name, year(col), month(col), day(col), hour(col) or bucket(N, col)",
+        ),
+        (
+            "[kafka]\ntopics=[\"a\"]\n[tables.defaults]\nsorted_by=[\"ts sideways\"]\n",
+            "`tables.defaults.sorted_by[0]` \"ts sideways\" is not a sort key",
+        ),
+        (
+            "[kafka]\ntopics=[\"a\"]\n[tables.options.ev]\nparquet_compression=\"zip\"\n",
+            "`tables.options.ev.parquet_compression` \"zip\" is not one of uncompressed, snappy, gzip, zstd, brotli, lz4, lz4_raw",
+        ),
+        (
+            "[kafka]\ntopics=[\"a\"]\n[tables.defaults]\ntarget_file_size=\"big\"\n",
+            "`tables.defaults.target_file_size` \"big\" is not a size",
+        ),
+        (
+            "[kafka]\ntopics=[\"a\"]\n[tables.defaults]\nparquet_compression=\"zstd\"\n[tables.options.ev]\nparquet_compression=\"snappy\"\nparquet_compression_level=3\n",
+            "`tables.options.ev.parquet_compression_level` is only supported with parquet_compression = \"zstd\"",
+        ),
+        (
+            "[kafka]\ntopics=[\"a\"]\n[tables]\nschema_evolution=\"loose\"\n",
+            "unknown variant: found `loose`, expected ``evolve` or `strict`` for key \"default.tables.schema_evolution\"",
+        ),
     ];
     for (toml, want) in cases {
         let err = load_in_jail(toml).unwrap_err().to_string();

@@ -1,5 +1,6 @@
 //! `/metrics`: everything sluice counts, in the Prometheus text format (0.0.4). Names are
-//! `sluice_<noun>_<unit>`, labels a small fixed set (`topic`, `partition`, `trigger`, `copy`),
+//! `sluice_<noun>_<unit>`, labels a small fixed set (`topic`, `partition`, `trigger`, `copy`,
+//! `table`, `change`),
 //! families in a fixed order.
 //!
 //! Written by hand rather than through the `metrics` facade and `metrics-exporter-prometheus`:
@@ -199,6 +200,18 @@ pub fn render(src: &Sources) -> String {
     }
     per_partition(&mut o, s);
     o.family(
+        "sluice_schema_changes_total",
+        "counter",
+        "Columns added to (change=add_column) or widened in (change=widen) a lake table by schema evolution.",
+    );
+    for ((table, change), n) in lock(&s.schema_changes).iter() {
+        o.sample(
+            "sluice_schema_changes_total",
+            &[("table", table), ("change", change)],
+            n,
+        );
+    }
+    o.family(
         "sluice_decoded_bytes_total",
         "counter",
         "Decoded buffer bytes by how they were obtained: in place (zero-copy) or copied \
@@ -357,6 +370,9 @@ mod tests {
         }
         s.set_partition("ev\"ents", 0, Some(5), Some(9));
         s.set_partition("b", 3, Some(-1), None);
+        s.record_schema_change("ev", "add_column");
+        s.record_schema_change("ev", "add_column");
+        s.record_schema_change("ev", "widen");
         s.flush_duration.observe(0.3);
         s.flush_duration.observe(12.5);
         s.flush_size.observe(5_000_000.0);
@@ -364,7 +380,8 @@ mod tests {
 
     /// The exposition, byte for byte (but the resident memory's value): the names, labels,
     /// help texts and order that dashboards, alerts and `tests/metrics.rs` rely on. The file was
-    /// rendered by the hand-written renderer this one replaced (commit ab6185a).
+    /// rendered by the hand-written renderer this one replaced (commit ab6185a), plus the
+    /// `sluice_schema_changes_total` family since (issue 12).
     #[test]
     fn the_exposition_is_exactly_the_established_one() {
         let f = Arc::new(crate::observe::FlightStats::default());

@@ -134,6 +134,8 @@ pub struct Stats {
     pub brokers_up: Mutex<Option<u64>>,
     /// Whether the latest flush attempt failed (the lake is unreachable or refusing).
     pub lake_failing: AtomicBool,
+    /// Committed schema changes per (table, kind: `add_column` or `widen`).
+    pub schema_changes: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 /// Counters of one topic.
@@ -263,6 +265,7 @@ impl Default for Stats {
             assignment_received: Default::default(),
             brokers_up: Default::default(),
             lake_failing: Default::default(),
+            schema_changes: Default::default(),
         }
     }
 }
@@ -364,6 +367,21 @@ impl Stats {
         self.flush_duration.observe(seconds);
         self.flush_size.observe(bytes as f64);
         self.lake_failing.store(false, Relaxed);
+    }
+
+    /// Counts a committed schema change of `table` (`kind`: `add_column` or `widen`).
+    pub fn record_schema_change(&self, table: &str, kind: &'static str) {
+        *crate::sync::lock(&self.schema_changes)
+            .entry((table.to_string(), kind))
+            .or_default() += 1;
+    }
+
+    /// Committed schema changes of `table` of `kind` so far.
+    pub fn schema_changes_of(&self, table: &str, kind: &'static str) -> u64 {
+        crate::sync::lock(&self.schema_changes)
+            .get(&(table.to_string(), kind))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Successful flushes with this trigger (one of [`FLUSH_TRIGGERS`]).

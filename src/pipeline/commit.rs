@@ -15,7 +15,7 @@ use super::partitions::Partitions;
 use super::pending::TablePending;
 use super::policy::Trigger;
 use crate::live::ring::Ring;
-use crate::sink::{self, CommitReport, Lake, OffsetUpdate, QuarantineRow, SinkError, TableFlush};
+use crate::sink::{CommitReport, Lake, OffsetUpdate, QuarantineRow, SinkError, TableFlush};
 
 /// One flush: a table's pending data and the offsets it moves.
 pub struct FlushJob {
@@ -33,9 +33,6 @@ pub struct FlushJob {
     quarantine: Vec<QuarantineRow>,
     /// Each partition's move, conditional on the lake offset we know.
     pub offsets: Vec<OffsetUpdate>,
-    /// Columns to create the table with if it does not exist yet (see
-    /// [`Lake::planned_columns`]).
-    columns: Option<Vec<sink::Column>>,
     /// The live ring, whose batches of the committed ranges are compacted after the commit.
     live: Option<Arc<Ring>>,
     /// Bytes compacted by the flush thread after a successful commit (`None`: not done yet).
@@ -54,7 +51,6 @@ impl FlushJob {
         trigger: Trigger,
         data: TablePending,
         partitions: &Partitions,
-        lake: &Lake,
         live: Option<Arc<Ring>>,
     ) -> FlushJob {
         let mut batches = Vec::new();
@@ -71,7 +67,6 @@ impl FlushJob {
             });
         }
         FlushJob {
-            columns: lake.planned_columns(&table),
             table,
             trigger,
             failures: 0,
@@ -89,25 +84,15 @@ impl FlushJob {
 
     /// The same flush over `data` reduced (after an offset conflict dropped partitions): the
     /// offsets are taken again, the failures made so far kept.
-    pub fn rebuilt(self, partitions: &Partitions, lake: &Lake) -> FlushJob {
+    pub fn rebuilt(self, partitions: &Partitions) -> FlushJob {
         let failures = self.failures;
-        let mut next = FlushJob::new(
-            self.table,
-            self.trigger,
-            self.data,
-            partitions,
-            lake,
-            self.live,
-        );
+        let mut next = FlushJob::new(self.table, self.trigger, self.data, partitions, self.live);
         next.failures = failures;
         next
     }
 
     /// Commits the job on `lake` (in place, or on the flush thread).
     fn commit(&mut self, lake: &mut Lake) -> Outcome {
-        if let Some(c) = &self.columns {
-            lake.adopt_planned_columns(&self.table, c.clone());
-        }
         let flush = TableFlush {
             table: &self.table,
             batches: &self.batches,

@@ -163,7 +163,12 @@ impl Pipeline {
 
     /// Like [`Pipeline::new`], on an already attached lake handle (e.g. [`Lake::another`] of a
     /// lake shared by several pipelines in one process).
-    pub fn with_lake(cfg: &Config, lake: Lake, stats: Arc<Stats>) -> Result<Self, PipelineError> {
+    pub fn with_lake(
+        cfg: &Config,
+        mut lake: Lake,
+        stats: Arc<Stats>,
+    ) -> Result<Self, PipelineError> {
+        lake.set_tables(&cfg.tables);
         let source = KafkaSource::new(&cfg.kafka)?;
         let committer = Committer::start(lake.another(lake.group())?)
             .map_err(|e| PipelineError::Flusher(format!("could not start: {e}")))?;
@@ -511,7 +516,6 @@ impl Line {
             trigger,
             data,
             &self.partitions,
-            &self.lake,
             self.live.clone(),
         );
         job.failures = failures;

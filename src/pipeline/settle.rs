@@ -81,6 +81,16 @@ impl Line {
                 quarantined: p.quarantine.len() as u64,
             })
             .collect();
+        for c in &report.changes {
+            self.stats.record_schema_change(&job.table, c.kind());
+            tracing::info!(
+                table = %job.table,
+                column = c.column(),
+                from = c.from().unwrap_or("(new column)"),
+                to = c.to(),
+                "table schema evolved"
+            );
+        }
         let seconds = job.started.elapsed().as_secs_f64();
         self.stats.record_flush(job.trigger.name(), seconds, &parts);
         let totals = job.data.totals();
@@ -124,7 +134,7 @@ impl Line {
         }
         Settled {
             actions,
-            again: Some((job.rebuilt(&self.partitions, &self.lake), Duration::ZERO)),
+            again: Some((job.rebuilt(&self.partitions), Duration::ZERO)),
         }
     }
 

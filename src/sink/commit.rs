@@ -1,6 +1,6 @@
-//! The one transaction of a flush: the batches through DuckDB's Arrow scan (views over Arrow C
-//! streams of the very buffers sluice decoded), the quarantined payloads, and the offsets
-//! update, committed together or not at all.
+//! The one transaction of a flush: the table's creation or schema evolution, the batches
+//! through DuckDB's Arrow scan (views over Arrow C streams of the very buffers sluice decoded),
+//! the quarantined payloads, and the offsets update, committed together or not at all.
 
 use std::sync::Arc;
 
@@ -8,15 +8,21 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
 use super::duck::{DuckError, ident};
+use super::evolve::{self, Change, Plan};
 use super::ffi_stream::BatchStream;
+use super::schema::Misfit;
 use super::{
     CommitReport, LAKE_ALIAS, Lake, QUARANTINE_TABLE, SinkError, TableFlush, duck, quarantine,
 };
+use crate::config::SchemaEvolution;
 
 impl Lake {
     /// Commits one table flush as one DuckLake transaction. On any error nothing is committed.
     pub fn commit(&mut self, flush: &TableFlush<'_>) -> Result<CommitReport, SinkError> {
         let table = flush.table;
+        // See `Lake::write_turn` (a clone of the lock: the commit needs `self` mutably).
+        let writes = self.writes.clone();
+        let _turn = writes.as_deref().map(crate::sync::lock);
         // Views are created outside the transaction: a transaction may write to one attached
         // database only, and the views live in DuckDB's in-memory catalog.
         let mut streams = Vec::new();
@@ -38,13 +44,7 @@ impl Lake {
                     message: source.message,
                 })
             }
-            Err(e) => Err(e),
-            Ok(report) => {
-                if let Some(info) = self.tables.get_mut(table) {
-                    info.exists = true;
-                }
-                Ok(report)
-            }
+            other => other,
         }
     }
 
@@ -77,30 +77,69 @@ impl Lake {
     ) -> Result<CommitReport, SinkError> {
         let table = flush.table;
         let handed = self.hand_over(flush, streams, views)?;
-        let create = if !handed.data.is_empty() && !self.tables.get(table).is_some_and(|i| i.exists)
-        {
-            Some(
-                match self.tables.get(table).and_then(|i| i.columns.clone()) {
-                    Some(c) => c,
-                    None => self.arrow_columns(&flush.batches[0].schema())?,
-                },
-            )
-        } else {
-            None
-        };
-        self.conn
-            .execute("BEGIN")
-            .map_err(duck("begin a lake transaction"))?;
-        if let Some(cols) = create {
-            let cols_sql = cols
-                .iter()
-                .map(|(n, t)| format!("{} {}", ident(n), t))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let target = self.qualified(table);
+        let groups = handed
+            .schemas
+            .iter()
+            .map(|s| self.described(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The table as the rows' transaction sees it: a retry after a conflict (another writer
+        // created or evolved it meanwhile) plans again from what that writer committed. What
+        // must be committed before the rows (creating the table with its options, widening,
+        // see `evolve`, and the options of a table this handle has not written yet) is, in a
+        // transaction of its own, and the rows' transaction plans again.
+        let mut plan;
+        let mut rounds = 0;
+        loop {
             self.conn
-                .execute(&format!("CREATE TABLE IF NOT EXISTS {target} ({cols_sql})"))
-                .map_err(duck(format!("create table {table}")))?;
+                .execute("BEGIN")
+                .map_err(duck("begin a lake transaction"))?;
+            plan = if handed.data.is_empty() {
+                Plan::default()
+            } else {
+                self.plan(table, &groups)?
+            };
+            let widen: Vec<Change> = plan
+                .changes
+                .iter()
+                .filter(|c| matches!(c, Change::Widen { .. }))
+                .cloned()
+                .collect();
+            let options = (plan.create.is_some() || self.options_pending(table))
+                .then(|| self.options_of(table))
+                .filter(|o| !o.is_empty());
+            if handed.data.is_empty() || (widen.is_empty() && options.is_none()) {
+                break;
+            }
+            rounds += 1;
+            if rounds > 3 {
+                return Err(SinkError::Duck {
+                    context: format!("prepare table {table}"),
+                    source: DuckError::new("the table kept changing under this commit"),
+                });
+            }
+            if let Some(cols) = &plan.create {
+                self.create(table, cols)?;
+            }
+            for change in &widen {
+                self.alter(table, change)?;
+            }
+            if let Some(o) = &options {
+                self.apply_layout(table, o)?;
+            }
+            self.conn
+                .execute("COMMIT")
+                .map_err(duck(format!("commit the set-up of table {table}")))?;
+            self.unreported.extend(widen);
+            if let Some(o) = &options {
+                self.apply_settings(table, o)?;
+            }
+        }
+        // A table without options is created with its rows.
+        if let Some(cols) = &plan.create {
+            self.create(table, cols)?;
+        }
+        for change in &plan.changes {
+            self.alter(table, change)?;
         }
         self.insert(table, &handed)?;
         self.update_offsets(flush.offsets)?;
@@ -120,7 +159,67 @@ impl Lake {
             quarantined: flush.quarantine.len() as u64,
             files,
             file_bytes,
+            changes: self.unreported.drain(..).chain(plan.changes).collect(),
         })
+    }
+
+    /// Creates `table` with `cols` (inside the open transaction).
+    fn create(&self, table: &str, cols: &[super::Column]) -> Result<(), SinkError> {
+        let cols_sql = cols
+            .iter()
+            .map(|(n, t)| format!("{} {}", ident(n), t))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.conn
+            .execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} ({cols_sql})",
+                self.qualified(table)
+            ))
+            .map(drop)
+            .map_err(duck(format!("create table {table}")))
+    }
+
+    /// Applies one column change (inside the open transaction).
+    fn alter(&self, table: &str, change: &Change) -> Result<(), SinkError> {
+        let target = self.qualified(table);
+        let sql = match change {
+            Change::Add { column, ty } => {
+                format!("ALTER TABLE {target} ADD COLUMN {} {ty}", ident(column))
+            }
+            Change::Widen { column, to, .. } => {
+                format!(
+                    "ALTER TABLE {target} ALTER COLUMN {} SET TYPE {to}",
+                    ident(column)
+                )
+            }
+        };
+        self.conn.execute(&sql).map(drop).map_err(duck(format!(
+            "evolve table {table} (column {:?} {} -> {})",
+            change.column(),
+            change.from().unwrap_or("new"),
+            change.to()
+        )))
+    }
+
+    /// What the open transaction must do to `table` before inserting batches with the columns
+    /// `groups`: create it with the widest of them, or (under evolution) add and widen columns.
+    /// Under `strict` an existing table is left as it is (the batches were checked to fit it).
+    fn plan(&self, table: &str, groups: &[Vec<super::Column>]) -> Result<Plan, SinkError> {
+        let current = self.table_schema(table)?;
+        let groups: Vec<&[super::Column]> = groups.iter().map(Vec::as_slice).collect();
+        let misfit = |problems| {
+            SinkError::Schema(Misfit {
+                table: table.to_string(),
+                problems,
+            })
+        };
+        match (current, self.evolution) {
+            (None, _) => evolve::plan(None, &Default::default(), &groups).map_err(misfit),
+            (Some((cols, not_null)), SchemaEvolution::Evolve) => {
+                evolve::plan(Some(&cols), &not_null, &groups).map_err(misfit)
+            }
+            (Some(_), SchemaEvolution::Strict) => Ok(Plan::default()),
+        }
     }
 
     /// Makes the flush's batches (one view per run of equal schema) and its quarantine batch
@@ -136,8 +235,10 @@ impl Lake {
         for group in group_by_schema(flush.batches) {
             handed.rows += group.iter().map(|b| b.num_rows() as u64).sum::<u64>();
             let name = format!("{}_{}", self.view_prefix, handed.data.len());
-            let v = self.register(table, name, group[0].schema(), group, streams, views)?;
+            let schema = group[0].schema();
+            let v = self.register(table, name, schema.clone(), group, streams, views)?;
             handed.data.push(v);
+            handed.schemas.push(schema);
         }
         if !flush.quarantine.is_empty() {
             let batch = quarantine::batch(&self.group, flush.quarantine).map_err(|source| {
@@ -209,6 +310,8 @@ impl Lake {
 struct Handed {
     /// Data views, one per run of equal schema.
     data: Vec<String>,
+    /// The schema of each.
+    schemas: Vec<SchemaRef>,
     /// Rows in them.
     rows: u64,
     /// The quarantine batch's view, if any.

@@ -82,10 +82,16 @@ impl DuckError {
     /// the same data: retrying the whole transaction may succeed. DuckDB reports these as
     /// transaction errors, but so is every other failure at commit (an S3 outage included), so
     /// the kind narrows it and DuckDB's conflict wording decides.
+    ///
+    /// A SQLite catalog's `database is locked` at commit is one too: another connection wrote
+    /// the catalog since this transaction first read it (duckdb/ducklake #1309). Within one
+    /// process sluice's handles take turns (`Lake::write_turn`); this covers another process
+    /// writing the same SQLite catalog.
     pub fn is_conflict(&self) -> bool {
         self.kind == ErrorKind::Transaction
             && (self.message.contains("Transaction conflict")
-                || self.message.contains("write-write conflict"))
+                || self.message.contains("write-write conflict")
+                || self.message.contains("database is locked"))
     }
 }
 

@@ -7,6 +7,8 @@
 //! - [`offsets`]: sluice's offsets table and the conditional update that makes a range commit
 //!   exactly once.
 //! - [`schema`]: whether batches fit a table, as a typed [`Misfit`].
+//! - [`evolve`]: the column changes (added, widened) a commit applies with its rows.
+//! - [`options`]: table partitioning, sort order and Parquet settings.
 //! - [`commit`]: the one transaction of a flush.
 //! - [`quarantine`]: sluice's quarantine table and the batch of rejected payloads.
 //! - [`duck`] and [`ffi_stream`]: the DuckDB C API and the Arrow C stream (all `unsafe`).
@@ -14,22 +16,25 @@
 pub mod attach;
 mod commit;
 pub mod duck;
+pub mod evolve;
 pub mod ffi_stream;
 mod offsets;
+mod options;
 mod quarantine;
 mod schema;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
 
-use crate::config::{LakeConfig, RetryConfig};
+use crate::config::{LakeConfig, RetryConfig, SchemaEvolution, TablesConfig};
 use crate::retry::Backoff;
 use crate::source::MessageMeta;
 pub use attach::{is_s3, redact, scrub};
 use duck::{Connection, Database, DuckError, ident};
+pub use evolve::Change;
 pub use schema::{Column, Fit, Misfit, Problem};
 
 /// Name under which the lake is attached inside sluice's DuckDB.
@@ -72,6 +77,10 @@ pub enum SinkError {
         /// DuckLake's message.
         message: String,
     },
+    /// The table changed since the batches were checked (another writer) in a way they do not
+    /// fit; nothing was committed.
+    #[error(transparent)]
+    Schema(#[from] Misfit),
     /// Exporting batches to DuckDB failed.
     #[error("arrow export for table {table}: {source}")]
     Arrow {
@@ -136,6 +145,8 @@ pub struct CommitReport {
     pub files: u64,
     /// Their bytes.
     pub file_bytes: u64,
+    /// Column changes the commit made to the table before its rows (schema evolution).
+    pub changes: Vec<Change>,
 }
 
 /// Called by every commit of a handle after the flush's data is written and before `COMMIT`,
@@ -149,6 +160,17 @@ pub struct Lake {
     schema: String,
     group: String,
     tables: HashMap<String, schema::TableInfo>,
+    /// DuckDB's columns of each Arrow schema seen.
+    described: schema::Described,
+    /// Whether a table takes new columns and widenings (see [`Lake::set_schema_evolution`]).
+    evolution: SchemaEvolution,
+    /// Widenings committed (in their own transaction) but not yet in a [`CommitReport`]: the
+    /// next successful commit of this handle reports them.
+    unreported: Vec<Change>,
+    /// Table options (see [`Lake::set_tables`]).
+    tables_config: Arc<TablesConfig>,
+    /// Tables whose options this handle has applied.
+    options_applied: HashSet<String>,
     /// How transactions that lost to a concurrent one are retried (partition registration,
     /// creating sluice's tables, initialising the catalog).
     conflicts: Backoff,
@@ -157,6 +179,9 @@ pub struct Lake {
     /// Prefix of this handle's Arrow views. Views live in the DuckDB instance's in-memory
     /// catalog, shared by all its connections, so each handle needs its own names.
     view_prefix: String,
+    /// Serializes the write transactions of this process's handles on one SQLite catalog (see
+    /// [`Lake::write_turn`]); `None` for the other catalog kinds.
+    writes: Option<Arc<Mutex<()>>>,
 }
 
 fn view_prefix() -> String {
@@ -182,6 +207,22 @@ impl Lake {
         self.commit_hook = hook;
     }
 
+    /// Sets how batches whose schema differs from their table's are treated (default
+    /// [`SchemaEvolution::Evolve`]); handles made from it by [`Lake::another`] inherit it.
+    pub fn set_schema_evolution(&mut self, evolution: SchemaEvolution) {
+        self.evolution = evolution;
+        self.tables.clear();
+    }
+
+    /// Takes the `[tables]` settings this handle needs: schema evolution and the table options
+    /// (applied with a table's creation or before this handle's first commit to it). Handles
+    /// made from it by [`Lake::another`] inherit them.
+    pub fn set_tables(&mut self, tables: &TablesConfig) {
+        self.set_schema_evolution(tables.schema_evolution);
+        self.tables_config = Arc::new(tables.clone());
+        self.options_applied.clear();
+    }
+
     /// The consumer group whose offsets this handle reads and commits.
     pub fn group(&self) -> &str {
         &self.group
@@ -199,10 +240,28 @@ impl Lake {
             schema: self.schema.clone(),
             group: group.to_string(),
             tables: HashMap::new(),
+            described: schema::Described::default(),
+            evolution: self.evolution,
+            unreported: Vec::new(),
+            tables_config: self.tables_config.clone(),
+            options_applied: HashSet::new(),
             conflicts: self.conflicts,
             commit_hook: self.commit_hook.clone(),
             view_prefix: view_prefix(),
+            writes: self.writes.clone(),
         })
+    }
+
+    /// Waits for this process's turn to write to a SQLite catalog. SQLite lets one connection
+    /// write at a time, and DuckLake holds the catalog's SQLite transaction from the first
+    /// statement of a DuckLake transaction to its commit: a connection that read the catalog
+    /// while another one committed cannot upgrade to writing and fails at once with `database
+    /// is locked`, without waiting for the busy timeout (duckdb/ducklake #1309; its fix, PR
+    /// #1420, is not in DuckDB 1.5.5's ducklake). Within one process sluice's handles
+    /// (the flush thread's commits, partition registration on assignment) therefore take turns.
+    /// A PostgreSQL or DuckDB-file catalog takes concurrent transactions and needs no turn.
+    fn write_turn(&self) -> Option<MutexGuard<'_, ()>> {
+        self.writes.as_deref().map(crate::sync::lock)
     }
 
     /// The DuckDB database (for read-side queries through the duckdb crate).
@@ -221,5 +280,7 @@ impl Lake {
     }
 }
 
+#[cfg(test)]
+mod evolve_tests;
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,7 @@ use super::{
 impl Lake {
     /// Creates the lake schema and sluice's tables if they do not exist yet.
     pub(super) fn ensure_own_tables(&self) -> Result<(), SinkError> {
+        let _turn = self.write_turn();
         let schema_sql = format!(
             "CREATE SCHEMA IF NOT EXISTS {}.{}",
             LAKE_ALIAS,
@@ -67,6 +68,7 @@ impl Lake {
         topic: &str,
         partitions: &[i32],
     ) -> Result<BTreeMap<i32, i64>, SinkError> {
+        let _turn = self.write_turn();
         let mut known = self.read_offsets(topic)?;
         let missing: Vec<i32> = partitions
             .iter()

@@ -1,15 +1,18 @@
 //! Whether batches fit a lake table. DuckDB's own view of an Arrow schema (its Arrow scan's
-//! column types) is compared with the table's columns; a batch that does not fit is described
-//! by a typed [`Misfit`] naming each column, its type in the message and in the table.
+//! column types) is compared with the table's columns, exactly (`strict`) or allowing the
+//! changes [`super::evolve`] makes (`evolve`); a batch that does not fit is described by a typed
+//! [`Misfit`] naming each column, its type in the message and in the table.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 
 use super::duck::literal;
+use super::evolve::{self, Change};
 use super::ffi_stream::BatchStream;
 use super::{LAKE_ALIAS, Lake, SinkError, duck};
+use crate::config::SchemaEvolution;
 
 /// A column of a lake table: name and DuckDB type as DuckDB prints it.
 pub type Column = (String, String);
@@ -19,6 +22,8 @@ pub type Column = (String, String);
 pub enum Fit {
     /// They can be inserted as they are.
     Fits,
+    /// They fit once the table takes these changes (the commit of their rows makes them).
+    Evolves(Vec<Change>),
     /// They cannot.
     Misfit(Misfit),
 }
@@ -61,6 +66,28 @@ pub enum Problem {
     },
     /// The message names a column twice.
     DuplicateNames,
+    /// Under evolution: a column's type in the message is a lossless widening of the table's
+    /// that sluice does not make, for the reason given.
+    WideningRefused {
+        /// Column.
+        column: String,
+        /// Its DuckDB type in the message.
+        message_type: String,
+        /// Its type in the table.
+        table_type: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// Under evolution: a column's type in the message is neither the table's, nor narrower
+    /// than it, nor a lossless widening of it.
+    CannotEvolve {
+        /// Column.
+        column: String,
+        /// Its DuckDB type in the message.
+        message_type: String,
+        /// Its type in the table.
+        table_type: String,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -87,6 +114,23 @@ impl std::fmt::Display for Problem {
                 )
             }
             Problem::DuplicateNames => f.write_str("the message has duplicate column names"),
+            Problem::WideningRefused {
+                column,
+                message_type,
+                table_type,
+                why,
+            } => write!(
+                f,
+                "column {column:?} is {message_type} in the message but {table_type} in the table; sluice does not widen {table_type} to {message_type}: {why}"
+            ),
+            Problem::CannotEvolve {
+                column,
+                message_type,
+                table_type,
+            } => write!(
+                f,
+                "column {column:?} is {message_type} in the message but {table_type} in the table, which cannot change to it (only lossless numeric widening is applied)"
+            ),
         }
     }
 }
@@ -102,19 +146,33 @@ fn describe(problems: &[Problem]) -> String {
 /// What a handle knows of one table.
 #[derive(Default)]
 pub(super) struct TableInfo {
-    /// Columns of the table in the lake, or of the first batch when it does not exist yet.
+    /// Columns of the table in the lake with the changes of the batches accepted since (or of
+    /// the first batches, when it does not exist yet): what the next batch is compared with.
     pub columns: Option<Vec<Column>>,
-    /// Whether the table exists in the lake (else it is created by the next flush).
-    pub exists: bool,
+    /// Its columns declared NOT NULL (a message must have them).
+    pub not_null: HashSet<String>,
     /// Verdicts per Arrow schema already seen.
     verdicts: Vec<(SchemaRef, Fit)>,
 }
 
+/// A table's columns and the names of those declared NOT NULL.
+pub(super) type TableSchema = (Vec<Column>, HashSet<String>);
+
+/// The DuckDB columns of each Arrow schema a handle has seen (DuckDB's Arrow scan types).
+#[derive(Default)]
+pub(super) struct Described(Vec<(SchemaRef, Vec<Column>)>);
+
 impl Lake {
     /// Columns of a lake table, or `None` if it does not exist.
     pub fn table_columns(&self, table: &str) -> Result<Option<Vec<Column>>, SinkError> {
+        Ok(self.table_schema(table)?.map(|(c, _)| c))
+    }
+
+    /// Columns of a lake table and those of them declared NOT NULL, or `None` if it does not
+    /// exist (inside a transaction: as that transaction sees it).
+    pub(super) fn table_schema(&self, table: &str) -> Result<Option<TableSchema>, SinkError> {
         let sql = format!(
-            "SELECT column_name, data_type FROM information_schema.columns \
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns \
              WHERE table_catalog = {} AND table_schema = {} AND table_name = {} ORDER BY ordinal_position",
             literal(LAKE_ALIAS),
             literal(&self.schema),
@@ -128,15 +186,18 @@ impl Lake {
         if rows.is_empty() {
             return Ok(None);
         }
-        Ok(Some(
-            rows.into_iter()
-                .map(|mut row| {
-                    let ty = row.pop().flatten().unwrap_or_default();
-                    let name = row.pop().flatten().unwrap_or_default();
-                    (name, ty)
-                })
-                .collect(),
-        ))
+        let mut columns = Vec::with_capacity(rows.len());
+        let mut not_null = HashSet::new();
+        for mut row in rows {
+            let nullable = row.pop().flatten().unwrap_or_default();
+            let ty = row.pop().flatten().unwrap_or_default();
+            let name = row.pop().flatten().unwrap_or_default();
+            if nullable == "NO" {
+                not_null.insert(name.clone());
+            }
+            columns.push((name, ty));
+        }
+        Ok(Some((columns, not_null)))
     }
 
     /// The DuckDB columns an Arrow schema maps to (as DuckDB's Arrow scan sees it).
@@ -164,8 +225,25 @@ impl Lake {
             .collect())
     }
 
-    /// Whether batches of `schema` fit `table`. The first schema seen for a table that does not
-    /// exist yet defines it. Verdicts are cached per schema, so this costs a lookup per batch.
+    /// [`Lake::arrow_columns`], remembered per schema.
+    pub(super) fn described(&mut self, schema: &SchemaRef) -> Result<Vec<Column>, SinkError> {
+        if let Some((_, c)) = self
+            .described
+            .0
+            .iter()
+            .find(|(s, _)| Arc::ptr_eq(s, schema) || s == schema)
+        {
+            return Ok(c.clone());
+        }
+        let c = self.arrow_columns(schema)?;
+        self.described.0.push((schema.clone(), c.clone()));
+        Ok(c)
+    }
+
+    /// Whether batches of `schema` fit `table`, under this handle's schema evolution mode. The
+    /// first schema seen for a table that does not exist yet defines it; under evolution each
+    /// accepted change is what later schemas are compared with. Verdicts are cached per
+    /// schema, so this costs a lookup per batch.
     pub fn check_fit(&mut self, table: &str, schema: &SchemaRef) -> Result<Fit, SinkError> {
         if let Some(info) = self.tables.get(table)
             && let Some((_, v)) = info
@@ -175,46 +253,39 @@ impl Lake {
         {
             return Ok(v.clone());
         }
-        let incoming = self.arrow_columns(schema)?;
-        let known = match self.tables.get(table).and_then(|i| i.columns.clone()) {
-            Some(c) => Some(c),
-            None => {
-                let existing = self.table_columns(table)?;
-                let info = self.tables.entry(table.to_string()).or_default();
-                info.exists = existing.is_some();
-                info.columns = existing.clone();
-                existing
+        let incoming = self.described(schema)?;
+        if self.tables.get(table).is_none_or(|i| i.columns.is_none()) {
+            let existing = self.table_schema(table)?;
+            let info = self.tables.entry(table.to_string()).or_default();
+            if let Some((columns, not_null)) = existing {
+                info.columns = Some(columns);
+                info.not_null = not_null;
             }
-        };
-        let verdict = match known {
+        }
+        let evolution = self.evolution;
+        let info = self.tables.entry(table.to_string()).or_default();
+        let verdict = match &info.columns {
             None => {
-                let info = self.tables.entry(table.to_string()).or_default();
                 info.columns = Some(incoming);
                 Fit::Fits
             }
-            Some(cols) => compare_columns(table, &cols, &incoming),
+            Some(cols) => match evolution {
+                SchemaEvolution::Strict => compare_columns(table, cols, &incoming),
+                SchemaEvolution::Evolve => match evolve::evolve(cols, &info.not_null, &incoming) {
+                    Ok((changes, _)) if changes.is_empty() => Fit::Fits,
+                    Ok((changes, after)) => {
+                        info.columns = Some(after);
+                        Fit::Evolves(changes)
+                    }
+                    Err(problems) => Fit::Misfit(Misfit {
+                        table: table.to_string(),
+                        problems,
+                    }),
+                },
+            },
         };
-        let info = self.tables.entry(table.to_string()).or_default();
         info.verdicts.push((schema.clone(), verdict.clone()));
         Ok(verdict)
-    }
-
-    /// The columns a table that does not exist yet will be created with (decided by
-    /// [`Lake::check_fit`] from the first batch seen), so a flush committed through another
-    /// handle creates the same table.
-    pub fn planned_columns(&self, table: &str) -> Option<Vec<Column>> {
-        self.tables
-            .get(table)
-            .filter(|i| !i.exists)
-            .and_then(|i| i.columns.clone())
-    }
-
-    /// Adopts columns another handle planned for a table this handle does not know to exist.
-    pub fn adopt_planned_columns(&mut self, table: &str, columns: Vec<Column>) {
-        let info = self.tables.entry(table.to_string()).or_default();
-        if !info.exists {
-            info.columns = Some(columns);
-        }
     }
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::CatalogKind;
+use crate::config::{CatalogKind, SchemaEvolution};
 use arrow::array::{Int64Array, StringArray};
 use arrow::buffer::Buffer;
 use arrow::datatypes::{DataType, Field, Schema};
@@ -7,23 +7,29 @@ use duck::ErrorKind;
 use std::collections::BTreeMap;
 
 /// The text of a misfit verdict (what the quarantine table records).
-fn misfit(fit: Fit) -> String {
+pub(super) fn misfit(fit: Fit) -> String {
     match fit {
         Fit::Misfit(m) => m.to_string(),
-        Fit::Fits => panic!("expected a misfit"),
+        other => panic!("expected a misfit, got {other:?}"),
     }
 }
 
-fn lake_in(dir: &std::path::Path) -> Lake {
+/// A lake in `dir` on the default (SQLite) catalog.
+pub(super) fn lake_in(dir: &std::path::Path) -> Lake {
+    lake_of_kind(dir, CatalogKind::Sqlite)
+}
+
+fn lake_of_kind(dir: &std::path::Path, catalog_kind: CatalogKind) -> Lake {
     let cfg = LakeConfig {
-        catalog: dir.join("cat.ducklake").display().to_string(),
+        catalog_kind,
+        catalog: dir.join("cat.catalog").display().to_string(),
         data_path: format!("{}/data/", dir.display()),
         ..LakeConfig::default()
     };
     Lake::open(&cfg, "g1").unwrap()
 }
 
-fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
+pub(super) fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("name", DataType::Utf8, true),
@@ -96,6 +102,7 @@ fn commit_lands_data_offsets_and_quarantine_in_one_transaction() {
             quarantined: 1,
             files: 1,
             file_bytes: report.file_bytes,
+            changes: Vec::new(),
         }
     );
     // The one Parquet file on disk has exactly the reported size.
@@ -201,8 +208,10 @@ fn second_writer_of_a_range_gets_an_offset_conflict_and_commits_nothing() {
 fn concurrent_transactions_on_one_partition_commit_exactly_once() {
     // Both read the same previous offset inside open transactions; DuckLake's conflict check
     // at commit must reject the second even though its conditional update matched a row.
+    // (On a DuckDB-file catalog: on SQLite, sluice's handles never hold write transactions open
+    // at once, see `Lake::write_turn`; the next test runs on both.)
     let dir = tempfile::tempdir().unwrap();
-    let a = lake_in(dir.path());
+    let a = lake_of_kind(dir.path(), CatalogKind::Duckdb);
     let b = a.another("g1").unwrap();
     a.register_partitions("t", &[0]).unwrap();
     let offsets = a.qualified(OFFSETS_TABLE);
@@ -226,6 +235,7 @@ fn concurrent_transactions_on_one_partition_commit_exactly_once() {
 fn schema_mismatch_is_described() {
     let dir = tempfile::tempdir().unwrap();
     let mut lake = lake_in(dir.path());
+    lake.set_schema_evolution(SchemaEvolution::Strict);
     assert_eq!(
         lake.check_fit("ev", &batch(0..1).schema()).unwrap(),
         Fit::Fits
@@ -277,6 +287,12 @@ fn existing_table_defines_the_fit_after_a_restart() {
     }
     let mut lake = lake_in(dir.path());
     let narrower = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    assert_eq!(
+        lake.check_fit("ev", &narrower).unwrap(),
+        Fit::Fits,
+        "under evolution a missing column gets NULLs"
+    );
+    lake.set_schema_evolution(SchemaEvolution::Strict);
     assert_eq!(
         misfit(lake.check_fit("ev", &narrower).unwrap()),
         ("schema does not fit table \"ev\": column \"name\" (VARCHAR) is missing from the message"
@@ -352,18 +368,20 @@ fn redact_hides_password_values() {
     assert_eq!(redact("no secrets"), "no secrets");
 }
 
-#[test]
-fn two_handles_on_one_database_commit_concurrently_without_mixing_their_streams() {
+/// Returns the commit conflicts the handles retried.
+fn two_handles_commit_concurrently(kind: CatalogKind) -> u64 {
     // Views of the Arrow streams live in the shared in-memory catalog; each handle must scan
     // only its own. 2 threads x 15 commits of 1000 distinct ids, conflicts retried.
     let dir = tempfile::tempdir().unwrap();
-    let a = lake_in(dir.path());
+    let a = lake_of_kind(dir.path(), kind);
     a.register_partitions("t", &[0, 1]).unwrap();
     let handles: Vec<Lake> = vec![a.another("g1").unwrap(), a.another("g1").unwrap()];
+    let conflicts = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let threads: Vec<_> = handles
         .into_iter()
         .enumerate()
         .map(|(p, mut lake)| {
+            let conflicts = conflicts.clone();
             std::thread::spawn(move || {
                 let mut prev = NO_OFFSET;
                 for i in 0..15i64 {
@@ -387,7 +405,10 @@ fn two_handles_on_one_database_commit_concurrently_without_mixing_their_streams(
                                 assert_eq!(report.rows, 1000);
                                 break;
                             }
-                            Err(SinkError::CommitConflict { .. }) => continue,
+                            Err(SinkError::CommitConflict { .. }) => {
+                                conflicts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                continue;
+                            }
                             Err(e) => panic!("{e}"),
                         }
                     }
@@ -412,4 +433,17 @@ fn two_handles_on_one_database_commit_concurrently_without_mixing_their_streams(
         a.read_offsets("t").unwrap(),
         BTreeMap::from([(0, 15), (1, 15)])
     );
+    conflicts.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn two_handles_on_one_database_commit_concurrently_without_mixing_their_streams() {
+    two_handles_commit_concurrently(CatalogKind::Duckdb);
+}
+
+#[test]
+fn two_handles_on_one_sqlite_catalog_take_turns_and_commit_every_row_once() {
+    // Without the turn a handle's commit fails with `database is locked` (ducklake #1309),
+    // which would be retried as a conflict: with it, none is.
+    assert_eq!(two_handles_commit_concurrently(CatalogKind::Sqlite), 0);
 }

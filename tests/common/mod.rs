@@ -72,7 +72,7 @@ pub fn config(brokers: &str, topic: &str, dir: &Path) -> Config {
     ] {
         cfg.kafka.properties.insert(k.into(), v.into());
     }
-    cfg.lake.catalog = dir.join("lake.ducklake").display().to_string();
+    cfg.lake.catalog = dir.join("lake.sqlite").display().to_string();
     cfg.lake.data_path = format!("{}/", dir.join("data").display());
     cfg.lake.threads = Some(2);
     // Child `sluice run` processes serve Flight and metrics on free ports.
@@ -339,5 +339,15 @@ pub fn init_logs() {
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_test_writer()
             .try_init();
+    }
+}
+
+/// What follows `ducklake:` in a stock DuckDB `ATTACH` of the lake of `cfg`.
+pub fn attach_target(cfg: &Config) -> String {
+    use sluice::config::CatalogKind;
+    match cfg.lake.catalog_kind {
+        CatalogKind::Duckdb => cfg.lake.catalog.clone(),
+        CatalogKind::Sqlite => format!("sqlite:{}", cfg.lake.catalog),
+        CatalogKind::Postgres => format!("postgres:{}", cfg.lake.catalog),
     }
 }

@@ -1,0 +1,149 @@
+//! Table options: DuckLake's partitioning (`SET PARTITIONED BY`), sort order (`SET SORTED BY`)
+//! and per-table Parquet settings (`set_option`), from `[tables.defaults]` and
+//! `[tables.options."<table>"]`.
+//!
+//! A handle applies a table's options with the table's creation, or else before its first
+//! commit to the table (so a changed configuration takes effect at the next start). Partitioning
+//! and sort order change the table's catalog entry (a snapshot); `set_option` takes no
+//! transaction-local table, so the settings follow the creating transaction's commit.
+
+use super::duck::{ident, literal};
+use super::{LAKE_ALIAS, Lake, SinkError, duck};
+use crate::config::{PartitionField, SortField, TableOptions};
+
+/// `PARTITIONED BY` list of `fields` (already validated by the configuration).
+fn partition_sql(fields: &[String]) -> String {
+    fields
+        .iter()
+        .filter_map(|f| PartitionField::parse(f).ok())
+        .map(|f| match f {
+            PartitionField::Identity(c) => ident(&c),
+            PartitionField::Time(t, c) => format!("{t}({})", ident(&c)),
+            PartitionField::Bucket(n, c) => format!("bucket({n}, {})", ident(&c)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `SORTED BY` list of `fields` (already validated by the configuration).
+fn sort_sql(fields: &[String]) -> String {
+    fields
+        .iter()
+        .filter_map(|f| SortField::parse(f).ok())
+        .map(|f| {
+            let mut s = ident(&f.column);
+            s.push_str(if f.descending { " DESC" } else { " ASC" });
+            match f.nulls_first {
+                Some(true) => s.push_str(" NULLS FIRST"),
+                Some(false) => s.push_str(" NULLS LAST"),
+                None => {}
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Lake {
+    /// The configured options of `table`.
+    pub(super) fn options_of(&self, table: &str) -> TableOptions {
+        self.tables_config.options_for(table)
+    }
+
+    /// Whether `table`'s options still have to be applied by this handle.
+    pub(super) fn options_pending(&self, table: &str) -> bool {
+        !self.options_applied.contains(table) && !self.options_of(table).is_empty()
+    }
+
+    /// Sets `table`'s partitioning and sort order (inside the open transaction).
+    pub(super) fn apply_layout(&self, table: &str, o: &TableOptions) -> Result<(), SinkError> {
+        let target = self.qualified(table);
+        if let Some(p) = &o.partition_by {
+            let sql = if p.is_empty() {
+                format!("ALTER TABLE {target} RESET PARTITIONED BY")
+            } else {
+                format!(
+                    "ALTER TABLE {target} SET PARTITIONED BY ({})",
+                    partition_sql(p)
+                )
+            };
+            self.conn
+                .execute(&sql)
+                .map_err(duck(format!("partition table {table} by {p:?}")))?;
+        }
+        if let Some(s) = &o.sorted_by {
+            let sql = if s.is_empty() {
+                format!("ALTER TABLE {target} RESET SORTED BY")
+            } else {
+                format!("ALTER TABLE {target} SET SORTED BY ({})", sort_sql(s))
+            };
+            self.conn
+                .execute(&sql)
+                .map_err(duck(format!("sort table {table} by {s:?}")))?;
+        }
+        Ok(())
+    }
+
+    /// Sets `table`'s Parquet settings (no transaction open) and marks its options applied.
+    /// A codec other than zstd on a table that has a compression level (which DuckLake cannot
+    /// unset, and DuckDB's Parquet writer refuses with any other codec) is an error naming both.
+    pub(super) fn apply_settings(
+        &mut self,
+        table: &str,
+        o: &TableOptions,
+    ) -> Result<(), SinkError> {
+        if let Some(codec) = o.parquet_compression.as_deref()
+            && !codec.eq_ignore_ascii_case("zstd")
+        {
+            let level = self.query_rows(&format!(
+                "SELECT value FROM ducklake_options({}) WHERE option_name = 'parquet_compression_level' \
+                 AND scope = 'TABLE' AND scope_entry = {}",
+                literal(LAKE_ALIAS),
+                literal(&format!("{}.{table}", self.schema))
+            ))?;
+            if let Some(Some(level)) = level.first().and_then(|r| r.first()) {
+                return Err(SinkError::Duck {
+                    context: format!("set parquet_compression = {codec} on table {table}"),
+                    source: super::duck::DuckError::new(format!(
+                        "the table has parquet_compression_level {level} from an earlier configuration, which DuckLake cannot unset and which only works with zstd: keep parquet_compression = \"zstd\" for this table"
+                    )),
+                });
+            }
+        }
+        for (option, value) in o.settings() {
+            let sql = format!(
+                "CALL {LAKE_ALIAS}.set_option({}, {value}, schema := {}, table_name := {})",
+                literal(option),
+                literal(&self.schema),
+                literal(table)
+            );
+            self.conn
+                .execute(&sql)
+                .map_err(duck(format!("set {option} = {value} on table {table}")))?;
+        }
+        self.options_applied.insert(table.to_string());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_render_as_quoted_ducklake_sql() {
+        assert_eq!(
+            partition_sql(&[
+                "year(ts)".into(),
+                "Month( ts )".into(),
+                "bucket(8, user_id)".into(),
+                "country".into()
+            ]),
+            "year(\"ts\"), month(\"ts\"), bucket(8, \"user_id\"), \"country\""
+        );
+        assert_eq!(
+            sort_sql(&["ts".into(), "id desc nulls first".into()]),
+            "\"ts\" ASC, \"id\" DESC NULLS FIRST"
+        );
+    }
+}
