@@ -10,6 +10,8 @@ measures a flush fanning out into 8 files."""
 
 import statistics
 
+from procs import sluice_catch_up
+
 VARIANTS = [
     ("snappy", "snappy", []),
     ("zstd", "zstd", []),
@@ -26,9 +28,7 @@ def layout(a, log, Tansu, run_json, produce, rows, rows_per_message):
         b = broker.brokers
         log(f"layout: tansu on {b}, {rows} events rows")
         produce(a, b, "events-ipc", "events", rows, rows_per_message)
-        base = [a.ceilings, "--brokers", b, "--dataset", "events", "--rows-per-message",
-                str(rows_per_message), "--mode", "sluice", "--topic", "events-ipc", "--rows",
-                str(rows), "--memory-cap-mib", "1024"]
+        base = sluice_catch_up(a, b, rows, rows_per_message)
         for r in range(a.repeats):
             log(f"layout: repeat {r + 1} of {a.repeats}")
             order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]

@@ -19,3 +19,11 @@ def cpu_seconds(pid):
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def sluice_catch_up(a, brokers, rows, rows_per_message, *extra):
+    """The ceilings bench's `--mode sluice` command catching up on the events topic
+    `events-ipc` (memory cap 1 GiB), plus `extra` arguments."""
+    return [a.ceilings, "--brokers", brokers, "--dataset", "events", "--rows-per-message",
+            str(rows_per_message), "--mode", "sluice", "--topic", "events-ipc", "--rows",
+            str(rows), "--memory-cap-mib", "1024", *extra]

@@ -12,8 +12,10 @@ import sys
 import tempfile
 import time
 
+from procs import sluice_catch_up
+
 READER = r"""
-import duckdb, json, os, sys, time
+import duckdb, json, os, resource, sys, time
 lake, table, stop = sys.argv[1:4]
 con = duckdb.connect()
 attached = False
@@ -35,7 +37,9 @@ while not os.path.exists(stop):
         else:
             con.close(); con = duckdb.connect(); attached = False
     time.sleep(0.2)
+ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"reads": reads, "errors": errors, "latency_s": lat,
+                  "cpu_seconds": ru.ru_utime + ru.ru_stime,
                   "distinct_counts": len(set(counts)), "last_count": counts[-1] if counts else None}))
 """
 
@@ -48,9 +52,7 @@ def readers(a, log, Tansu, run_json, produce, rows, rows_per_message, flush_mib=
         b = broker.brokers
         log(f"readers: tansu on {b}, {rows} events rows, flush at {flush_mib} MiB")
         produce(a, b, "events-ipc", "events", rows, rows_per_message)
-        base = [a.ceilings, "--brokers", b, "--dataset", "events", "--rows-per-message",
-                str(rows_per_message), "--mode", "sluice", "--topic", "events-ipc", "--rows",
-                str(rows), "--memory-cap-mib", "1024", "--flush-mib", str(flush_mib)]
+        base = sluice_catch_up(a, b, rows, rows_per_message, "--flush-mib", str(flush_mib))
         for r in range(a.repeats):
             log(f"readers: repeat {r + 1} of {a.repeats}")
             rep = {}
@@ -77,7 +79,8 @@ def readers(a, log, Tansu, run_json, produce, rows, rows_per_message, flush_mib=
                     st["latency_s_median"] = statistics.median(lat) if lat else None
                     st["latency_s_max"] = max(lat) if lat else None
                     rep["reader"] = st
-                    log(f"    reader: {st['reads']} reads, {len(st['errors'])} errors, "
+                    log(f"    reader: {st['cpu_seconds']:.2f} CPU s, {st['reads']} reads, "
+                        f"{len(st['errors'])} errors, "
                         f"{st['distinct_counts']} distinct counts, latency median "
                         f"{st['latency_s_median']} s, max {st['latency_s_max']} s")
                 finally:

@@ -259,7 +259,7 @@ def main():
     results = {"machine": machine(a), "settings": {
         "repeats": a.repeats, "py_seconds": a.py_seconds, "memory_cap_mib": a.memory_cap_mib,
         "scale": a.scale, "partitions": PARTITIONS, "producer": " ".join(PRODUCER),
-        "flush_mib": 128, "fetch_wait_max_ms": 10, "datasets": {}},
+        "flush_mib": 128, "fetch_wait_max_ms": 10, "catalog": "sqlite", "datasets": {}},
         "throughput": [], "compression": [], "latency": [], "gap": [], "scaling": [],
         "readers": [], "layout": []}
     started = time.monotonic()

@@ -86,7 +86,7 @@ struct Args {
     properties: Vec<(String, String)>,
     sink_batches: String,
     copy_payloads: bool,
-    /// `tables.defaults.parquet_compression` (unset: DuckLake's default, snappy).
+    /// `tables.defaults.parquet_compression` (unset: sluice's default, zstd).
     parquet_compression: Option<String>,
     /// `tables.defaults.partition_by` entries (repeatable flag).
     partition_by: Vec<String>,
@@ -172,7 +172,9 @@ fn base_config(a: &Args, dir: &Path) -> Config {
     cfg.kafka.start_from = StartFrom::Earliest;
     cfg.lake.catalog = dir.join("bench.sqlite").display().to_string();
     cfg.lake.data_path = format!("{}/", dir.join("data").display());
-    cfg.tables.defaults.parquet_compression = a.parquet_compression.clone();
+    if a.parquet_compression.is_some() {
+        cfg.tables.defaults.parquet_compression = a.parquet_compression.clone();
+    }
     if !a.partition_by.is_empty() {
         cfg.tables.defaults.partition_by = Some(a.partition_by.clone());
     }

@@ -254,3 +254,55 @@ fn two_instances_evolving_one_table_at_once_end_with_one_table_and_every_row_onc
         vec![(0, 6), (1, 6), (2, 6), (3, 6)]
     );
 }
+
+#[test]
+fn a_table_changed_under_a_flush_gets_its_messages_checked_again_and_quarantined_not_a_crash() {
+    let (kafka, topic, _dir, mut cfg) = setup("changed", 1);
+    cfg.flush.max_age_ms = 300;
+    let table = sluice::config::table_name_from_topic(&topic);
+    let run = Running::start(&cfg);
+    run.wait("assigned", Duration::from_secs(30), |s| {
+        s.assigned_partitions
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+    });
+    let committed = |s: &sluice::observe::Stats| {
+        s.committed_messages
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    produce(&kafka.brokers, &topic, "v1", 1);
+    run.wait("v1", Duration::from_secs(60), |s| committed(s) == 4);
+    // An operator widens v to BIGINT behind the pipeline's back: its handle still believes
+    // INTEGER, so float64 v looks like a widening (INTEGER -> DOUBLE) until the commit finds
+    // BIGINT, which DOUBLE cannot widen losslessly.
+    let operator = sluice::sink::Lake::open(&cfg.lake, "operator").unwrap();
+    operator
+        .query_rows(&format!(
+            "ALTER TABLE {} ALTER COLUMN v SET TYPE BIGINT",
+            operator.qualified(&table)
+        ))
+        .unwrap();
+    drop(operator);
+    produce(&kafka.brokers, &topic, "lossy", 1);
+    run.wait("lossy", Duration::from_secs(60), |s| committed(s) == 8);
+    produce(&kafka.brokers, &topic, "v1b", 1);
+    run.wait("v1b", Duration::from_secs(60), |s| committed(s) == 12);
+    let stats = run.stats.clone();
+    run.stop().unwrap();
+    let r = std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stats.quarantined.load(r), 4);
+    assert_eq!(stats.committed_rows.load(r), 2 * STAGE_ROWS);
+    assert_eq!(stats.flush_failures.load(r), 0);
+    let q = query(
+        &cfg,
+        "SELECT count(*), min(error) FROM lake.main.sluice_quarantine WHERE topic <> ''",
+    );
+    assert_eq!(
+        q,
+        vec![vec![
+            Some("4".into()),
+            Some(format!("schema does not fit table \"{table}\": {LOSSY}"))
+        ]]
+    );
+    assert_eq!(lake_offsets(&cfg, &topic), vec![(0, 12)]);
+}

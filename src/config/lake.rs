@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, invalid};
 
+/// The default catalog before the SQLite default (a DuckDB file).
+pub const OLD_DEFAULT_CATALOG: &str = "sluice.ducklake";
+
 /// Kind of the DuckLake catalog database (closed set).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -193,6 +196,22 @@ impl LakeConfig {
         }
         if self.threads == Some(0) {
             return Err(invalid("lake.threads", "must be at least 1"));
+        }
+        // The default catalog was a DuckDB file, `sluice.ducklake`: a deployment that relied on
+        // it would start an empty SQLite lake beside it and consume its topics again.
+        let default = LakeConfig::default();
+        if self.catalog_kind == default.catalog_kind
+            && self.catalog == default.catalog
+            && !std::path::Path::new(&self.catalog).exists()
+            && std::path::Path::new(OLD_DEFAULT_CATALOG).exists()
+        {
+            return Err(invalid(
+                "lake.catalog",
+                format!(
+                    "is the default {:?}, which does not exist, but {OLD_DEFAULT_CATALOG:?} (the DuckDB-file catalog that was the default before SQLite) does: set lake.catalog_kind = \"duckdb\" and lake.catalog = {OLD_DEFAULT_CATALOG:?} to keep that lake, or move it away to start a new one",
+                    self.catalog
+                ),
+            ));
         }
         Ok(())
     }

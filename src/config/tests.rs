@@ -264,3 +264,27 @@ fn table_names_from_topics() {
     assert_eq!(table_name_from_topic("2024events"), "t_2024events");
     assert_eq!(table_name_from_topic("ü"), "_");
 }
+
+#[test]
+fn a_lake_at_the_old_default_catalog_is_not_silently_replaced_by_a_new_one() {
+    Jail::expect_with(|jail| {
+        jail.create_file("sluice.toml", "[kafka]\ntopics = [\"a\"]\n")?;
+        jail.create_file("sluice.ducklake", "")?;
+        let err = Config::load(Some(Path::new("sluice.toml")))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "configuration error: `lake.catalog` is the default \"sluice.sqlite\", which does not exist, but \"sluice.ducklake\" (the DuckDB-file catalog that was the default before SQLite) does: set lake.catalog_kind = \"duckdb\" and lake.catalog = \"sluice.ducklake\" to keep that lake, or move it away to start a new one"
+        );
+        // Naming the old catalog keeps it; once the SQLite catalog exists, the default is fine.
+        jail.create_file(
+            "old.toml",
+            "[kafka]\ntopics = [\"a\"]\n[lake]\ncatalog_kind = \"duckdb\"\ncatalog = \"sluice.ducklake\"\n",
+        )?;
+        assert!(Config::load(Some(Path::new("old.toml"))).is_ok());
+        jail.create_file("sluice.sqlite", "")?;
+        assert!(Config::load(Some(Path::new("sluice.toml"))).is_ok());
+        Ok(())
+    });
+}

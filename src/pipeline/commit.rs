@@ -141,6 +141,10 @@ pub enum Outcome {
     /// DuckLake rejected the commit for a concurrent transaction on the same tables: the whole
     /// transaction can be retried soon. Nothing was committed.
     CommitConflict(SinkError),
+    /// The table changed since the flush's batches were checked (another writer or an
+    /// operator altered it) so that some no longer fit. None of its rows were committed; its
+    /// messages are read and checked again.
+    TableChanged(SinkError),
     /// The lake failed (unreachable, refusing, full); retrying later may succeed. Nothing was
     /// committed.
     Retryable(SinkError),
@@ -158,6 +162,7 @@ impl Outcome {
                 Outcome::OffsetConflict { topic, partitions }
             }
             Err(e @ SinkError::CommitConflict { .. }) => Outcome::CommitConflict(e),
+            Err(e @ SinkError::Schema(_)) => Outcome::TableChanged(e),
             Err(e @ SinkError::Arrow { .. }) => Outcome::Fatal(e),
             Err(e) => Outcome::Retryable(e),
         }

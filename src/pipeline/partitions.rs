@@ -194,6 +194,14 @@ impl Partitions {
         })
     }
 
+    /// Our position of `key` goes back to `offset` (its messages from there on are read again;
+    /// the lake's offset stays). Returns where to seek the consumer, if the partition is ours.
+    pub fn rewind(&mut self, key: &PartitionKey, offset: i64) -> Option<Offset> {
+        let a = self.assigned.get_mut(key)?;
+        a.expected = offset;
+        Some(Offset::Offset(offset))
+    }
+
     /// The assigned partitions.
     pub fn keys(&self) -> Vec<PartitionKey> {
         self.assigned.keys().cloned().collect()

@@ -64,6 +64,8 @@ pub struct PartitionPending {
     pub batches: Vec<RecordBatch>,
     /// Rejected payloads, in offset order.
     pub quarantine: Vec<QuarantineRow>,
+    /// The offset of the first pending message.
+    pub first: Option<i64>,
     /// The offset after the last pending message.
     pub next: i64,
     /// What it amounts to.
@@ -74,6 +76,7 @@ impl PartitionPending {
     fn merge(&mut self, later: PartitionPending) {
         self.batches.extend(later.batches);
         self.quarantine.extend(later.quarantine);
+        self.first = self.first.or(later.first);
         self.next = later.next;
         self.totals += later.totals;
     }
@@ -127,6 +130,7 @@ impl TablePending {
             Entry::Batches(b) => p.batches.extend(b),
             Entry::Quarantined(row) => p.quarantine.push(row),
         }
+        p.first.get_or_insert(offset);
         p.next = offset + 1;
         p.totals += add;
         self.totals += add;

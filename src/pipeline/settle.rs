@@ -49,6 +49,7 @@ impl Line {
                 Ok(self.overtaken(f.job, &topic, &partitions))
             }
             Outcome::CommitConflict(e) => self.conflicted(f.job, e),
+            Outcome::TableChanged(e) => Ok(Settled::done(self.outdated(f.job, &e))),
             Outcome::Retryable(e) => self.failed(f.job, e, in_place),
             Outcome::Fatal(e) => {
                 self.stats.flush_failures.fetch_add(1, Relaxed);
@@ -136,6 +137,26 @@ impl Line {
             actions,
             again: Some((job.rebuilt(&self.partitions), Duration::ZERO)),
         }
+    }
+
+    /// The table changed under the flush so that some of its batches no longer fit: the
+    /// handle forgets what it knew of the table, and the flush's partitions (their data in
+    /// flight and pending) are read again from the flush's first message, so each message is
+    /// checked against the table as it is now (and quarantined if it does not fit). Nothing was
+    /// committed, so nothing is lost or duplicated.
+    fn outdated(&mut self, job: FlushJob, e: &SinkError) -> ConsumerActions {
+        tracing::warn!(table = %job.table, error = %e, "the table changed under this flush; its messages are read and checked again");
+        self.lake.forget_table(&job.table);
+        let mut actions = ConsumerActions::default();
+        for (key, p) in job.data.parts() {
+            self.pending.drop_partition(key);
+            if let Some(first) = p.first
+                && let Some(to) = self.partitions.rewind(key, first)
+            {
+                actions.seeks.push((key.clone(), to));
+            }
+        }
+        actions
     }
 
     /// Another instance committed to the same tables meanwhile: expected with several

@@ -17,7 +17,10 @@ use super::{
 use crate::config::SchemaEvolution;
 
 impl Lake {
-    /// Commits one table flush as one DuckLake transaction. On any error nothing is committed.
+    /// Commits one table flush as one DuckLake transaction. On any error none of its rows,
+    /// offsets or quarantined payloads is committed; a set-up committed before the rows' own
+    /// transaction (the table's creation with its options, widened columns; see
+    /// `commit_inner`) stays, and a retry finds it done.
     pub fn commit(&mut self, flush: &TableFlush<'_>) -> Result<CommitReport, SinkError> {
         let table = flush.table;
         // See `Lake::write_turn` (a clone of the lock: the commit needs `self` mutably).
@@ -124,12 +127,17 @@ impl Lake {
                 self.alter(table, change)?;
             }
             if let Some(o) = &options {
-                self.apply_layout(table, o)?;
+                let columns = match &plan.create {
+                    Some(c) => c.clone(),
+                    None => self.table_columns(table)?.unwrap_or_default(),
+                };
+                self.apply_layout(table, o, &columns)?;
             }
             self.conn
                 .execute("COMMIT")
                 .map_err(duck(format!("commit the set-up of table {table}")))?;
-            self.unreported.extend(widen);
+            self.unreported
+                .extend(widen.into_iter().map(|c| (table.to_string(), c)));
             if let Some(o) = &options {
                 self.apply_settings(table, o)?;
             }
@@ -159,8 +167,17 @@ impl Lake {
             quarantined: flush.quarantine.len() as u64,
             files,
             file_bytes,
-            changes: self.unreported.drain(..).chain(plan.changes).collect(),
+            changes: self.take_unreported(table).chain(plan.changes).collect(),
         })
+    }
+
+    /// The widenings of `table` committed earlier and not reported yet.
+    fn take_unreported(&mut self, table: &str) -> impl Iterator<Item = Change> + use<> {
+        let (mine, others) = std::mem::take(&mut self.unreported)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(t, _)| t == table);
+        self.unreported = others;
+        mine.into_iter().map(|(_, c)| c)
     }
 
     /// Creates `table` with `cols` (inside the open transaction).

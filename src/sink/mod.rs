@@ -78,7 +78,7 @@ pub enum SinkError {
         message: String,
     },
     /// The table changed since the batches were checked (another writer) in a way they do not
-    /// fit; nothing was committed.
+    /// fit; none of the flush's rows were committed.
     #[error(transparent)]
     Schema(#[from] Misfit),
     /// Exporting batches to DuckDB failed.
@@ -166,7 +166,7 @@ pub struct Lake {
     evolution: SchemaEvolution,
     /// Widenings committed (in their own transaction) but not yet in a [`CommitReport`]: the
     /// next successful commit of this handle reports them.
-    unreported: Vec<Change>,
+    unreported: Vec<(String, Change)>,
     /// Table options (see [`Lake::set_tables`]).
     tables_config: Arc<TablesConfig>,
     /// Tables whose options this handle has applied.
@@ -221,6 +221,12 @@ impl Lake {
         self.set_schema_evolution(tables.schema_evolution);
         self.tables_config = Arc::new(tables.clone());
         self.options_applied.clear();
+    }
+
+    /// Forgets what this handle knows of `table` (its columns, the verdicts of the schemas
+    /// seen): the next check reads it from the lake again.
+    pub fn forget_table(&mut self, table: &str) {
+        self.tables.remove(table);
     }
 
     /// The consumer group whose offsets this handle reads and commits.

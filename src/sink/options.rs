@@ -55,10 +55,45 @@ impl Lake {
         !self.options_applied.contains(table) && !self.options_of(table).is_empty()
     }
 
-    /// Sets `table`'s partitioning and sort order (inside the open transaction).
-    pub(super) fn apply_layout(&self, table: &str, o: &TableOptions) -> Result<(), SinkError> {
+    /// Sets `table`'s partitioning and sort order (inside the open transaction). A
+    /// partitioning or sort order naming a column the table (of `columns`) does not have is
+    /// not applied and logged as an error: ingestion goes on.
+    pub(super) fn apply_layout(
+        &self,
+        table: &str,
+        o: &TableOptions,
+        columns: &[super::Column],
+    ) -> Result<(), SinkError> {
         let target = self.qualified(table);
-        if let Some(p) = &o.partition_by {
+        let has = |c: &str| columns.iter().any(|(n, _)| n == c);
+        let missing = |option: &str, names: Vec<String>| {
+            let absent: Vec<String> = names.into_iter().filter(|c| !has(c)).collect();
+            if !absent.is_empty() {
+                tracing::error!(%table, option, columns = ?absent, "table option names columns the table does not have; not applied");
+            }
+            absent.is_empty()
+        };
+        let partition_columns = |p: &[String]| -> Vec<String> {
+            p.iter()
+                .filter_map(|f| PartitionField::parse(f).ok())
+                .map(|f| match f {
+                    PartitionField::Identity(c)
+                    | PartitionField::Time(_, c)
+                    | PartitionField::Bucket(_, c) => c,
+                })
+                .collect()
+        };
+        let sort_columns = |s: &[String]| -> Vec<String> {
+            s.iter()
+                .filter_map(|f| SortField::parse(f).ok())
+                .map(|f| f.column)
+                .collect()
+        };
+        if let Some(p) = o
+            .partition_by
+            .as_ref()
+            .filter(|p| missing("partition_by", partition_columns(p)))
+        {
             let sql = if p.is_empty() {
                 format!("ALTER TABLE {target} RESET PARTITIONED BY")
             } else {
@@ -71,7 +106,11 @@ impl Lake {
                 .execute(&sql)
                 .map_err(duck(format!("partition table {table} by {p:?}")))?;
         }
-        if let Some(s) = &o.sorted_by {
+        if let Some(s) = o
+            .sorted_by
+            .as_ref()
+            .filter(|s| missing("sorted_by", sort_columns(s)))
+        {
             let sql = if s.is_empty() {
                 format!("ALTER TABLE {target} RESET SORTED BY")
             } else {
@@ -86,13 +125,15 @@ impl Lake {
 
     /// Sets `table`'s Parquet settings (no transaction open) and marks its options applied.
     /// A codec other than zstd on a table that has a compression level (which DuckLake cannot
-    /// unset, and DuckDB's Parquet writer refuses with any other codec) is an error naming both.
+    /// unset, and DuckDB's Parquet writer refuses with any other codec) is not applied and
+    /// logged as an error naming both: the table keeps writing zstd.
     pub(super) fn apply_settings(
         &mut self,
         table: &str,
         o: &TableOptions,
     ) -> Result<(), SinkError> {
-        if let Some(codec) = o.parquet_compression.as_deref()
+        let mut o = o.clone();
+        if let Some(codec) = o.parquet_compression.clone()
             && !codec.eq_ignore_ascii_case("zstd")
         {
             let level = self.query_rows(&format!(
@@ -102,12 +143,8 @@ impl Lake {
                 literal(&format!("{}.{table}", self.schema))
             ))?;
             if let Some(Some(level)) = level.first().and_then(|r| r.first()) {
-                return Err(SinkError::Duck {
-                    context: format!("set parquet_compression = {codec} on table {table}"),
-                    source: super::duck::DuckError::new(format!(
-                        "the table has parquet_compression_level {level} from an earlier configuration, which DuckLake cannot unset and which only works with zstd: keep parquet_compression = \"zstd\" for this table"
-                    )),
-                });
+                tracing::error!(%table, %codec, %level, "parquet_compression not applied: the table has a parquet_compression_level from an earlier configuration, which DuckLake cannot unset and which only works with zstd; set parquet_compression = \"zstd\" for this table");
+                o.parquet_compression = None;
             }
         }
         for (option, value) in o.settings() {

@@ -265,16 +265,25 @@ impl Lake {
         let evolution = self.evolution;
         let info = self.tables.entry(table.to_string()).or_default();
         let verdict = match &info.columns {
-            None => {
-                info.columns = Some(incoming);
-                Fit::Fits
-            }
+            // The first schema defines the table, unless it names a column twice.
+            None => match evolve::evolve(&[], &info.not_null, &incoming) {
+                Ok(_) => {
+                    info.columns = Some(incoming);
+                    Fit::Fits
+                }
+                Err(problems) => Fit::Misfit(Misfit {
+                    table: table.to_string(),
+                    problems,
+                }),
+            },
             Some(cols) => match evolution {
                 SchemaEvolution::Strict => compare_columns(table, cols, &incoming),
                 SchemaEvolution::Evolve => match evolve::evolve(cols, &info.not_null, &incoming) {
                     Ok((changes, _)) if changes.is_empty() => Fit::Fits,
                     Ok((changes, after)) => {
                         info.columns = Some(after);
+                        // A schema that did not fit the narrower table may fit this one.
+                        info.verdicts.retain(|(_, v)| !matches!(v, Fit::Misfit(_)));
                         Fit::Evolves(changes)
                     }
                     Err(problems) => Fit::Misfit(Misfit {
