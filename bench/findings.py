@@ -578,10 +578,10 @@ def main():
               f"{st_r['latency_s_median']:.3f} / {st_r['latency_s_max']:.3f} | "
               f"{st_r.get('cpu_seconds', float('nan')):.2f} | "
               f"{r['alone']['seconds']:.2f} / {r['with_reader']['seconds']:.2f} |")
-        ratios = [r["ratio_with_reader"] for r in rd]
+        reader_ratios = [r["ratio_with_reader"] for r in rd]
         w("")
-        w(f"With a reader sluice ingests at {med(ratios):.2f}× its rate alone (median, range "
-          f"{min(ratios):.2f}–{max(ratios):.2f}). On 2 cores the reader process (its Python "
+        w(f"With a reader sluice ingests at {med(reader_ratios):.2f}× its rate alone (median, range "
+          f"{min(reader_ratios):.2f}–{max(reader_ratios):.2f}). On 2 cores the reader process (its Python "
           "and DuckDB start, the attach, the queries: its CPU seconds above) takes CPU from the "
           "pipeline; no commit waited for or failed because of the reader (tests/readers.rs "
           "asserts that on every run).\n")

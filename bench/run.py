@@ -298,6 +298,9 @@ def main():
                     {"section": section, "date": results["machine"]["date"]})
         if "scaling" in sections:
             old["settings"]["scaling_rows"] = a.scaling_rows
+        for k in ("readers_rows", "layout_rows"):
+            if k in results["settings"]:
+                old["settings"][k] = results["settings"][k]
         results = old
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:

@@ -306,7 +306,7 @@ impl Default for TablesConfig {
             schema_evolution: SchemaEvolution::default(),
             defaults: TableOptions {
                 // sluice's default, not DuckLake's (snappy): in FINDINGS.md section 10 zstd
-                // writes 0.150 Parquet bytes per IPC byte against snappy's 0.281, for 20% less
+                // writes 0.150 Parquet bytes per IPC byte against snappy's 0.281, for 23% less
                 // catch-up throughput on 2 cores (a backlog only; a steady stream is far from
                 // CPU-bound) and half the bytes stored and scanned for as long as the lake lives.
                 parquet_compression: Some("zstd".into()),
