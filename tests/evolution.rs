@@ -149,6 +149,11 @@ fn a_producer_evolving_its_schema_across_a_restart_loses_nothing_and_reads_back_
     assert_eq!(second.terminate(Duration::from_secs(60)), Some(0));
 
     let logs = [first.output(), second.output()];
+    for l in logs.iter().flat_map(|l| l.lines()) {
+        if l.contains("table schema evolved") || l.contains("payload quarantined") {
+            eprintln!("{l}");
+        }
+    }
     assert_eq!(
         evolutions(&logs[..1]),
         EXPECTED_EVOLUTIONS[..2],
