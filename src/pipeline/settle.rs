@@ -145,7 +145,7 @@ impl Line {
     /// checked against the table as it is now (and quarantined if it does not fit). Nothing was
     /// committed, so nothing is lost or duplicated.
     fn outdated(&mut self, job: FlushJob, e: &SinkError) -> ConsumerActions {
-        tracing::warn!(table = %job.table, error = %e, "the table changed under this flush; its messages are read and checked again");
+        tracing::warn!(table = %job.table, offsets = %job.ranges(), error = %e, "the table changed under this flush; its messages are read and checked again");
         self.lake.forget_table(&job.table);
         let mut actions = ConsumerActions::default();
         for (key, p) in job.data.parts() {
