@@ -15,15 +15,19 @@
 //!   quarantine.
 //! - [`live`] — the retention ring and the live Arrow Flight endpoint.
 //! - [`pipeline`] — the loop: partitions, pending data, the flush policy, commit outcomes.
+//! - [`maintain`] — the lake's lifecycle (compaction, snapshot expiry, file clean-up through
+//!   DuckLake's functions), leased to one instance at a time.
 //! - [`config`] — figment-layered configuration, one section per stage, validated before start.
 //! - [`observe`] — counters, `/metrics`, health checks, the server runtime (a leaf).
-//! - [`cli`] — `sluice run`, `check` and `demo`, assembling the stages once.
+//! - [`cli`] — `sluice run`, `check`, `demo`, `maintain` and `offsets`, assembling the stages
+//!   once.
 //! - [`retry`] — the one backoff policy of every retry loop; [`sync`] — poison-tolerant locks.
 
 pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod live;
+pub mod maintain;
 pub mod observe;
 pub mod pipeline;
 pub mod retry;

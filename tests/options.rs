@@ -99,6 +99,8 @@ fn a_day_partitioned_zstd_table_reads_each_day_from_its_own_files_and_a_new_code
         parquet_compression_level: None,
         parquet_row_group_size: Some(ROW_GROUP),
         target_file_size: None,
+        // Every flush a Parquet file: the test reads which files a day went to.
+        data_inlining_row_limit: Some(0),
     };
     cfg.tables.options.insert(table.clone(), options.clone());
     // Flushes by age only: a day's rows in as few files as the timing allows.
@@ -143,6 +145,7 @@ fn a_day_partitioned_zstd_table_reads_each_day_from_its_own_files_and_a_new_code
     assert_eq!(
         settings,
         vec![
+            vec![Some("data_inlining_row_limit".into()), Some("0".into())],
             vec![Some("parquet_compression".into()), Some("lz4_raw".into())],
             vec![Some("parquet_row_group_size".into()), Some("2048".into())],
         ]

@@ -164,6 +164,8 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<DemoReport> {
     cfg.kafka.group_id = "sluice-demo".into();
     // The demo shows Flight; its metrics endpoint would take the port a `sluice run` uses.
     cfg.metrics.enabled = false;
+    // A demo ends long before a pass would be due (`sluice maintain` shows one).
+    cfg.maintenance.enabled = false;
     cfg.validate()?;
     let a = assemble(&cfg)?;
     banner(opts, &brokers, &dir, a.live.as_ref().map(|(_, s)| s.addr));

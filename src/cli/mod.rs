@@ -3,6 +3,8 @@
 
 pub mod check;
 pub mod demo;
+pub mod maintain;
+pub mod offsets;
 pub mod run;
 
 use std::net::SocketAddr;
@@ -19,6 +21,7 @@ use sluice_producer::BodyCompression;
 use crate::config::{Config, LogFormat};
 use crate::live::flight::FlightServer;
 use crate::live::ring::Ring;
+use crate::maintain::Maintainer;
 use crate::observe::server::Servers;
 use crate::observe::{Sources, Stats, http};
 use crate::pipeline::{Pipeline, PipelineError};
@@ -45,6 +48,18 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run one maintenance pass over the lake (compaction, snapshot expiry, file clean-up) if
+    /// no running instance holds the maintenance lease, and exit.
+    Maintain {
+        /// TOML configuration file (then `SLUICE_…` environment overrides).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// See the lake's offsets against the broker's watermarks, or move them.
+    Offsets {
+        #[command(subcommand)]
+        action: OffsetsAction,
+    },
     /// Run the whole pipeline on embedded parts (mock Kafka, local DuckLake) and show the result.
     Demo {
         /// Directory for the demo lake.
@@ -65,6 +80,32 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum OffsetsAction {
+    /// Per topic and partition: lake offset, low/high watermark, lag, last commit time.
+    Show {
+        /// TOML configuration file (then `SLUICE_…` environment overrides).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Move lake offsets (one transaction, refused if a running instance moved one meanwhile).
+    Set {
+        /// TOML configuration file (then `SLUICE_…` environment overrides).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Topic.
+        #[arg(long)]
+        topic: String,
+        /// Partition (default: every partition of the topic).
+        #[arg(long)]
+        partition: Option<i32>,
+        /// `earliest`, `latest`, an offset, or a timestamp (e.g. 2026-12-01T10:00:00Z: the
+        /// first message at or after it).
+        #[arg(long)]
+        to: String,
+    },
+}
+
 /// Runs the command line; the process's exit code.
 pub fn main() -> ExitCode {
     match dispatch(Cli::parse()) {
@@ -80,6 +121,16 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config } => run::run(config.as_deref()),
         Command::Check { config } => check::check(config.as_deref()),
+        Command::Maintain { config } => maintain::maintain(config.as_deref()),
+        Command::Offsets { action } => match action {
+            OffsetsAction::Show { config } => offsets::show(config.as_deref()),
+            OffsetsAction::Set {
+                config,
+                topic,
+                partition,
+                to,
+            } => offsets::set(config.as_deref(), &topic, partition, &to),
+        },
         Command::Demo {
             dir,
             rows,
@@ -139,6 +190,8 @@ pub struct Assembled {
     pub metrics: Option<SocketAddr>,
     /// The runtime both endpoints run on.
     pub servers: Servers,
+    /// The maintenance thread, if `maintenance.enabled`.
+    pub maintainer: Option<Maintainer>,
 }
 
 /// Opens the lake, subscribes, and starts the endpoints `cfg` enables.
@@ -164,23 +217,39 @@ pub fn assemble(cfg: &Config) -> Result<Assembled> {
     } else {
         None
     };
+    let maintainer = if cfg.maintenance.enabled {
+        let lake = pipeline.another_lake()?;
+        Some(
+            Maintainer::start(lake, cfg.maintenance.times()?, stats.clone())
+                .context("starting the maintenance thread")?,
+        )
+    } else {
+        None
+    };
     Ok(Assembled {
         stats,
         pipeline,
         live,
         metrics,
         servers,
+        maintainer,
     })
 }
 
-/// Consumes until `stop`, then stops in order: ingestion flushes and commits, then the Flight
-/// and HTTP endpoints stop (readers see every batch until then).
-pub fn run_until(
-    pipeline: Pipeline,
-    servers: Servers,
-    stop: &AtomicBool,
-) -> Result<(), PipelineError> {
+/// Consumes until `stop`, then stops in order: maintenance ends after its current step (and
+/// gives its lease up), ingestion flushes and commits, then the Flight and HTTP endpoints stop
+/// (readers see every batch until then).
+pub fn run_until(a: Assembled, stop: &AtomicBool) -> Result<(), PipelineError> {
+    let Assembled {
+        pipeline,
+        servers,
+        maintainer,
+        ..
+    } = a;
     let result = pipeline.run(stop);
+    if let Some(m) = maintainer {
+        m.stop();
+    }
     servers.stop();
     result
 }

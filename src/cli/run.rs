@@ -20,7 +20,7 @@ pub fn run(config: Option<&Path>) -> Result<()> {
         tracing::info!(url = %format!("http://{addr}/metrics"), "metrics endpoint");
     }
     tracing::info!(topics = ?cfg.kafka.topics, group = %cfg.kafka.group_id, "sluice running");
-    run_until(a.pipeline, a.servers, &stop)?;
+    run_until(a, &stop)?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -18,6 +18,34 @@ pub enum StartFrom {
     Latest,
 }
 
+/// What happens when a partition's lake offset is outside what the broker holds: above the high
+/// watermark (the topic was deleted and created again, or truncated) or below the low watermark
+/// (retention deleted messages sluice had not read).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOffsetGap {
+    /// Stop with an error naming topic, partition, lake offset and watermarks; offsets unmoved
+    /// (move them with `sluice offsets set`, or choose a policy, then start again).
+    Fail,
+    /// Move the lake offset to the low watermark (re-read a recreated topic from its start;
+    /// after retention, read what is left) in a lake transaction, and log what was skipped.
+    Earliest,
+    /// Move the lake offset to the high watermark (skip everything the broker holds now), in a
+    /// lake transaction, and log what was skipped.
+    Latest,
+}
+
+impl OnOffsetGap {
+    /// The value as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnOffsetGap::Fail => "fail",
+            OnOffsetGap::Earliest => "earliest",
+            OnOffsetGap::Latest => "latest",
+        }
+    }
+}
+
 /// Kafka settings. Any librdkafka property can be given in `properties`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -33,6 +61,9 @@ pub struct KafkaConfig {
     pub topics: Vec<String>,
     /// Start position of a partition the lake has no offset for.
     pub start_from: StartFrom,
+    /// A partition whose lake offset is outside the broker's watermarks (checked at assignment,
+    /// and when a fetch is out of range): `fail` (default), `earliest` or `latest`.
+    pub on_offset_gap: OnOffsetGap,
     /// librdkafka `queued.max.messages.kbytes`: prefetch bound per partition queue.
     pub queued_max_messages_kbytes: u64,
     /// librdkafka `fetch.max.bytes`.
@@ -78,6 +109,7 @@ impl Default for KafkaConfig {
             group_id: default_group_id(),
             topics: Vec::new(),
             start_from: StartFrom::Earliest,
+            on_offset_gap: OnOffsetGap::Fail,
             queued_max_messages_kbytes: default_queued_max_messages_kbytes(),
             fetch_max_bytes: default_fetch_max_bytes(),
             max_partition_fetch_bytes: default_max_partition_fetch_bytes(),
@@ -106,7 +138,10 @@ pub const SET_BY_SLUICE: &[(&str, &str)] = &[
         "max.partition.fetch.bytes",
         "kafka.max_partition_fetch_bytes",
     ),
-    ("auto.offset.reset", "kafka.start_from"),
+    (
+        "auto.offset.reset",
+        "kafka.start_from and kafka.on_offset_gap",
+    ),
 ];
 
 /// librdkafka properties whose defaults sluice changes; `kafka.properties` overrides them.
@@ -124,10 +159,6 @@ impl KafkaConfig {
     /// sluice sets ([`SET_BY_SLUICE`]), its changed defaults ([`DEFAULT_KAFKA_PROPERTIES`]),
     /// then `kafka.properties`.
     pub fn librdkafka_properties(&self) -> Vec<(String, String)> {
-        let start = match self.start_from {
-            StartFrom::Earliest => "earliest",
-            StartFrom::Latest => "latest",
-        };
         let set: [(&str, String); 8] = [
             ("bootstrap.servers", self.brokers.clone()),
             ("group.id", self.group_id.clone()),
@@ -142,7 +173,10 @@ impl KafkaConfig {
                 "max.partition.fetch.bytes",
                 self.max_partition_fetch_bytes.to_string(),
             ),
-            ("auto.offset.reset", start.into()),
+            // sluice seeks every partition itself (to the lake's offset, or to the start
+            // `kafka.start_from` names); a fetch out of range is reported to it instead of
+            // being reset silently, and `kafka.on_offset_gap` decides.
+            ("auto.offset.reset", "error".into()),
         ];
         debug_assert!(
             set.iter()

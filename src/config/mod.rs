@@ -8,6 +8,7 @@ mod kafka;
 mod lake;
 mod live;
 mod log;
+mod maintenance;
 mod metrics;
 mod tables;
 
@@ -18,10 +19,11 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use flush::{FlushConfig, RetryConfig};
-pub use kafka::{DEFAULT_KAFKA_PROPERTIES, KafkaConfig, SET_BY_SLUICE, StartFrom};
+pub use kafka::{DEFAULT_KAFKA_PROPERTIES, KafkaConfig, OnOffsetGap, SET_BY_SLUICE, StartFrom};
 pub use lake::{CatalogKind, LakeConfig, S3Config, S3Resolved, Secret, UrlStyle};
 pub use live::LiveConfig;
 pub use log::{LogConfig, LogFormat};
+pub use maintenance::{MaintenanceConfig, MaintenanceTimes};
 pub use metrics::MetricsConfig;
 pub use tables::{
     MetadataColumns, PARQUET_CODECS, PartitionField, SchemaEvolution, SortField, TableOptions,
@@ -92,6 +94,8 @@ pub struct Config {
     pub live: LiveConfig,
     /// The operators' HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
     pub metrics: MetricsConfig,
+    /// Compaction, snapshot expiry and file clean-up of the lake.
+    pub maintenance: MaintenanceConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -169,6 +173,7 @@ impl Config {
         self.flush.validate()?;
         self.live.validate()?;
         self.metrics.validate()?;
+        self.maintenance.validate()?;
         let budget = self.memory_budget();
         if budget.pending == 0 {
             return Err(invalid(

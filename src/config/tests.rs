@@ -148,6 +148,22 @@ fn validation_names_the_key() {
             "[kafka]\ntopics=[\"a\"]\n[tables]\nschema_evolution=\"loose\"\n",
             "unknown variant: found `loose`, expected ``evolve` or `strict`` for key \"default.tables.schema_evolution\"",
         ),
+        (
+            "[kafka]\ntopics=[\"a\"]\non_offset_gap=\"skip\"\n",
+            "unknown variant: found `skip`, expected `one of `fail`, `earliest`, `latest``",
+        ),
+        (
+            "[kafka]\ntopics=[\"a\"]\n[maintenance]\ninterval=\"often\"\n",
+            "`maintenance.interval` is not a duration like \"90s\", \"10m\", \"1h\" or \"7d\" (\"often\": ",
+        ),
+        (
+            "[kafka]\ntopics=[\"a\"]\n[maintenance]\ninterval=\"1h\"\nlease=\"30m\"\n",
+            "`maintenance.lease` (30m) must exceed maintenance.interval (1h): the holder renews it once per pass",
+        ),
+        (
+            "[kafka]\ntopics=[\"a\"]\n[maintenance]\ninterval=\"100ms\"\n",
+            "`maintenance.interval` must be at least 1s",
+        ),
     ];
     for (toml, want) in cases {
         let err = load_in_jail(toml).unwrap_err().to_string();

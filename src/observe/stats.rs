@@ -7,7 +7,15 @@ use std::sync::{Arc, Mutex, RwLock};
 
 /// The `trigger` label values of `sluice_flushes_total`, in the order of
 /// [`Stats::flushes_by_trigger`] (the pipeline's flush triggers, by name).
-pub const FLUSH_TRIGGERS: [&str; 6] = ["bytes", "rows", "age", "memory", "revoke", "shutdown"];
+pub const FLUSH_TRIGGERS: [&str; 7] = [
+    "bytes",
+    "rows",
+    "age",
+    "memory",
+    "revoke",
+    "shutdown",
+    "offset_gap",
+];
 
 /// Bytes of decoded batches' buffers, by where they live.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,6 +65,39 @@ pub struct Committed<'a> {
     pub quarantined: u64,
 }
 
+/// Counters of the lake's maintenance (see `crate::maintain`).
+#[derive(Debug, Default)]
+pub struct MaintenanceStats {
+    /// Passes this instance ran to the end (or to a stop).
+    pub passes_ok: AtomicU64,
+    /// Passes that failed (the next one goes on).
+    pub passes_failed: AtomicU64,
+    /// Passes not run because another instance holds the lease.
+    pub passes_skipped: AtomicU64,
+    /// Gauge: 1 while this instance holds the maintenance lease.
+    pub lease_held: AtomicU64,
+    /// Rows moved from the catalog (inlined) into Parquet files.
+    pub inlined_rows: AtomicU64,
+    /// Small files merged into larger ones.
+    pub files_merged: AtomicU64,
+    /// Mostly deleted files rewritten.
+    pub files_rewritten: AtomicU64,
+    /// Files written by merges and rewrites.
+    pub files_written: AtomicU64,
+    /// Snapshots expired.
+    pub snapshots_expired: AtomicU64,
+    /// Files deleted (no longer referenced, or orphaned).
+    pub files_deleted: AtomicU64,
+    /// Bytes of the deleted files.
+    pub bytes_reclaimed: AtomicU64,
+    /// Maintenance steps that lost to a concurrent transaction (each retried).
+    pub conflicts: AtomicU64,
+    /// Gauge: milliseconds the latest pass took.
+    pub last_duration_ms: AtomicU64,
+    /// Gauge: wall clock (ms since the epoch) of the latest successful pass; 0 before one.
+    pub last_success_ms: AtomicU64,
+}
+
 /// Counters of the Flight service.
 #[derive(Debug, Default)]
 pub struct FlightStats {
@@ -91,7 +132,7 @@ pub struct Stats {
     /// Successful flushes.
     pub flushes: AtomicU64,
     /// Successful flushes by trigger, indexed like [`FLUSH_TRIGGERS`].
-    pub flushes_by_trigger: [AtomicU64; 6],
+    pub flushes_by_trigger: [AtomicU64; 7],
     /// Rows committed to the lake.
     pub committed_rows: AtomicU64,
     /// Messages whose offsets were committed to the lake.
@@ -134,6 +175,10 @@ pub struct Stats {
     pub brokers_up: Mutex<Option<u64>>,
     /// Whether the latest flush attempt failed (the lake is unreachable or refusing).
     pub lake_failing: AtomicBool,
+    /// The lake's maintenance.
+    pub maintenance: MaintenanceStats,
+    /// Offset gaps found per (topic, kind: `above_high` or `below_low`).
+    pub offset_gaps: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Committed schema changes per (table, kind: `add_column` or `widen`).
     pub schema_changes: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
@@ -266,6 +311,8 @@ impl Default for Stats {
             brokers_up: Default::default(),
             lake_failing: Default::default(),
             schema_changes: Default::default(),
+            offset_gaps: Default::default(),
+            maintenance: Default::default(),
         }
     }
 }
@@ -367,6 +414,21 @@ impl Stats {
         self.flush_duration.observe(seconds);
         self.flush_size.observe(bytes as f64);
         self.lake_failing.store(false, Relaxed);
+    }
+
+    /// Counts an offset gap of `topic` (`kind`: `above_high` or `below_low`).
+    pub fn record_offset_gap(&self, topic: &str, kind: &'static str) {
+        *crate::sync::lock(&self.offset_gaps)
+            .entry((topic.to_string(), kind))
+            .or_default() += 1;
+    }
+
+    /// Offset gaps of `topic` of `kind` found so far.
+    pub fn offset_gaps_of(&self, topic: &str, kind: &'static str) -> u64 {
+        crate::sync::lock(&self.offset_gaps)
+            .get(&(topic.to_string(), kind))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Counts a committed schema change of `table` (`kind`: `add_column` or `widen`).

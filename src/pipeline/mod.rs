@@ -39,12 +39,14 @@ use crate::observe::Stats;
 use crate::retry::Backoff;
 use crate::sink::{Lake, OFFSETS_TABLE, SinkError};
 use crate::source::{
-    ConsumerActions, KafkaMessage, KafkaSource, PartitionKey, RebalanceHandler, SourceError,
+    ConsumerActions, KafkaMessage, KafkaSource, PartitionKey, RebalanceHandler, Restart,
+    SourceError, WatermarkProbe,
 };
 use crate::sync::lock;
 use commit::{Committer, FlushJob};
 use ingest::{Decoding, Ingested};
-use partitions::{Partitions, Route};
+use partitions::{AssignError, Partitions, Route};
+pub use partitions::{GapKind, OffsetGap};
 use pending::{Entry, Pending, Totals};
 pub use policy::Trigger;
 use policy::{Action, CommitState, Limits};
@@ -66,6 +68,10 @@ pub enum PipelineError {
     /// The flush thread could not start, or ended unexpectedly (offsets of its data unmoved).
     #[error("flush thread: {0}")]
     Flusher(String),
+    /// A partition's lake offset is outside the broker's watermarks and
+    /// `kafka.on_offset_gap` is `fail`.
+    #[error(transparent)]
+    OffsetGap(#[from] OffsetGap),
     /// A flush failed `attempts` times; offsets were not moved.
     #[error("flush of table {table} failed after {attempts} attempts, offsets not moved: {last}")]
     FlushGaveUp {
@@ -122,8 +128,8 @@ struct Rebalance {
 }
 
 impl RebalanceHandler for Rebalance {
-    fn assigned(&self, list: &[PartitionKey]) -> Vec<Offset> {
-        match lock(&self.line).assign(list) {
+    fn assigned(&self, list: &[PartitionKey], watermarks: WatermarkProbe<'_>) -> Vec<Offset> {
+        match lock(&self.line).assign(list, watermarks) {
             Ok(starts) => starts,
             Err(e) => {
                 tracing::error!(error = %e, "could not read lake offsets for assigned partitions");
@@ -175,7 +181,12 @@ impl Pipeline {
         let budget = cfg.memory_budget();
         let line = Arc::new(Mutex::new(Line {
             lake,
-            partitions: Partitions::new(cfg.tables.clone(), cfg.kafka.start_from, stats.clone()),
+            partitions: Partitions::new(
+                cfg.tables.clone(),
+                cfg.kafka.start_from,
+                cfg.kafka.on_offset_gap,
+                stats.clone(),
+            ),
             pending: Pending::default(),
             committer,
             retry: None,
@@ -217,6 +228,12 @@ impl Pipeline {
     /// Publishes every decoded batch to `ring` (the live Flight endpoint's retention).
     pub fn attach_live(&self, ring: Arc<Ring>) {
         lock(&self.line).live = Some(ring);
+    }
+
+    /// Another handle on the pipeline's lake (its own connection), e.g. for maintenance.
+    pub fn another_lake(&self) -> Result<Lake, SinkError> {
+        let line = lock(&self.line);
+        line.lake.another(line.lake.group())
     }
 
     /// Counters of this pipeline.
@@ -283,6 +300,10 @@ impl Pipeline {
                     self.stats.stale_messages.fetch_add(1, Relaxed);
                 }
                 Some(Ok(msg)) => line.ingest(msg)?,
+                Some(Err(SourceError::OutOfRange)) => {
+                    let probe = |k: &PartitionKey| self.source.watermarks(k);
+                    actions.extend(line.fetch_out_of_range(&probe)?);
+                }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "kafka consumer error (librdkafka retries)")
                 }
@@ -335,6 +356,11 @@ impl Pipeline {
         if !actions.commits.is_empty() {
             self.source.commit_for_lag_tooling(&actions.commits);
         }
+        if let Some(r) = &actions.restarts
+            && let Err(e) = self.source.restart(r)
+        {
+            tracing::error!(error = %e, partitions = ?r.partitions, "could not start fetching again after an offset gap");
+        }
         for (key, offset) in actions.seeks {
             if let Err(e) = self.source.seek(&key, offset) {
                 tracing::warn!(topic = %key.topic, partition = key.partition, error = %e, "re-seek after offset conflict failed");
@@ -345,15 +371,73 @@ impl Pipeline {
 
 impl Line {
     /// Registers newly assigned partitions in the lake and returns where each starts.
-    fn assign(&mut self, list: &[PartitionKey]) -> Result<Vec<Offset>, PipelineError> {
+    fn assign(
+        &mut self,
+        list: &[PartitionKey],
+        watermarks: WatermarkProbe<'_>,
+    ) -> Result<Vec<Offset>, PipelineError> {
         let retry = self.retries.failures;
         self.partitions
-            .assign(&self.lake, &retry, list)
-            .map_err(|last| PipelineError::FlushGaveUp {
+            .assign(&self.lake, &retry, list, watermarks)
+            .map_err(|e| self.assign_error(e))
+    }
+
+    fn assign_error(&self, e: AssignError) -> PipelineError {
+        match e {
+            AssignError::Gap(gap) => PipelineError::OffsetGap(gap),
+            AssignError::Lake(last) => PipelineError::FlushGaveUp {
                 table: OFFSETS_TABLE.into(),
-                attempts: retry.attempts,
+                attempts: self.retries.failures.attempts,
                 last,
-            })
+            },
+        }
+    }
+
+    /// A fetch was out of range: finds which assigned partitions' positions are outside their
+    /// watermarks and applies `kafka.on_offset_gap` to each — under `earliest`/`latest` after
+    /// committing their pending data, so the lake offset moves from their position.
+    fn fetch_out_of_range(
+        &mut self,
+        watermarks: WatermarkProbe<'_>,
+    ) -> Result<ConsumerActions, PipelineError> {
+        let gaps = self.partitions.find_gaps(watermarks);
+        if gaps.is_empty() {
+            tracing::warn!(
+                "a fetch was out of range, but every assigned partition's position is within the broker's watermarks now"
+            );
+            return Ok(ConsumerActions::default());
+        }
+        let mut actions = self.await_commit()?;
+        let mut tables: Vec<Arc<str>> = Vec::new();
+        for gap in &gaps {
+            let key = PartitionKey::new(&gap.topic, gap.partition);
+            if let Some(t) = self.partitions.table(&key)
+                && self.pending.covers(t, &key)
+                && !tables.contains(t)
+            {
+                tables.push(t.clone());
+            }
+        }
+        for t in tables {
+            actions.extend(self.flush(&t, Trigger::OffsetGap)?);
+        }
+        // Positions may have changed (another writer committed a partition meanwhile).
+        for gap in self.partitions.find_gaps(watermarks) {
+            let key = PartitionKey::new(&gap.topic, gap.partition);
+            let seek = self
+                .partitions
+                .resolve_fetch_gap(&self.lake, &gap)
+                .map_err(|e| self.assign_error(e))?;
+            if let Some(offset) = seek {
+                self.pending.drop_partition(&key);
+                let r = actions.restarts.get_or_insert_with(Restart::default);
+                r.partitions.push((key, offset));
+            }
+        }
+        if let Some(r) = &mut actions.restarts {
+            r.positions = self.partitions.positions();
+        }
+        Ok(actions)
     }
 
     /// Commits the pending data of revoked partitions (waiting for the flush in flight first:
@@ -382,6 +466,10 @@ impl Line {
         }
         result.map(|mut actions| {
             actions.seeks.retain(|(k, _)| !list.contains(k));
+            if let Some(r) = &mut actions.restarts {
+                r.partitions.retain(|(k, _)| !list.contains(k));
+                r.positions.retain(|(k, _)| !list.contains(k));
+            }
             actions
         })
     }

@@ -21,17 +21,20 @@ pub enum Trigger {
     Revoke,
     /// The process is stopping.
     Shutdown,
+    /// A fetch was out of range: the partition's data is committed before its offset moves.
+    OffsetGap,
 }
 
 impl Trigger {
     /// All triggers, in a fixed order.
-    pub const ALL: [Trigger; 6] = [
+    pub const ALL: [Trigger; 7] = [
         Trigger::Bytes,
         Trigger::Rows,
         Trigger::Age,
         Trigger::Memory,
         Trigger::Revoke,
         Trigger::Shutdown,
+        Trigger::OffsetGap,
     ];
 
     /// Lowercase name (the `trigger` label of `sluice_flushes_total`).
@@ -43,13 +46,17 @@ impl Trigger {
             Trigger::Memory => "memory",
             Trigger::Revoke => "revoke",
             Trigger::Shutdown => "shutdown",
+            Trigger::OffsetGap => "offset_gap",
         }
     }
 
     /// Whether the flush must be committed before the loop goes on (in place, retried in
     /// place): a stop or a revoke cannot wait for the flush thread or a schedule.
     pub fn blocks(self) -> bool {
-        matches!(self, Trigger::Revoke | Trigger::Shutdown)
+        matches!(
+            self,
+            Trigger::Revoke | Trigger::Shutdown | Trigger::OffsetGap
+        )
     }
 }
 

@@ -41,6 +41,7 @@ impl Lake {
             writes: (cfg.catalog_kind == CatalogKind::Sqlite).then(|| sqlite_writes(&cfg.catalog)),
         };
         lake.ensure_own_tables()?;
+        lake.ensure_lease_table()?;
         Ok(lake)
     }
 }

@@ -10,6 +10,8 @@
 //! - [`evolve`]: the column changes (added, widened) a commit applies with its rows.
 //! - [`options`]: table partitioning, sort order and Parquet settings.
 //! - [`commit`]: the one transaction of a flush.
+//! - [`maintain`]: compaction, snapshot expiry and file clean-up through DuckLake's functions,
+//!   and the lease that lets one instance run them.
 //! - [`quarantine`]: sluice's quarantine table and the batch of rejected payloads.
 //! - [`duck`] and [`ffi_stream`]: the DuckDB C API and the Arrow C stream (all `unsafe`).
 
@@ -18,6 +20,7 @@ mod commit;
 pub mod duck;
 pub mod evolve;
 pub mod ffi_stream;
+mod maintain;
 mod offsets;
 mod options;
 mod quarantine;
@@ -35,6 +38,8 @@ use crate::source::MessageMeta;
 pub use attach::{is_s3, redact, scrub};
 use duck::{Connection, Database, DuckError, ident};
 pub use evolve::Change;
+pub use maintain::{Deleted, LakeTable, LeaseState, Rewritten};
+pub use offsets::OffsetRow;
 pub use schema::{Column, Fit, Misfit, Problem};
 
 /// Name under which the lake is attached inside sluice's DuckDB.
@@ -43,6 +48,9 @@ pub const LAKE_ALIAS: &str = "lake";
 pub const OFFSETS_TABLE: &str = "sluice_offsets";
 /// sluice's quarantine table (inside the lake).
 pub const QUARANTINE_TABLE: &str = "sluice_quarantine";
+/// sluice's maintenance lease table (inside the lake): one row saying which instance maintains
+/// the lake until when.
+pub const LEASE_TABLE: &str = "sluice_maintenance_lease";
 /// Offset value stored for a partition registered but never committed.
 pub const NO_OFFSET: i64 = -1;
 

@@ -10,6 +10,19 @@ use super::{
     quarantine,
 };
 
+/// One partition's row of sluice's offsets table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetRow {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The next offset to consume ([`NO_OFFSET`] if registered but never committed).
+    pub next_offset: i64,
+    /// When it was last moved (or registered), UTC, RFC 3339.
+    pub committed_at: Option<String>,
+}
+
 impl Lake {
     /// Creates the lake schema and sluice's tables if they do not exist yet.
     pub(super) fn ensure_own_tables(&self) -> Result<(), SinkError> {
@@ -121,6 +134,77 @@ impl Lake {
             }
         }
         Ok(out)
+    }
+
+    /// Moves partitions' lake offsets in one transaction of their own (an offset gap policy,
+    /// `sluice offsets set`), each conditional on the value it was read at: if any moved
+    /// meanwhile, nothing changes and the error names them ([`SinkError::OffsetConflict`]).
+    /// Partitions never registered are registered first.
+    pub fn move_offsets(&self, updates: &[OffsetUpdate]) -> Result<(), SinkError> {
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for u in updates {
+            by_topic.entry(&u.topic).or_default().push(u.partition);
+        }
+        for (topic, ps) in by_topic {
+            self.register_partitions(topic, &ps)?;
+        }
+        let _turn = self.write_turn();
+        self.conflicts.run(
+            "offset move (raced another transaction)",
+            |e: &SinkError| matches!(e, SinkError::Duck { source, .. } if source.is_conflict()),
+            || {
+                self.conn
+                    .execute("BEGIN")
+                    .map_err(duck("begin an offset move"))?;
+                self.update_offsets(updates)?;
+                self.conn.execute("COMMIT").map(drop).map_err(|e| {
+                    let _ = self.conn.execute("ROLLBACK");
+                    duck("commit an offset move")(e)
+                })
+            },
+        )
+    }
+
+    /// Every offsets row of this group: (topic, partition, next offset, last commit time as
+    /// text), ordered by topic and partition.
+    pub fn list_offsets(&self) -> Result<Vec<OffsetRow>, SinkError> {
+        let sql = format!(
+            "SELECT topic, \"partition\", next_offset, strftime(committed_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ') \
+             FROM {} WHERE consumer_group = {} AND \"partition\" >= 0 ORDER BY topic, \"partition\"",
+            self.qualified(OFFSETS_TABLE),
+            literal(&self.group),
+        );
+        let mut r = self
+            .conn
+            .query(&sql)
+            .map_err(duck("read the lake's offsets"))?;
+        let mut out = Vec::new();
+        for row in 0..r.row_count() {
+            if let (Some(topic), Some(p), Some(next)) =
+                (r.text(0, row), r.i64(1, row), r.i64(2, row))
+            {
+                out.push(OffsetRow {
+                    topic,
+                    partition: p as i32,
+                    next_offset: next,
+                    committed_at: r.text(3, row),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Milliseconds since the epoch of `text` read as a DuckDB `TIMESTAMPTZ` (e.g.
+    /// `2026-12-01T10:00:00Z`).
+    pub fn timestamp_ms(&self, text: &str) -> Result<i64, SinkError> {
+        let sql = format!("SELECT epoch_ms(CAST({} AS TIMESTAMPTZ))", literal(text));
+        let mut r = self
+            .conn
+            .query(&sql)
+            .map_err(duck(format!("read {text:?} as a timestamp")))?;
+        r.i64(0, 0).ok_or_else(|| {
+            duck(format!("read {text:?} as a timestamp"))(DuckError::new("no value"))
+        })
     }
 
     pub(super) fn update_offsets(&self, offsets: &[OffsetUpdate]) -> Result<(), SinkError> {

@@ -13,7 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
 pub use owner::KafkaMessage;
 
@@ -36,6 +36,23 @@ pub enum SourceError {
     /// A consumer-level error reported by poll.
     #[error("kafka: {0}")]
     Poll(KafkaError),
+    /// A partition's fetch position was out of the range the broker holds
+    /// (`auto.offset.reset=error`): which partition is not reported, so the pipeline checks
+    /// every assigned one against its watermarks.
+    #[error(
+        "kafka: a fetch position is out of range (topic recreated or retention deleted unread messages)"
+    )]
+    OutOfRange,
+    /// A partition's watermarks could not be read.
+    #[error("kafka watermarks of topic {topic} partition {partition}: {source}")]
+    Watermarks {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
     /// Broker metadata could not be fetched.
     #[error("kafka metadata from {brokers}: {source}")]
     Metadata {
@@ -63,6 +80,37 @@ impl PartitionKey {
             partition,
         }
     }
+}
+
+/// The offsets a partition holds on the broker: `low` is the oldest message's offset, `high`
+/// the offset the next produced message gets (so `low == high` is empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermarks {
+    /// Low watermark.
+    pub low: i64,
+    /// High watermark.
+    pub high: i64,
+}
+
+/// Reads a partition's watermarks from the broker (what the rebalance callback hands the
+/// handler: it is only asked for partitions whose position must be checked).
+pub type WatermarkProbe<'a> = &'a dyn Fn(&PartitionKey) -> Result<Watermarks, SourceError>;
+
+/// How long a watermark request may take.
+pub const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn watermarks_of<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    key: &PartitionKey,
+) -> Result<Watermarks, SourceError> {
+    consumer
+        .fetch_watermarks(&key.topic, key.partition, WATERMARK_TIMEOUT)
+        .map(|(low, high)| Watermarks { low, high })
+        .map_err(|source| SourceError::Watermarks {
+            topic: key.topic.to_string(),
+            partition: key.partition,
+            source,
+        })
 }
 
 /// Where a message came from: what the pipeline, the live ring and the quarantine table record
@@ -96,6 +144,19 @@ pub struct ConsumerActions {
     pub commits: Vec<(PartitionKey, i64)>,
     /// Partitions to move (after another writer committed their range).
     pub seeks: Vec<(PartitionKey, Offset)>,
+    /// Partitions whose fetching stopped (a fetch out of range) to start again at these
+    /// offsets, and the position of every assigned partition (an eager-protocol consumer must
+    /// assign them all again).
+    pub restarts: Option<Restart>,
+}
+
+/// Partitions to start fetching again (see [`KafkaSource::restart`]).
+#[derive(Debug, Default)]
+pub struct Restart {
+    /// The stopped partitions and where they start.
+    pub partitions: Vec<(PartitionKey, Offset)>,
+    /// Where every assigned partition's next message is.
+    pub positions: Vec<(PartitionKey, Offset)>,
 }
 
 impl ConsumerActions {
@@ -103,20 +164,29 @@ impl ConsumerActions {
     pub fn extend(&mut self, other: ConsumerActions) {
         self.commits.extend(other.commits);
         self.seeks.extend(other.seeks);
+        if let Some(r) = other.restarts {
+            let mine = self.restarts.get_or_insert_with(Restart::default);
+            mine.partitions.extend(r.partitions);
+            mine.positions = r.positions;
+        }
     }
 
-    /// Whether a seek of `topic`'s `partition` is among them.
+    /// Whether a seek or restart of `topic`'s `partition` is among them.
     pub fn seeks_partition(&self, topic: &str, partition: i32) -> bool {
-        self.seeks
-            .iter()
-            .any(|(k, _)| k.partition == partition && &*k.topic == topic)
+        let is = |k: &PartitionKey| k.partition == partition && &*k.topic == topic;
+        self.seeks.iter().any(|(k, _)| is(k))
+            || self
+                .restarts
+                .as_ref()
+                .is_some_and(|r| r.partitions.iter().any(|(k, _)| is(k)))
     }
 }
 
 /// Called by the consumer from inside `poll` when partitions are assigned or revoked.
 pub trait RebalanceHandler: Send + Sync {
-    /// Partitions are being assigned; returns where each should start.
-    fn assigned(&self, partitions: &[PartitionKey]) -> Vec<Offset>;
+    /// Partitions are being assigned; returns where each should start. `watermarks` reads a
+    /// partition's watermarks from the broker (to check a lake offset against them).
+    fn assigned(&self, partitions: &[PartitionKey], watermarks: WatermarkProbe<'_>) -> Vec<Offset>;
     /// Partitions are being revoked; pending work for them must be flushed or dropped now.
     fn revoked(&self, partitions: &[PartitionKey]);
 }
@@ -176,7 +246,8 @@ impl ConsumerContext for SluiceContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 if let Some(h) = &handler {
-                    let starts = h.assigned(&parts);
+                    let probe = |key: &PartitionKey| watermarks_of(consumer, key);
+                    let starts = h.assigned(&parts, &probe);
                     for (key, start) in parts.iter().zip(starts) {
                         if let Err(e) = tpl.set_partition_offset(&key.topic, key.partition, start) {
                             tracing::error!(topic = %key.topic, partition = key.partition, error = %e, "could not set start offset");
@@ -280,14 +351,96 @@ impl KafkaSource {
     pub fn poll(&self, timeout: Duration) -> Option<Result<KafkaMessage, SourceError>> {
         match self.consumer.poll(timeout)? {
             Ok(m) => Some(Ok(KafkaMessage::new(m, &self.consumer))),
+            Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => {
+                Some(Err(SourceError::OutOfRange))
+            }
             Err(e) => Some(Err(SourceError::Poll(e))),
         }
+    }
+
+    /// Reads a partition's watermarks from the broker.
+    pub fn watermarks(&self, key: &PartitionKey) -> Result<Watermarks, SourceError> {
+        watermarks_of(&self.consumer, key)
+    }
+
+    /// The partitions of `topic` (from the broker's metadata).
+    pub fn partitions_of(&self, topic: &str, timeout: Duration) -> Result<Vec<i32>, SourceError> {
+        let md = self
+            .consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|source| SourceError::Metadata {
+                brokers: self.brokers.clone(),
+                source,
+            })?;
+        let mut out: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// The offset of each of `topic`'s `partitions` whose first message has a timestamp at or
+    /// after `timestamp_ms` (`None` if no message is that new).
+    pub fn offsets_for_time(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        timestamp_ms: i64,
+    ) -> Result<Vec<(i32, Option<i64>)>, SourceError> {
+        let mut list = TopicPartitionList::new();
+        for p in partitions {
+            list.add_partition_offset(topic, *p, Offset::Offset(timestamp_ms))
+                .map_err(|source| SourceError::Metadata {
+                    brokers: self.brokers.clone(),
+                    source,
+                })?;
+        }
+        let found = self
+            .consumer
+            .offsets_for_times(list, WATERMARK_TIMEOUT)
+            .map_err(|source| SourceError::Metadata {
+                brokers: self.brokers.clone(),
+                source,
+            })?;
+        Ok(found
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => (e.partition(), Some(o)),
+                _ => (e.partition(), None),
+            })
+            .collect())
     }
 
     /// Moves a partition's fetch position (after an offset conflict).
     pub fn seek(&self, key: &PartitionKey, offset: Offset) -> Result<(), KafkaError> {
         self.consumer
             .seek(&key.topic, key.partition, offset, Duration::from_secs(10))
+    }
+
+    /// Starts fetching again partitions librdkafka stopped after a fetch out of range (a seek
+    /// cannot move a stopped partition): the cooperative protocol re-assigns just them, the
+    /// eager one (librdkafka allows only `assign` there) the whole assignment at the positions
+    /// given.
+    pub fn restart(&self, r: &Restart) -> Result<(), KafkaError> {
+        let list = |parts: &[(PartitionKey, Offset)]| {
+            let mut l = TopicPartitionList::new();
+            for (k, o) in parts {
+                l.add_partition_offset(&k.topic, k.partition, *o)?;
+            }
+            Ok::<_, KafkaError>(l)
+        };
+        match self.consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => {
+                let keys: Vec<PartitionKey> = r.partitions.iter().map(|(k, _)| k.clone()).collect();
+                self.consumer.incremental_unassign(&tpl(&keys))?;
+                self.consumer.incremental_assign(&list(&r.partitions)?)
+            }
+            _ => self.consumer.assign(&list(&r.positions)?),
+        }
     }
 
     /// Pauses fetching of the given partitions.

@@ -197,6 +197,24 @@ impl Running {
         stats
     }
 
+    /// Waits up to `timeout` for the pipeline to stop by itself (an error), and returns its
+    /// result.
+    pub fn ended(mut self, timeout: Duration) -> Result<(), PipelineError> {
+        let deadline = Instant::now() + timeout;
+        while !self.handle.as_ref().unwrap().is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "the pipeline did not stop within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.handle
+            .take()
+            .unwrap()
+            .join()
+            .expect("pipeline thread panicked")
+    }
+
     /// Stops cleanly (flush, commit) and returns the pipeline's result.
     pub fn stop(mut self) -> Result<(), PipelineError> {
         self.stop.store(true, Relaxed);

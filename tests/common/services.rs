@@ -394,6 +394,32 @@ impl Tansu {
         );
         name
     }
+
+    /// Deletes `topic` and creates it again, empty, with `partitions` partitions.
+    pub fn recreate(&self, topic: &str, partitions: i32) {
+        let broker = format!("tcp://127.0.0.1:{}", self.port);
+        let run = |args: &[&str]| {
+            let out = Command::new(&self.bin)
+                .args(args)
+                .output()
+                .expect("run tansu topic");
+            assert!(
+                out.status.success(),
+                "tansu {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&["topic", "delete", "--broker", &broker, topic]);
+        run(&[
+            "topic",
+            "create",
+            "--broker",
+            &broker,
+            "--partitions",
+            &partitions.to_string(),
+            topic,
+        ]);
+    }
 }
 
 /// A `sluice run` child process; its stdout and stderr go to a log file.
