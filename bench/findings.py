@@ -273,6 +273,109 @@ def cpu_text(data):
             "on another machine (as in production) that share goes back to DuckDB.")
 
 
+def freshness_section(w, fr):
+    """Section 11: a low-rate topic flushed every second, data inlining on against off."""
+    vs = fr["variants"]
+    secs = lambda ms: "n/a" if ms is None else f"{ms / 1000:.2f}"  # noqa: E731
+    num = lambda x, fmt="{:,.0f}": "n/a" if x is None else fmt.format(x)  # noqa: E731
+    w("## 11. Fresh data without small files\n")
+    w(f"{fr['rows_per_s']:.0f} rows/s for {fr['seconds'] / 60:.1f} min (an Arrow IPC message of "
+      f"{fr['rows_per_message']} events rows, ~1 KB each, every "
+      f"{1000 * fr['rows_per_message'] / fr['rows_per_s']:.0f} ms) into two one-partition "
+      "topics on one tansu broker, each consumed by its own `sluice run` into its own lake "
+      "(SQLite catalog, Parquet on local disk), both started together, with "
+      f"`flush.max_age_ms` {fr['flush_max_age_ms']:,} and maintenance every "
+      f"{fr['maintenance_interval']}: `[tables.defaults] data_inlining_row_limit` "
+      + " against ".join(f"{v['data_inlining_row_limit']:,} ({v['variant']})" for v in vs)
+      + ". Inlined, a flush of up to that many rows stays in the catalog until a maintenance "
+      "pass writes the inlined rows as one Parquet file; at 0 every flush is a Parquet file. "
+      "The producer sends each message to both topics at once. A stock DuckDB Python reader "
+      "per lake, in its own process, attached `READ_ONLY`, runs `SELECT max(seq)` every "
+      f"{fr['poll_ms']:.0f} ms; a message's produce → visible latency runs from the "
+      "producer's `produce()` call to the end of the first query that returned its last seq "
+      "(so it includes the query and up to one polling interval). Files, snapshots and the "
+      "exact-content check are read after SIGTERM, once sluice has exited "
+      "(`bench/freshness.py`; reproduce with `scripts/bench --sections freshness --merge`, "
+      "`--freshness-seconds` and `--freshness-maintenance-interval` to vary it).\n")
+    head = "| | " + " | ".join(v["variant"] for v in vs) + " |"
+    rule = "|---|" + "---|" * len(vs)
+    row = lambda label, f: w(f"| {label} | " + " | ".join(f(v) for v in vs) + " |")  # noqa: E731
+    w(head)
+    w(rule)
+    row("produce → visible p50 / p99 / max, s",
+        lambda v: f"{secs(v['p50_ms'])} / {secs(v['p99_ms'])} / {secs(v['max_ms'])}")
+    row("messages seen / produced", lambda v: f"{v['visible']:,} / {v['messages']:,}")
+    row(f"messages over {2 * fr['flush_max_age_ms'] / 1000:.0f} s (of them, in flight during a "
+        "maintenance pass)",
+        lambda v: f"{v['slow_messages']:,} ({v['slow_messages_during_passes']:,})")
+    row("flushes (median rows each)",
+        lambda v: f"{v['flush_count']:,} ({num(v['flush_rows_median'])})")
+    row("flush duration p50 / p99 / max, ms",
+        lambda v: f"{num(v['flush_ms_p50'])} / {num(v['flush_ms_p99'])} / "
+                  f"{num(v['flush_ms_max'])}")
+    row("reader query p50 / p99 / max, ms",
+        lambda v: f"{num(v['reader']['read_ms_p50'], '{:.1f}')} / "
+                  f"{num(v['reader']['read_ms_p99'], '{:.1f}')} / "
+                  f"{num(v['reader']['read_ms_max'], '{:.0f}')}")
+    row("reads whose max(seq) fell below an earlier read's (rows missing from a read)",
+        lambda v: f"{v.get('max_seq_regressions', 0):,}")
+    row("reader CPU s (queries)",
+        lambda v: f"{v['reader']['cpu_seconds']:.1f} ({v['reader']['reads']:,})")
+    row("sluice CPU s over the run (cores busy)",
+        lambda v: f"{v['cpu_seconds']:.1f} ({v['cpu_seconds'] / fr['window_seconds']:.2f})")
+    row("sluice peak RSS, MiB",
+        lambda v: num(v["peak_rss_bytes"] and v["peak_rss_bytes"] / MIB))
+    w("")
+    w(head)
+    w(rule)
+    row("Parquet files written by flushes", lambda v: f"{v['flush_files']:,}")
+    row("Parquet files on disk at the end: the table's data / its delete files / sluice's own "
+        "tables", lambda v: f"{v['table_data_files_on_disk']:,} / "
+                            f"{v['table_delete_files_on_disk']:,} / "
+                            f"{v['sluice_table_files_on_disk']:,}")
+    row("Parquet bytes on disk", lambda v: f"{v['parquet_bytes_on_disk'] / MIB:,.1f} MiB")
+    row("live data files of the table (`ducklake_list_files`)",
+        lambda v: f"{v['live_data_files']:,}")
+    row("rows still inlined in the catalog at the end", lambda v: num(v["rows_inlined"]))
+    row("maintenance passes (rows moved from the catalog to Parquet; files merged: all "
+        "tables, sluice's own included)",
+        lambda v: f"{len(v['maintenance_passes'])} "
+                  f"({sum(p.get('inlined_rows_flushed', 0) for p in v['maintenance_passes']):,}; "
+                  f"{sum(p.get('files_merged', 0) for p in v['maintenance_passes']):,})")
+    row("snapshots", lambda v: f"{v['snapshots']:,}")
+    row("catalog file (SQLite + WAL)", lambda v: f"{v['catalog_bytes'] / MIB:,.1f} MiB")
+    row("count(*) / count(DISTINCT seq) of rows produced",
+        lambda v: f"{v['count']:,} / {v['distinct']:,} of {fr['rows']:,}"
+                  + ("" if v["exact"] else " **not exact**"))
+    row("sluice exit code after SIGTERM", lambda v: str(v["exit_code"]))
+    row("WARN/ERROR lines in sluice's log", lambda v: f"{v['log_warnings']:,}")
+    w("")
+    by = {v["data_inlining_row_limit"] > 0: v for v in vs}
+    on, off = by.get(True), by.get(False)
+    if on and off:
+        w(f"Inlining on, the flushes wrote {on['flush_files']:,} Parquet files against "
+          f"{off['flush_files']:,} with it off, and the table ends with "
+          f"{on['live_data_files']:,} live data files against {off['live_data_files']:,}; "
+          f"produce → visible p50 {secs(on['p50_ms'])} s against {secs(off['p50_ms'])} s, p99 "
+          f"{secs(on['p99_ms'])} s against {secs(off['p99_ms'])} s. The first flush also "
+          f"creates the table ({num(on.get('first_flush_ms'))} ms and "
+          f"{num(off.get('first_flush_ms'))} ms), and the messages it holds "
+          f"({num(on.get('first_flush_messages'))} and {num(off.get('first_flush_messages'))}) "
+          "wait that much longer. The catalog file is "
+          f"{on['catalog_bytes'] / MIB:,.1f} MiB against {off['catalog_bytes'] / MIB:,.1f} MiB "
+          "(inlined rows live there until a maintenance pass moves them). Files on disk "
+          "include files merged away and not yet deleted "
+          "(`maintenance.delete_files_after`, 1 h by default), and each maintenance pass also "
+          "writes the inlined rows of sluice's own tables (lake offsets, the maintenance lease) "
+          "as Parquet, in both lakes alike. Both lakes share the machine's 2 cores with the "
+          "broker, the producer and the two readers.\n")
+    bad = [v["variant"] for v in vs if not v.get("ok", True)]
+    if bad:
+        w(f"**A check failed** for {', '.join(bad)}: see the reads whose max(seq) fell, the "
+          "exit code, the exact-content and log rows above (results.json holds the details "
+          "and the log lines).\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -602,6 +705,9 @@ def main():
               f"{med([r['cpu_seconds'] / (r['bytes'] / 1e9) for r in rs]):.2f} | "
               f"{med([r['file_bytes'] / r['bytes'] for r in rs]):.3f} | {rs[0]['files']} |")
         w("")
+    fr = res.get("freshness")
+    if fr and fr.get("variants"):
+        freshness_section(w, fr)
     with open(a.markdown, "w") as f:
         f.write("\n".join(out).rstrip() + "\n")
     print(f"wrote {a.markdown} and {a.plots}/*.png")

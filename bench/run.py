@@ -9,6 +9,10 @@ For each dataset (events ~1 KB/row, narrow 40 B/row) on a fresh broker:
   ceiling (sink and consume at once), the consume ceiling, the Python Arrow-IPC baseline and the
   Python JSON baseline; then one consume and one sluice run per compression topic.
 Every run is a child process printing one JSON line; every wait is bounded.
+
+The other sections (--sections): latency (benches/live.rs), scaling (bench/scaling.py), readers
+(bench/readers.py), layout (bench/layout.py), freshness (bench/freshness.py: 100 rows/s for
+--freshness-seconds with data inlining on and off, side by side).
 """
 
 import argparse
@@ -249,7 +253,12 @@ def main():
     ap.add_argument("--scaling-rows", type=int, default=2_000_000)
     ap.add_argument("--readers-rows", type=int, default=1_000_000)
     ap.add_argument("--layout-rows", type=int, default=1_000_000)
-    ap.add_argument("--sections", default="throughput,latency,scaling,readers,layout",
+    ap.add_argument("--freshness-seconds", type=float, default=600.0,
+                    help="length of the freshness section's paced run")
+    ap.add_argument("--freshness-maintenance-interval", default="5m",
+                    help="maintenance.interval of the freshness runs (the lease is 3x)")
+    ap.add_argument("--sections",
+                    default="throughput,latency,scaling,readers,layout,freshness",
                     help="which sections to run")
     ap.add_argument("--merge", action="store_true",
                     help="replace only the sections run in an existing --out file")
@@ -261,7 +270,7 @@ def main():
         "scale": a.scale, "partitions": PARTITIONS, "producer": " ".join(PRODUCER),
         "flush_mib": 128, "fetch_wait_max_ms": 10, "catalog": "sqlite", "datasets": {}},
         "throughput": [], "compression": [], "latency": [], "gap": [], "scaling": [],
-        "readers": [], "layout": []}
+        "readers": [], "layout": [], "freshness": {}}
     started = time.monotonic()
     for name in a.datasets.split(",") if "throughput" in sections else []:
         spec = {k: max(1, int(v * a.scale)) if k != "rows_per_message" else v
@@ -284,12 +293,18 @@ def main():
         n = max(1, int(a.layout_rows * a.scale))
         results["layout"] = layout.layout(a, log, Tansu, run_json, produce, n, 1000)
         results["settings"]["layout_rows"] = n
+    if "freshness" in sections:
+        import freshness
+        results["freshness"] = freshness.freshness(a, log, Tansu, a.freshness_seconds,
+                                                   a.freshness_maintenance_interval)
+        results["settings"]["freshness_seconds"] = a.freshness_seconds
     results["seconds"] = time.monotonic() - started
     if a.merge and os.path.exists(a.out):
         with open(a.out) as f:
             old = json.load(f)
         keep = {"throughput": ["throughput", "compression", "gap"], "latency": ["latency"],
-                "scaling": ["scaling"], "readers": ["readers"], "layout": ["layout"]}
+                "scaling": ["scaling"], "readers": ["readers"], "layout": ["layout"],
+                "freshness": ["freshness"]}
         for section, keys in keep.items():
             if section in sections:
                 for k in keys:
@@ -298,7 +313,7 @@ def main():
                     {"section": section, "date": results["machine"]["date"]})
         if "scaling" in sections:
             old["settings"]["scaling_rows"] = a.scaling_rows
-        for k in ("readers_rows", "layout_rows"):
+        for k in ("readers_rows", "layout_rows", "freshness_seconds"):
             if k in results["settings"]:
                 old["settings"][k] = results["settings"][k]
         results = old
