@@ -4,14 +4,15 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use common::services::Tansu;
-use common::{Kafka, Running, config, lake_dir, lake_offsets, produce_events, query, unique};
+use common::{
+    Kafka, Running, config, lake_dir, lake_offsets, produce_events, query, setup, sluice_cli,
+    unique,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sluice::config::{Config, OnOffsetGap};
 use sluice::pipeline::PipelineError;
@@ -126,10 +127,7 @@ fn produce_past_retention(kafka: &Kafka, topic: &str, first_seq: i64, offset: i6
 
 #[test]
 fn retention_past_the_lake_offset_stops_with_the_gap_error_then_latest_skips_to_the_end() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("retention", 1);
-    let dir = lake_dir();
-    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, _dir, mut cfg) = setup("retention", 1);
     cfg.flush.max_age_ms = 200;
     let p = kafka.producer(&topic, Encoding::default());
     // 10 messages of 100 rows: offsets 0..10, seq 0..1000.
@@ -172,26 +170,9 @@ fn retention_past_the_lake_offset_stops_with_the_gap_error_then_latest_skips_to_
     );
 }
 
-fn sluice(args: &[&str], config: &Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn offsets_show_and_set_then_a_restart_ingests_from_the_new_position_exactly() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("offsets_cli", 2);
-    let dir = lake_dir();
-    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, dir, mut cfg) = setup("offsets_cli", 2);
     cfg.flush.max_age_ms = 200;
     let path = dir.path().join("sluice.toml");
     std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
@@ -203,7 +184,7 @@ fn offsets_show_and_set_then_a_restart_ingests_from_the_new_position_exactly() {
     // Then 4 more that nothing has read yet (2 per partition).
     produce_events(&p, 2, 200, 4, 10);
 
-    let (ok, out, err) = sluice(&["offsets", "show"], &path);
+    let (ok, out, err) = sluice_cli(&["offsets", "show"], &path);
     assert!(ok, "{err}");
     let lines: Vec<Vec<&str>> = out
         .lines()
@@ -237,7 +218,7 @@ fn offsets_show_and_set_then_a_restart_ingests_from_the_new_position_exactly() {
     assert_eq!(lines.len(), 4, "{out}");
 
     // An offset the broker does not hold is refused, naming it; nothing moves.
-    let (ok, _, err) = sluice(
+    let (ok, _, err) = sluice_cli(
         &[
             "offsets",
             "set",
@@ -258,7 +239,7 @@ fn offsets_show_and_set_then_a_restart_ingests_from_the_new_position_exactly() {
         )
     );
     // Partition 0 back to offset 4 (its messages 4..12 are read again), partition 1 to the end.
-    let (ok, out, err) = sluice(
+    let (ok, out, err) = sluice_cli(
         &[
             "offsets",
             "set",
@@ -276,7 +257,7 @@ fn offsets_show_and_set_then_a_restart_ingests_from_the_new_position_exactly() {
         out.trim(),
         format!("topic {topic} partition 0: lake offset 10 -> 4")
     );
-    let (ok, out, err) = sluice(
+    let (ok, out, err) = sluice_cli(
         &[
             "offsets",
             "set",
@@ -315,7 +296,7 @@ fn offsets_show_and_set_then_a_restart_ingests_from_the_new_position_exactly() {
 
     // `--to` with a time: every partition to its first message at or after it (none that new:
     // the high watermark).
-    let (ok, out, err) = sluice(
+    let (ok, out, err) = sluice_cli(
         &[
             "offsets",
             "set",
@@ -333,7 +314,7 @@ fn offsets_show_and_set_then_a_restart_ingests_from_the_new_position_exactly() {
             "topic {topic} partition 0: lake offset 12 -> 12\ntopic {topic} partition 1: lake offset 12 -> 12"
         )
     );
-    let (ok, _, err) = sluice(
+    let (ok, _, err) = sluice_cli(
         &["offsets", "set", "--topic", &topic, "--to", "soon"],
         &path,
     );
@@ -368,10 +349,7 @@ fn offsets_in_lake(cfg: &Config, rows: i64) -> Vec<i64> {
 
 #[test]
 fn a_fetch_out_of_range_while_running_commits_what_was_read_then_applies_the_policy() {
-    let kafka = Kafka::start();
-    let topic = kafka.topic("fetch_gap", 1);
-    let dir = lake_dir();
-    let mut cfg = config(&kafka.brokers, &topic, dir.path());
+    let (kafka, topic, _dir, mut cfg) = setup("fetch_gap", 1);
     cfg.kafka.on_offset_gap = OnOffsetGap::Earliest;
     // A small prefetch and memory budget: while the first commit is held, the consumer's
     // position stays a few messages ahead of what was produced first.

@@ -75,6 +75,7 @@ pub struct TableOptions {
     /// A flush of at most this many rows is inlined: kept in the catalog instead of written as
     /// a Parquet file, until maintenance moves the inlined rows into one file. Lets a low-rate
     /// topic flush every second without a file per second; `0` writes every flush as Parquet.
+    /// Unset in `[tables.defaults]`: 1,000 on PostgreSQL and DuckDB-file catalogs, 0 on SQLite.
     pub data_inlining_row_limit: Option<u64>,
 }
 
@@ -320,10 +321,8 @@ impl Default for TablesConfig {
                 // catch-up throughput on 2 cores (a backlog only; a steady stream is far from
                 // CPU-bound) and half the bytes stored and scanned for as long as the lake lives.
                 parquet_compression: Some("zstd".into()),
-                // DuckLake's default is 10 rows. A flush of up to 1,000 rows (a low-rate topic
-                // flushing every second) stays in the catalog until maintenance writes the
-                // inlined rows of many flushes as one file (FINDINGS.md section 11).
-                data_inlining_row_limit: Some(1_000),
+                // Unset: the lake decides by catalog kind (`Lake::default_inlining_row_limit`:
+                // 1,000 rows, or 0 on SQLite).
                 ..TableOptions::default()
             },
             options: BTreeMap::new(),

@@ -13,7 +13,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::{
-    FLUSH_TRIGGERS, Histogram, MaintenanceStats, PartitionGauge, Sources, Stats, TopicCounters,
+    CountsBy, FLUSH_TRIGGERS, Histogram, MaintenanceStats, PartitionGauge, Sources, Stats,
+    TopicCounters,
 };
 use crate::sync::{lock, read};
 
@@ -201,32 +202,22 @@ pub fn render(src: &Sources) -> String {
         o.one(name, kind, help, pick(s).load(Relaxed));
     }
     per_partition(&mut o, s);
-    o.family(
+    counts_by(
+        &mut o,
         "sluice_schema_changes_total",
-        "counter",
         "Columns added to (change=add_column) or widened in (change=widen) a lake table by schema evolution.",
+        ("table", "change"),
+        &s.schema_changes,
     );
-    for ((table, change), n) in lock(&s.schema_changes).iter() {
-        o.sample(
-            "sluice_schema_changes_total",
-            &[("table", table), ("change", change)],
-            n,
-        );
-    }
-    o.family(
+    counts_by(
+        &mut o,
         "sluice_offset_gaps_total",
-        "counter",
         "Partitions found with a lake offset outside the broker's watermarks: above the high \
          watermark (kind=above_high: topic recreated or truncated) or below the low watermark \
          (kind=below_low: retention deleted unread messages).",
+        ("topic", "kind"),
+        &s.offset_gaps,
     );
-    for ((topic, kind), n) in lock(&s.offset_gaps).iter() {
-        o.sample(
-            "sluice_offset_gaps_total",
-            &[("topic", topic), ("kind", kind)],
-            n,
-        );
-    }
     o.family(
         "sluice_decoded_bytes_total",
         "counter",
@@ -270,6 +261,14 @@ pub fn render(src: &Sources) -> String {
         resident_bytes(),
     );
     o.0
+}
+
+/// A counter family of one sample per (name, kind).
+fn counts_by(o: &mut Out, name: &str, help: &str, labels: (&str, &str), counts: &CountsBy) {
+    o.family(name, "counter", help);
+    for ((a, b), n) in lock(counts).iter() {
+        o.sample(name, &[(labels.0, a), (labels.1, b)], n);
+    }
 }
 
 fn maintenance(o: &mut Out, m: &MaintenanceStats) {

@@ -65,6 +65,22 @@ pub struct Committed<'a> {
     pub quarantined: u64,
 }
 
+/// Counters by (name, kind): per table or topic, of a small fixed set of kinds.
+pub type CountsBy = Mutex<BTreeMap<(String, &'static str), u64>>;
+
+fn bump(counts: &CountsBy, name: &str, kind: &'static str) {
+    *crate::sync::lock(counts)
+        .entry((name.to_string(), kind))
+        .or_default() += 1;
+}
+
+fn count_of(counts: &CountsBy, name: &str, kind: &'static str) -> u64 {
+    crate::sync::lock(counts)
+        .get(&(name.to_string(), kind))
+        .copied()
+        .unwrap_or(0)
+}
+
 /// Counters of the lake's maintenance (see `crate::maintain`).
 #[derive(Debug, Default)]
 pub struct MaintenanceStats {
@@ -178,9 +194,9 @@ pub struct Stats {
     /// The lake's maintenance.
     pub maintenance: MaintenanceStats,
     /// Offset gaps found per (topic, kind: `above_high` or `below_low`).
-    pub offset_gaps: Mutex<BTreeMap<(String, &'static str), u64>>,
+    pub offset_gaps: CountsBy,
     /// Committed schema changes per (table, kind: `add_column` or `widen`).
-    pub schema_changes: Mutex<BTreeMap<(String, &'static str), u64>>,
+    pub schema_changes: CountsBy,
 }
 
 /// Counters of one topic.
@@ -418,32 +434,22 @@ impl Stats {
 
     /// Counts an offset gap of `topic` (`kind`: `above_high` or `below_low`).
     pub fn record_offset_gap(&self, topic: &str, kind: &'static str) {
-        *crate::sync::lock(&self.offset_gaps)
-            .entry((topic.to_string(), kind))
-            .or_default() += 1;
+        bump(&self.offset_gaps, topic, kind);
     }
 
     /// Offset gaps of `topic` of `kind` found so far.
     pub fn offset_gaps_of(&self, topic: &str, kind: &'static str) -> u64 {
-        crate::sync::lock(&self.offset_gaps)
-            .get(&(topic.to_string(), kind))
-            .copied()
-            .unwrap_or(0)
+        count_of(&self.offset_gaps, topic, kind)
     }
 
     /// Counts a committed schema change of `table` (`kind`: `add_column` or `widen`).
     pub fn record_schema_change(&self, table: &str, kind: &'static str) {
-        *crate::sync::lock(&self.schema_changes)
-            .entry((table.to_string(), kind))
-            .or_default() += 1;
+        bump(&self.schema_changes, table, kind);
     }
 
     /// Committed schema changes of `table` of `kind` so far.
     pub fn schema_changes_of(&self, table: &str, kind: &'static str) -> u64 {
-        crate::sync::lock(&self.schema_changes)
-            .get(&(table.to_string(), kind))
-            .copied()
-            .unwrap_or(0)
+        count_of(&self.schema_changes, table, kind)
     }
 
     /// Successful flushes with this trigger (one of [`FLUSH_TRIGGERS`]).

@@ -236,5 +236,14 @@ fn attach(conn: &Connection, cfg: &LakeConfig) -> Result<(), SinkError> {
         ),
         source: e.with_message(scrub(&e.message, cfg)),
     })?;
+    if cfg.catalog_kind == CatalogKind::Sqlite {
+        // sluice's own catalog reads (offsets at assignment, table columns) on the
+        // transaction's connection, so each read sees one state of the catalog, not a
+        // maintenance step's commit between its queries (see `Lake::default_inlining_row_limit`).
+        conn.execute("SET GLOBAL sqlite_disable_multithreaded_scans = true")
+            .map_err(duck(
+                "read the SQLite catalog on one connection per transaction",
+            ))?;
+    }
     Ok(())
 }

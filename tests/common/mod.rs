@@ -235,6 +235,21 @@ impl Drop for Running {
     }
 }
 
+/// Runs the `sluice` binary with `args` then `--config <config>`: (success, stdout, stderr).
+pub fn sluice_cli(args: &[&str], config: &Path) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Opens the lake of `cfg` (read side) and runs one query, returning its rows as text.
 pub fn query(cfg: &Config, sql: &str) -> Vec<Vec<Option<String>>> {
     let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).expect("open lake");
