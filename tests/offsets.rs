@@ -217,20 +217,23 @@ fn offsets_show_and_set_then_a_restart_ingests_from_the_new_position_exactly() {
     }
     assert_eq!(lines.len(), 4, "{out}");
 
+    let set_partition = |p: i32, to: &str| {
+        sluice_cli(
+            &[
+                "offsets",
+                "set",
+                "--topic",
+                &topic,
+                "--partition",
+                &p.to_string(),
+                "--to",
+                to,
+            ],
+            &path,
+        )
+    };
     // An offset the broker does not hold is refused, naming it; nothing moves.
-    let (ok, _, err) = sluice_cli(
-        &[
-            "offsets",
-            "set",
-            "--topic",
-            &topic,
-            "--partition",
-            "1",
-            "--to",
-            "13",
-        ],
-        &path,
-    );
+    let (ok, _, err) = set_partition(1, "13");
     assert!(!ok);
     assert_eq!(
         err.trim(),
@@ -239,37 +242,13 @@ fn offsets_show_and_set_then_a_restart_ingests_from_the_new_position_exactly() {
         )
     );
     // Partition 0 back to offset 4 (its messages 4..12 are read again), partition 1 to the end.
-    let (ok, out, err) = sluice_cli(
-        &[
-            "offsets",
-            "set",
-            "--topic",
-            &topic,
-            "--partition",
-            "0",
-            "--to",
-            "4",
-        ],
-        &path,
-    );
+    let (ok, out, err) = set_partition(0, "4");
     assert!(ok, "{err}");
     assert_eq!(
         out.trim(),
         format!("topic {topic} partition 0: lake offset 10 -> 4")
     );
-    let (ok, out, err) = sluice_cli(
-        &[
-            "offsets",
-            "set",
-            "--topic",
-            &topic,
-            "--partition",
-            "1",
-            "--to",
-            "latest",
-        ],
-        &path,
-    );
+    let (ok, out, err) = set_partition(1, "latest");
     assert!(ok, "{err}");
     assert_eq!(
         out.trim(),
