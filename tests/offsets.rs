@@ -59,6 +59,9 @@ fn watermarks(brokers: &str, topic: &str, partition: i32) -> (i64, i64) {
         .unwrap()
 }
 
+/// How every offset-gap error under `fail` ends.
+const FAIL: &str = "; kafka.on_offset_gap = \"fail\" stops here with the lake offsets unmoved (set it to \"earliest\" or \"latest\", or move the offset with `sluice offsets set`)";
+
 fn expect_gap(result: Result<(), PipelineError>) -> String {
     match result {
         Err(PipelineError::OffsetGap(gap)) => gap.to_string(),
@@ -93,7 +96,7 @@ fn a_recreated_topic_stops_with_the_gap_error_then_earliest_reads_its_new_messag
     assert_eq!(
         err,
         format!(
-            "offset gap on topic {topic} partition 0: the next offset 50 is above the broker's high watermark 5 (low 0): the topic was deleted and created again, or truncated; kafka.on_offset_gap = \"fail\" stops here with the lake offsets unmoved (set it to \"earliest\" or \"latest\", or move the offset with `sluice offsets set`)"
+            "offset gap on topic {topic} partition 0: the next offset 50 is above the broker's high watermark 5 (low 0): the topic was deleted and created again, or truncated{FAIL}"
         )
     );
     assert_eq!(stats.offset_gaps_of(&topic, "above_high"), 1);
@@ -142,7 +145,7 @@ fn retention_past_the_lake_offset_stops_with_the_gap_error_then_latest_skips_to_
     assert_eq!(
         err,
         format!(
-            "offset gap on topic {topic} partition 0: the next offset 10 is below the broker's low watermark {low} (high {high}): retention deleted {} messages sluice had not read; kafka.on_offset_gap = \"fail\" stops here with the lake offsets unmoved (set it to \"earliest\" or \"latest\", or move the offset with `sluice offsets set`)",
+            "offset gap on topic {topic} partition 0: the next offset 10 is below the broker's low watermark {low} (high {high}): retention deleted {} messages sluice had not read{FAIL}",
             low - 10
         )
     );

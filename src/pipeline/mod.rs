@@ -24,6 +24,7 @@ mod ingest;
 mod partitions;
 mod pending;
 pub mod policy;
+mod rebalance;
 mod settle;
 
 use std::cell::Cell;
@@ -31,25 +32,21 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::topic_partition_list::Offset;
-
 use crate::config::Config;
 use crate::live::ring::Ring;
 use crate::observe::Stats;
 use crate::retry::Backoff;
-use crate::sink::{Lake, OFFSETS_TABLE, SinkError};
-use crate::source::{
-    ConsumerActions, KafkaMessage, KafkaSource, PartitionKey, RebalanceHandler, Restart,
-    SourceError, WatermarkProbe,
-};
+use crate::sink::{Lake, SinkError};
+use crate::source::{ConsumerActions, KafkaMessage, KafkaSource, PartitionKey, SourceError};
 use crate::sync::lock;
 use commit::{Committer, FlushJob};
 use ingest::{Decoding, Ingested};
-use partitions::{AssignError, Partitions, Route};
 pub use partitions::{GapKind, OffsetGap};
+use partitions::{Partitions, Route};
 use pending::{Entry, Pending, Totals};
 pub use policy::Trigger;
 use policy::{Action, CommitState, Limits};
+use rebalance::{Inbox, Rebalance};
 
 /// How long one poll waits for a message.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -116,37 +113,6 @@ struct Line {
     live: Option<Arc<Ring>>,
     last_expire: Instant,
     stats: Arc<Stats>,
-}
-
-type Inbox = Mutex<Vec<Result<ConsumerActions, PipelineError>>>;
-
-/// The rebalance callback's side: it works on the line and leaves each result in the inbox,
-/// which the loop drains after every poll.
-struct Rebalance {
-    line: Arc<Mutex<Line>>,
-    inbox: Arc<Inbox>,
-}
-
-impl RebalanceHandler for Rebalance {
-    fn assigned(&self, list: &[PartitionKey], watermarks: WatermarkProbe<'_>) -> Vec<Offset> {
-        match lock(&self.line).assign(list, watermarks) {
-            Ok(starts) => starts,
-            Err(e) => {
-                tracing::error!(error = %e, "could not read lake offsets for assigned partitions");
-                lock(&self.inbox).push(Err(e));
-                // Not fetched anyway: the loop stops before handling any message.
-                list.iter().map(|_| Offset::End).collect()
-            }
-        }
-    }
-
-    fn revoked(&self, list: &[PartitionKey]) {
-        let result = lock(&self.line).revoke(list);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "flush on revoke failed");
-        }
-        lock(&self.inbox).push(result);
-    }
 }
 
 /// A running sluice pipeline.
@@ -370,110 +336,6 @@ impl Pipeline {
 }
 
 impl Line {
-    /// Registers newly assigned partitions in the lake and returns where each starts.
-    fn assign(
-        &mut self,
-        list: &[PartitionKey],
-        watermarks: WatermarkProbe<'_>,
-    ) -> Result<Vec<Offset>, PipelineError> {
-        let retry = self.retries.failures;
-        self.partitions
-            .assign(&self.lake, &retry, list, watermarks)
-            .map_err(|e| self.assign_error(e))
-    }
-
-    fn assign_error(&self, e: AssignError) -> PipelineError {
-        match e {
-            AssignError::Gap(gap) => PipelineError::OffsetGap(gap),
-            AssignError::Lake(last) => PipelineError::FlushGaveUp {
-                table: OFFSETS_TABLE.into(),
-                attempts: self.retries.failures.attempts,
-                last,
-            },
-        }
-    }
-
-    /// A fetch was out of range: finds which assigned partitions' positions are outside their
-    /// watermarks and applies `kafka.on_offset_gap` to each — under `earliest`/`latest` after
-    /// committing their pending data, so the lake offset moves from their position.
-    fn fetch_out_of_range(
-        &mut self,
-        watermarks: WatermarkProbe<'_>,
-    ) -> Result<ConsumerActions, PipelineError> {
-        let gaps = self.partitions.find_gaps(watermarks);
-        if gaps.is_empty() {
-            tracing::warn!(
-                "a fetch was out of range, but every assigned partition's position is within the broker's watermarks now"
-            );
-            return Ok(ConsumerActions::default());
-        }
-        let mut actions = self.await_commit()?;
-        let mut tables: Vec<Arc<str>> = Vec::new();
-        for gap in &gaps {
-            let key = PartitionKey::new(&gap.topic, gap.partition);
-            if let Some(t) = self.partitions.table(&key)
-                && self.pending.covers(t, &key)
-                && !tables.contains(t)
-            {
-                tables.push(t.clone());
-            }
-        }
-        for t in tables {
-            actions.extend(self.flush(&t, Trigger::OffsetGap)?);
-        }
-        // Positions may have changed (another writer committed a partition meanwhile).
-        for gap in self.partitions.find_gaps(watermarks) {
-            let key = PartitionKey::new(&gap.topic, gap.partition);
-            let seek = self
-                .partitions
-                .resolve_fetch_gap(&self.lake, &gap)
-                .map_err(|e| self.assign_error(e))?;
-            if let Some(offset) = seek {
-                self.pending.drop_partition(&key);
-                let r = actions.restarts.get_or_insert_with(Restart::default);
-                r.partitions.push((key, offset));
-            }
-        }
-        if let Some(r) = &mut actions.restarts {
-            r.positions = self.partitions.positions();
-        }
-        Ok(actions)
-    }
-
-    /// Commits the pending data of revoked partitions (waiting for the flush in flight first:
-    /// it may cover them), then forgets them.
-    fn revoke(&mut self, list: &[PartitionKey]) -> Result<ConsumerActions, PipelineError> {
-        let mut result = self.await_commit();
-        let mut tables: Vec<Arc<str>> = Vec::new();
-        for key in list {
-            if let Some(t) = self.partitions.table(key)
-                && self.pending.covers(t, key)
-                && !tables.contains(t)
-            {
-                tables.push(t.clone());
-            }
-        }
-        for t in tables {
-            let Ok(actions) = &mut result else { break };
-            match self.flush(&t, Trigger::Revoke) {
-                Ok(more) => actions.extend(more),
-                Err(e) => result = Err(e),
-            }
-        }
-        self.partitions.revoke(list);
-        for key in list {
-            self.pending.drop_partition(key);
-        }
-        result.map(|mut actions| {
-            actions.seeks.retain(|(k, _)| !list.contains(k));
-            if let Some(r) = &mut actions.restarts {
-                r.partitions.retain(|(k, _)| !list.contains(k));
-                r.positions.retain(|(k, _)| !list.contains(k));
-            }
-            actions
-        })
-    }
-
     /// Decodes one polled message into its table's pending data (or quarantine).
     fn ingest(&mut self, msg: KafkaMessage) -> Result<(), PipelineError> {
         let meta = msg.meta();
