@@ -32,8 +32,10 @@ pub fn readiness(src: &Sources) -> (StatusCode, String) {
     if *crate::sync::lock(&s.brokers_up) == Some(0) {
         missing.push("no Kafka broker is up".to_string());
     }
-    if s.lake_failing.load(Relaxed) {
-        missing.push("the latest flush failed: the lake is unreachable or refusing".to_string());
+    if let Some(why) = crate::sync::lock(&s.lake_failing).as_ref() {
+        missing.push(format!(
+            "the latest flush failed and waits for its retry ({why})"
+        ));
     }
     if let (StatusCode::SERVICE_UNAVAILABLE, why) = health(src) {
         missing.push(why.trim().to_string());
@@ -62,15 +64,22 @@ mod tests {
             stall_after: Duration::from_secs(30),
         };
         *src.stats.brokers_up.lock().unwrap() = Some(0);
-        src.stats.lake_failing.store(true, Relaxed);
+        src.stats.record_flush_failure(
+            "events",
+            3,
+            10,
+            "insert into table events: IO Error: Could not write file \"/data/x.parquet\": No space left on device\nmore",
+        );
         src.stats.last_poll_ms.store(now_ms() - 45_000, Relaxed);
         let (code, body) = readiness(&src);
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             body,
             "not ready: no partition assignment received from the consumer group yet; \
-             no Kafka broker is up; the latest flush failed: the lake is unreachable or \
-             refusing; the ingest loop has not polled for 45 s\n"
+             no Kafka broker is up; the latest flush failed and waits for its retry (table \
+             events, attempt 3 of 10: insert into table events: IO Error: Could not write file \
+             \"/data/x.parquet\": No space left on device); the ingest loop has not polled \
+             for 45 s\n"
         );
         assert_eq!(
             health(&src),
@@ -81,7 +90,7 @@ mod tests {
         );
         src.stats.assignment_received.store(true, Relaxed);
         *src.stats.brokers_up.lock().unwrap() = Some(1);
-        src.stats.lake_failing.store(false, Relaxed);
+        *src.stats.lake_failing.lock().unwrap() = None;
         src.stats.last_poll_ms.store(now_ms(), Relaxed);
         assert_eq!(readiness(&src), (StatusCode::OK, "ready\n".to_string()));
         assert_eq!(health(&src), (StatusCode::OK, "ok\n".to_string()));

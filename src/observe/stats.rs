@@ -189,8 +189,9 @@ pub struct Stats {
     pub assignment_received: AtomicBool,
     /// Brokers in state UP in librdkafka's latest statistics (`None` until the first).
     pub brokers_up: Mutex<Option<u64>>,
-    /// Whether the latest flush attempt failed (the lake is unreachable or refusing).
-    pub lake_failing: AtomicBool,
+    /// Why the latest flush attempt failed (the lake is unreachable or refusing), while it
+    /// waits for its retry; `None` once a flush commits.
+    pub lake_failing: Mutex<Option<String>>,
     /// The lake's maintenance.
     pub maintenance: MaintenanceStats,
     /// Offset gaps found per (topic, kind: `above_high` or `below_low`).
@@ -429,7 +430,20 @@ impl Stats {
         }
         self.flush_duration.observe(seconds);
         self.flush_size.observe(bytes as f64);
-        self.lake_failing.store(false, Relaxed);
+        *crate::sync::lock(&self.lake_failing) = None;
+    }
+
+    /// Records why a flush of `table` failed (attempt `attempt` of `attempts`), for `/readyz`:
+    /// the first line of the error, at most 300 characters.
+    pub fn record_flush_failure(&self, table: &str, attempt: u32, attempts: u32, error: &str) {
+        let first = error.lines().next().unwrap_or_default();
+        let mut why: String = first.chars().take(300).collect();
+        if why.len() < first.len() {
+            why.push('…');
+        }
+        *crate::sync::lock(&self.lake_failing) = Some(format!(
+            "table {table}, attempt {attempt} of {attempts}: {why}"
+        ));
     }
 
     /// Counts an offset gap of `topic` (`kind`: `above_high` or `below_low`).

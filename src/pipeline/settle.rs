@@ -184,8 +184,9 @@ impl Line {
     ) -> Result<Settled, PipelineError> {
         let failures = job.failures + 1;
         self.stats.flush_failures.fetch_add(1, Relaxed);
-        self.stats.lake_failing.store(true, Relaxed);
         let policy = self.retries.failures;
+        self.stats
+            .record_flush_failure(&job.table, failures, policy.attempts, &e.to_string());
         if policy.exhausted(failures) {
             return Err(gave_up(&job, failures, e));
         }

@@ -70,7 +70,9 @@ fn open_database(cfg: &LakeConfig) -> Result<Arc<Database>, SinkError> {
     if let Some(m) = &cfg.memory_limit {
         settings.push(("memory_limit", m.clone()));
     }
-    Database::open_in_memory(&settings).map_err(duck("open DuckDB"))
+    let scrub_cfg = cfg.clone();
+    let scrubber: super::duck::Scrubber = Box::new(move |text| scrub(text, &scrub_cfg));
+    Database::open_in_memory(&settings, Some(scrubber)).map_err(duck("open DuckDB"))
 }
 
 /// The `ATTACH` target for the configured catalog.
@@ -99,18 +101,68 @@ fn catalog_options(kind: CatalogKind) -> &'static str {
     }
 }
 
-/// Replaces `password=…` values (libpq connection strings) so a catalog string can be shown.
+/// Replaces the passwords of libpq connection strings (`password=…`, and the `user:…@` of a
+/// `postgresql://` URI) with `***`, so a catalog string can be shown.
 pub fn redact(text: &str) -> String {
+    redact_uri_passwords(&redact_keywords(text))
+}
+
+/// `password=…` values.
+fn redact_keywords(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.to_ascii_lowercase().find("password=") {
         out.push_str(&rest[..i + "password=".len()]);
         out.push_str("***");
         let after = &rest[i + "password=".len()..];
-        let end = after
-            .find(|c: char| c.is_whitespace() || c == '\'' || c == '&')
-            .unwrap_or(after.len());
+        let end = match after.strip_prefix('\'') {
+            // A quoted libpq value runs to the next quote not escaped by a backslash.
+            Some(quoted) => {
+                let mut escaped = false;
+                quoted
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        let close = c == '\'' && !escaped;
+                        escaped = c == '\\' && !escaped;
+                        close
+                    })
+                    .map_or(after.len(), |(j, _)| j + 2)
+            }
+            None => after
+                .find(|c: char| c.is_whitespace() || c == '\'' || c == '"' || c == '&')
+                .unwrap_or(after.len()),
+        };
         rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The password of `scheme://user:password@host` URIs.
+fn redact_uri_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // The authority ends at the first '/', '?', '#', quote or space; its userinfo at the
+        // last '@' before that.
+        let end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | ' '))
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority
+            .rfind('@')
+            .and_then(|at| authority[..at].find(':').map(|colon| (colon, at)))
+        {
+            Some((colon, at)) => {
+                out.push_str(&authority[..=colon]);
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
     }
     out.push_str(rest);
     out

@@ -95,9 +95,14 @@ impl DuckError {
     }
 }
 
+/// Rewrites the text of every error a database's connections report before it leaves this
+/// module (sluice's replaces credentials with `***`: a catalog password, S3 keys).
+pub type Scrubber = Box<dyn Fn(&str) -> String + Send + Sync>;
+
 /// An open DuckDB database (in memory: sluice keeps everything that matters in the lake).
 pub struct Database {
     raw: ffi::duckdb_database,
+    scrubber: Option<Scrubber>,
 }
 
 // SAFETY: a duckdb_database is an instance handle that DuckDB allows to be used from any thread;
@@ -107,8 +112,13 @@ unsafe impl Send for Database {}
 unsafe impl Sync for Database {}
 
 impl Database {
-    /// Opens an in-memory database with the given settings (`name`, `value` pairs).
-    pub fn open_in_memory(settings: &[(&str, String)]) -> Result<Arc<Database>, DuckError> {
+    /// Opens an in-memory database with the given settings (`name`, `value` pairs); `scrubber`
+    /// rewrites the message of every error its connections report (DuckDB's messages can quote
+    /// a connection string, e.g. postgres_scanner's `Unable to connect to Postgres at "…"`).
+    pub fn open_in_memory(
+        settings: &[(&str, String)],
+        scrubber: Option<Scrubber>,
+    ) -> Result<Arc<Database>, DuckError> {
         let mut config: ffi::duckdb_config = std::ptr::null_mut();
         // SAFETY: out-pointer to a local; DuckDB allocates the config.
         if unsafe { ffi::duckdb_create_config(&mut config) } != ffi::DuckDBSuccess {
@@ -153,7 +163,7 @@ impl Database {
             };
             return Err(DuckError::new(message));
         }
-        Ok(Arc::new(Database { raw }))
+        Ok(Arc::new(Database { raw, scrubber }))
     }
 
     /// Opens a new connection; it keeps the database alive.
@@ -222,6 +232,10 @@ impl Connection {
                 unsafe { CStr::from_ptr(msg) }
                     .to_string_lossy()
                     .into_owned()
+            };
+            let message = match &self.db.scrubber {
+                Some(scrub) => scrub(&message),
+                None => message,
             };
             return Err(DuckError { kind, message });
         }

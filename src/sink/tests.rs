@@ -366,6 +366,36 @@ fn redact_hides_password_values() {
         "postgres://u@h/db?PASSWORD=***&a=b"
     );
     assert_eq!(redact("no secrets"), "no secrets");
+    assert_eq!(
+        redact(r"host=h password='a b\'c' user=u"),
+        "host=h password=*** user=u"
+    );
+    assert_eq!(
+        redact(r#"Unable to connect to Postgres at "host=h password=pw": refused"#),
+        r#"Unable to connect to Postgres at "host=h password=***": refused"#
+    );
+    assert_eq!(
+        redact("at postgresql://sluice:hunter2@db:5432/lake?sslmode=require and http://h/x"),
+        "at postgresql://sluice:***@db:5432/lake?sslmode=require and http://h/x"
+    );
+    assert_eq!(
+        redact("postgresql://sluice@db/lake"),
+        "postgresql://sluice@db/lake"
+    );
+}
+
+#[test]
+fn every_error_of_a_scrubbed_database_is_scrubbed() {
+    let scrubber: crate::sink::duck::Scrubber = Box::new(|t| t.replace("hunter2", "***"));
+    let db = crate::sink::duck::Database::open_in_memory(&[], Some(scrubber)).unwrap();
+    let conn = db.connect().unwrap();
+    let err = conn
+        .execute("SELECT error('could not reach host=db password=hunter2')")
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        "Invalid Input Error: could not reach host=db password=***"
+    );
 }
 
 /// Returns the commit conflicts the handles retried.

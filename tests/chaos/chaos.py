@@ -24,7 +24,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from parts import (S3_KEY_ID, S3_SECRET, MockKafka, Postgres, S3, Sluice, Tansu,  # noqa: E402
+from parts import (PG_PASSWORD, S3_KEY_ID, S3_SECRET, MockKafka, Postgres, S3, Sluice, Tansu,  # noqa: E402
                    metrics, readyz)
 from lake import GROUP, TOPIC, Lake, OffsetWatch, Producer, compare, watermarks  # noqa: E402
 
@@ -255,6 +255,10 @@ stall_after_ms = 10000
         if not result["seq_sum_exact"] or result["distinct_seq"] != result["rows_produced"] \
                 or result["rows_in_lake"] != result["rows_produced"]:
             problems.append("row count / distinct / sum of seq differ from what was produced")
+        shown = "".join(s.log_text() for s in self.instances) + json.dumps(result)
+        for secret in (S3_SECRET, PG_PASSWORD):
+            if secret in shown:
+                problems.append(f"a secret ({secret[:5]}…) appears in a log or /readyz")
         if problems:
             raise Fail("; ".join(problems))
 
@@ -409,6 +413,43 @@ def catalog_outage(r, quick):
     return res
 
 
+def catalog_outage_give_up(r, quick):
+    """PostgreSQL down longer than the flush retries last (`flush.retry.attempts` 3, backoff
+    200-1000 ms): sluice exits non-zero with its offsets unmoved, is restarted a second later
+    (as a supervisor would) until the catalog is back, and completes exactly."""
+    seconds = 8 if quick else 30
+    broker = r.mock()
+    r.postgres()
+    r.lake("postgres")
+    s = r.instance(broker, max_age_ms=500, extra="""[flush.retry]
+attempts = 3
+initial_backoff_ms = 200
+max_backoff_ms = 1000
+""")
+    r.produce()
+    r.sampler()
+    s.start()
+    r.wait_first_commit()
+    r.hold(3)
+    r.log(f"PostgreSQL down for {seconds} s (sluice gives up after 3 attempts)")
+    r.pg.crash()
+    seen = r.readyz_during(seconds, s)
+    r.pg.start()
+    end = time.monotonic()
+    res = {"broker": "mock", "catalog": "postgres", "data": "local", "instances": 1,
+           "fault": f"catalog down {seconds} s, 3 flush attempts", "outage_s": seconds,
+           "readyz_during": seen}
+    r.hold(10)
+    r.finish(res, fault_end=end)
+    codes = s.exits
+    if not codes or 0 in codes:
+        raise Fail(f"sluice did not give up with a non-zero exit during the outage: {codes}")
+    gave_up = [line for line in s.log_text().splitlines() if "offsets not moved" in line]
+    res["exits"] = codes
+    res["error"] = gave_up[0][-400:] if gave_up else None
+    return res
+
+
 def disk_full(r, quick):
     """The local data path is a 16 MiB tmpfs that a filler file fills; once the failing flushes
     are seen the filler is deleted. SQLite catalog on another filesystem."""
@@ -513,6 +554,7 @@ SCENARIOS = {
     "broker-hang": broker_hang,
     "s3-outage": s3_outage,
     "catalog-outage": catalog_outage,
+    "catalog-outage-give-up": catalog_outage_give_up,
     "disk-full": disk_full,
     "zombie-stop": zombie_stop,
     "zombie-twin": zombie_twin,
@@ -558,6 +600,7 @@ def main():
         r.log(json.dumps({k: v for k, v in res.items() if k != "traceback"}))
         results.append(res)
     out = {"mode": "quick" if a.quick else "full", "seed": a.seed,
+           "date": time.strftime("%Y-%m-%d", time.gmtime()),
            "seconds": round(time.monotonic() - t0, 1), "scenarios": results}
     if a.out:
         with open(a.out, "w") as f:

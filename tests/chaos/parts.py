@@ -26,6 +26,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 S3_KEY_ID = "chaos-key"
 S3_SECRET = "chaos-secret-never-logged"
+# The cluster trusts loopback, so this password is never checked; sluice must never show it.
+PG_PASSWORD = "chaos-pg-password-never-logged"
 
 
 def free_port():
@@ -261,7 +263,7 @@ class Postgres:
         self.start()
         subprocess.run([f"{self.bin}/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U",
                         "sluice", "lake"], check=True, capture_output=True)
-        self.dsn = f"host=127.0.0.1 port={self.port} dbname=lake user=sluice"
+        self.dsn = f"host=127.0.0.1 port={self.port} dbname=lake user=sluice password={PG_PASSWORD}"
 
     def start(self):
         opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off "
@@ -369,14 +371,19 @@ class Sluice:
         self.proc.wait()
         self.proc._chaos_seen = True  # killed by the suite, not an exit of its own
 
-    def check_exit(self):
-        """Records (and returns) the exit code of a life that ended on its own."""
-        if self.proc is not None and self.proc.poll() is not None and \
-                getattr(self.proc, "_chaos_seen", False) is False:
-            self.proc._chaos_seen = True
-            self.exits.append(self.proc.returncode)
-            return self.proc.returncode
-        return None
+    def check_exit(self, after=1.0):
+        """The exit code of a life that ended on its own at least `after` seconds ago (a
+        supervisor's restart delay), recorded once; None otherwise."""
+        if self.proc is None or self.proc.poll() is None or \
+                getattr(self.proc, "_chaos_seen", False):
+            return None
+        if not hasattr(self.proc, "_chaos_exit_at"):
+            self.proc._chaos_exit_at = time.monotonic()
+        if time.monotonic() - self.proc._chaos_exit_at < after:
+            return None
+        self.proc._chaos_seen = True
+        self.exits.append(self.proc.returncode)
+        return self.proc.returncode
 
     def terminate(self, timeout=120):
         """SIGTERM, and the exit code (a clean stop is 0)."""

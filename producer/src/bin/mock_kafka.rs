@@ -54,7 +54,8 @@ fn main() -> Result<()> {
         .context("librdkafka did not start a mock cluster")?;
     // SAFETY: `host` created the mock cluster (test.mock.num.brokers) and outlives every use of
     // the handle below; librdkafka returns NULL, checked, for a client without one.
-    let raw = unsafe { rdkafka::bindings::rd_kafka_handle_mock_cluster(host.client().native_ptr()) };
+    let raw =
+        unsafe { rdkafka::bindings::rd_kafka_handle_mock_cluster(host.client().native_ptr()) };
     anyhow::ensure!(!raw.is_null(), "librdkafka did not start a mock cluster");
     // SAFETY: `raw` is the live mock cluster of `host` (checked non-null above); the call only
     // stores the delay in the cluster's defaults.
