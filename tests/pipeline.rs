@@ -778,3 +778,32 @@ fn several_topics_by_name_and_pattern_each_land_in_their_own_table() {
     want.sort();
     assert_eq!(committed, want);
 }
+
+#[test]
+fn topics_of_a_pattern_whose_tables_collide_stop_the_line_before_anything_is_read() {
+    let kafka = Kafka::start();
+    let dir = lake_dir();
+    let prefix = unique("clash");
+    let (dotted, underscored) = (format!("{prefix}.x"), format!("{prefix}_x"));
+    for t in [&dotted, &underscored] {
+        kafka.cluster.create_topic(t, 2, 1).unwrap();
+        produce_events(&kafka.producer(t, Encoding::default()), 2, 0, 4, 50);
+    }
+    let mut cfg = config(&kafka.brokers, &dotted, dir.path());
+    cfg.kafka.topics = vec![format!("^{prefix}[._]x$")];
+    let run = Running::start(&cfg);
+    let stats = run.stats.clone();
+    let err = run.ended(Duration::from_secs(60)).unwrap_err().to_string();
+    let table = sluice::config::table_name_from_topic(&underscored);
+    let says = |a: &str, b: &str| {
+        format!(
+            "topics {a:?} and {b:?} both go to table {table:?} (derived by tables.name_template \
+             \"{{topic}}\"); map one of them to another table under [tables.map]"
+        )
+    };
+    assert!(
+        err == says(&dotted, &underscored) || err == says(&underscored, &dotted),
+        "{err}"
+    );
+    assert_eq!(stats.committed_rows.load(Relaxed), 0);
+}

@@ -174,6 +174,19 @@ impl Config {
         self.live.validate()?;
         self.metrics.validate()?;
         self.maintenance.validate()?;
+        let names: Vec<&String> = (self.kafka.topics.iter())
+            .filter(|t| !tables::is_topic_pattern(t))
+            .collect();
+        for (i, a) in names.iter().enumerate() {
+            for b in &names[i + 1..] {
+                if let Some(why) = self.tables.collision(a, b) {
+                    return Err(invalid(
+                        "kafka.topics",
+                        format!("names two topics that collide: {why}"),
+                    ));
+                }
+            }
+        }
         let budget = self.memory_budget();
         if budget.pending == 0 {
             return Err(invalid(

@@ -353,6 +353,27 @@ impl TablesConfig {
     }
 }
 
+impl TablesConfig {
+    /// Why the batches of topics `a` and `b` must not share a table: both land in one whose
+    /// name the template derived for at least one of them (e.g. `a.b` and `a_b` both become
+    /// `a_b`), which is an accident, not a choice. `None` when their tables differ, or when
+    /// `[tables.map]` sends both to the same table on purpose.
+    pub fn collision(&self, a: &str, b: &str) -> Option<String> {
+        let table = self.table_for(a);
+        if a == b || table != self.table_for(b) {
+            return None;
+        }
+        if self.map.contains_key(a) && self.map.contains_key(b) {
+            return None;
+        }
+        Some(format!(
+            "topics {a:?} and {b:?} both go to table {table:?} (derived by \
+             tables.name_template {:?}); map one of them to another table under [tables.map]",
+            self.name_template
+        ))
+    }
+}
+
 /// Whether a `kafka.topics` entry is a regular expression (librdkafka's convention: it starts
 /// with `^`) rather than a topic name.
 pub fn is_topic_pattern(entry: &str) -> bool {

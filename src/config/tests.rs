@@ -274,6 +274,36 @@ fn table_names_follow_the_map_then_the_template() {
 }
 
 #[test]
+fn topics_whose_derived_tables_collide_are_rejected_unless_the_map_separates_them() {
+    let err = load_in_jail("[kafka]\ntopics = [\"a.b\", \"c\", \"a_b\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "configuration error: `kafka.topics` names two topics that collide: topics \"a.b\" and \"a_b\" both go to table \"a_b\" \
+         (derived by tables.name_template \"{topic}\"); map one of them to another table under \
+         [tables.map]"
+    );
+    // One of them mapped to the other's derived name is still an accident.
+    let err = load_in_jail("[kafka]\ntopics = [\"a.b\", \"x\"]\n[tables.map]\n\"x\" = \"a_b\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("topics \"a.b\" and \"x\" both go to table \"a_b\""),
+        "{err}"
+    );
+    // Separated by the map, or both mapped to one table on purpose: accepted.
+    load_in_jail("[kafka]\ntopics = [\"a.b\", \"a_b\"]\n[tables.map]\n\"a.b\" = \"ab_dotted\"\n")
+        .unwrap();
+    load_in_jail(
+        "[kafka]\ntopics = [\"a.b\", \"a_b\"]\n[tables.map]\n\"a.b\" = \"ab\"\n\"a_b\" = \"ab\"\n",
+    )
+    .unwrap();
+    // Patterns are checked when their topics are first assigned.
+    load_in_jail("[kafka]\ntopics = [\"^a.*\", \"a_b\"]\n").unwrap();
+}
+
+#[test]
 fn table_names_from_topics() {
     assert_eq!(table_name_from_topic("events"), "events");
     assert_eq!(table_name_from_topic("Web.Events-v2"), "web_events_v2");

@@ -69,6 +69,10 @@ pub enum PipelineError {
     /// `kafka.on_offset_gap` is `fail`.
     #[error(transparent)]
     OffsetGap(#[from] OffsetGap),
+    /// Two topics would share a table that the name template derived (a topic matched by a
+    /// pattern, found when first assigned); nothing of the new topic was read.
+    #[error("{0}")]
+    TableCollision(String),
     /// A flush failed `attempts` times; offsets were not moved.
     #[error("flush of table {table} failed after {attempts} attempts, offsets not moved: {last}")]
     FlushGaveUp {

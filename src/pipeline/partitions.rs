@@ -143,6 +143,10 @@ pub enum AssignError {
     /// A lake offset is outside the broker's watermarks and `kafka.on_offset_gap` is `fail`.
     #[error(transparent)]
     Gap(OffsetGap),
+    /// A topic matched by a pattern would share its derived table with another topic (see
+    /// [`crate::config::TablesConfig::collision`]).
+    #[error("{0}")]
+    TableCollision(String),
 }
 
 /// What applying the gap policy did.
@@ -198,13 +202,22 @@ impl Partitions {
         }
     }
 
-    fn table_for(&mut self, topic: &Arc<str>) -> Arc<str> {
+    /// The table of `topic`; a topic new to this process is first checked against every topic
+    /// it has seen (those named in `kafka.topics` were checked at start; topics matched by a
+    /// pattern are checked here, when they are first assigned).
+    fn table_for(&mut self, topic: &Arc<str>) -> Result<Arc<str>, AssignError> {
         if let Some(t) = self.table_of.get(topic) {
-            return t.clone();
+            return Ok(t.clone());
+        }
+        for other in self.table_of.keys() {
+            if let Some(why) = self.tables.collision(other, topic) {
+                tracing::error!(topic = %topic, other = %other, "{why}");
+                return Err(AssignError::TableCollision(why));
+            }
         }
         let t: Arc<str> = self.tables.table_for(topic).into();
         self.table_of.insert(topic.clone(), t.clone());
-        t
+        Ok(t)
     }
 
     /// Takes `list` over: registers each partition in the lake (retried with `retry`), checks
@@ -221,6 +234,7 @@ impl Partitions {
         let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
         for k in list {
             by_topic.entry(&k.topic).or_default().push(k.partition);
+            self.table_for(&k.topic)?;
         }
         let mut lake_offsets: HashMap<(&str, i32), i64> = HashMap::new();
         for (topic, ps) in by_topic {
@@ -253,7 +267,7 @@ impl Partitions {
             self.stats
                 .set_partition(&key.topic, key.partition, Some(lake_next), None);
             let assigned = Assigned {
-                table: self.table_for(&key.topic),
+                table: self.table_for(&key.topic)?,
                 counters: self.stats.topic(&key.topic),
                 lake_next,
                 expected: lake_next.max(0),

@@ -60,6 +60,7 @@ impl Line {
     fn assign_error(&self, e: AssignError) -> PipelineError {
         match e {
             AssignError::Gap(gap) => PipelineError::OffsetGap(gap),
+            AssignError::TableCollision(why) => PipelineError::TableCollision(why),
             AssignError::Lake(last) => PipelineError::FlushGaveUp {
                 table: OFFSETS_TABLE.into(),
                 attempts: self.retries.failures.attempts,

@@ -63,14 +63,23 @@ def tail(path, chars=3000):
 class MockKafka:
     """librdkafka's mock cluster, hosted by `sluice-mock-kafka` (it exits when stdin closes)."""
 
-    def __init__(self, exe, topic, partitions):
-        self.proc = subprocess.Popen([exe, "--topic", f"{topic}:{partitions}",
-                                      "--initial-rebalance-delay-ms", "100"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def __init__(self, exe, topic, partitions, work):
+        self.log = os.path.join(work, f"mock-kafka-{time.monotonic_ns()}.log")
+        with open(self.log, "w") as err:
+            self.proc = subprocess.Popen([exe, "--topic", f"{topic}:{partitions}",
+                                          "--initial-rebalance-delay-ms", "100"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=err, text=True)
         self.brokers = self.proc.stdout.readline().strip()
         if not self.brokers:
-            raise RuntimeError(f"sluice-mock-kafka exited with {self.proc.wait()}")
+            raise RuntimeError(f"sluice-mock-kafka exited with {self.proc.wait()}{tail(self.log)}")
         self.kind = "mock"
+
+    def died(self):
+        """Why the broker process is gone, or None while it runs."""
+        if self.proc.poll() is None:
+            return None
+        return f"the mock broker exited with {self.proc.returncode}{tail(self.log)}"
 
     def stop(self):
         self.proc.stdin.close()
@@ -110,6 +119,12 @@ class Tansu:
                              capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             raise RuntimeError(f"tansu topic create: {out.stderr}")
+
+    def died(self):
+        """Why the broker process is gone, or None while it runs."""
+        if self.proc.poll() is None:
+            return None
+        return f"tansu exited with {self.proc.returncode}{tail(self.log)}"
 
     def freeze(self):
         self.proc.send_signal(signal.SIGSTOP)
