@@ -87,11 +87,19 @@ impl DuckError {
     /// the catalog since this transaction first read it (duckdb/ducklake #1309). Within one
     /// process sluice's handles take turns (`Lake::write_turn`); this covers another process
     /// writing the same SQLite catalog.
+    ///
+    /// PostgreSQL's `could not serialize access due to concurrent update` is one too, whatever
+    /// kind it reaches DuckDB with (untyped, through the postgres scanner): DuckLake's metadata
+    /// transactions run at REPEATABLE READ, and two of them updated one catalog row (two
+    /// instances setting a table option at once, measured).
     pub fn is_conflict(&self) -> bool {
-        self.kind == ErrorKind::Transaction
+        (self.kind == ErrorKind::Transaction
             && (self.message.contains("Transaction conflict")
                 || self.message.contains("write-write conflict")
-                || self.message.contains("database is locked"))
+                || self.message.contains("database is locked")))
+            || self
+                .message
+                .contains("could not serialize access due to concurrent update")
     }
 }
 
