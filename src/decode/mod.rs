@@ -253,9 +253,9 @@ fn walk(
     }
 }
 
-/// Largest uncompressed size a compressed buffer may declare. arrow-rs allocates the declared
-/// size before decompressing, and a failed allocation aborts the process, so a corrupt length
-/// must be rejected before decoding.
+/// Largest uncompressed size a compressed buffer may declare, and all the compressed buffers
+/// of a payload together. arrow-rs allocates the declared size before decompressing, and a
+/// failed allocation aborts the process, so a corrupt length must be rejected before decoding.
 pub const MAX_DECOMPRESSED_BUFFER: i64 = 1 << 30;
 
 /// Where the IPC messages of a payload are: (metadata flatbuffer range, body start). For the
@@ -299,8 +299,20 @@ fn message_spans(bytes: &[u8], is_file: bool) -> Vec<(Range<usize>, usize)> {
             .flatten()
             .chain(footer.recordBatches().into_iter().flatten());
         for block in blocks {
-            if let Some(span) = usize::try_from(block.offset()).ok().and_then(frame) {
-                spans.push(span);
+            // The body starts where arrow-rs's FileDecoder takes it from: the block's offset
+            // plus its metadata length (the footer's, not the message's own length prefix,
+            // which a crafted file can make disagree).
+            let Some(start) = usize::try_from(block.offset()).ok() else {
+                continue;
+            };
+            let Some(body) = usize::try_from(block.metaDataLength())
+                .ok()
+                .and_then(|m| start.checked_add(m))
+            else {
+                continue;
+            };
+            if let Some((meta, _)) = frame(start) {
+                spans.push((meta, body));
             }
         }
     } else {
@@ -325,6 +337,7 @@ fn check_compression(
     format: &'static str,
 ) -> Result<bool, DecodeError> {
     let mut compressed = false;
+    let mut total: i64 = 0;
     for (meta, body) in message_spans(bytes, is_file) {
         let Ok(message) = root_as_message(&bytes[meta]) else {
             continue;
@@ -353,6 +366,15 @@ fn check_compression(
                     message: format!(
                         "compressed buffer at body offset {} declares {declared} uncompressed bytes (limit {MAX_DECOMPRESSED_BUFFER})",
                         buf.offset()
+                    ),
+                });
+            }
+            total += declared.max(0);
+            if total > MAX_DECOMPRESSED_BUFFER {
+                return Err(DecodeError::Corrupt {
+                    format,
+                    message: format!(
+                        "compressed buffers declare {total} uncompressed bytes or more in all (limit {MAX_DECOMPRESSED_BUFFER})"
                     ),
                 });
             }

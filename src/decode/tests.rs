@@ -188,6 +188,59 @@ fn absurd_decompressed_length_is_rejected_before_allocating() {
 }
 
 #[test]
+fn a_file_whose_footer_moves_the_body_is_checked_where_arrow_reads_it() {
+    // The footer's block says the metadata is 8 bytes longer than the message's own length
+    // prefix does: arrow-rs reads the body 8 bytes later, where a huge length now waits.
+    let mut bytes = enc(IpcFormat::File, BodyCompression::Zstd, &[batch()]);
+    let trailer = bytes.len() - 10;
+    let footer_len = read_footer_length(bytes[trailer..].try_into().unwrap()).unwrap();
+    let (offset, meta, body) = {
+        let footer = root_as_footer(&bytes[trailer - footer_len..trailer]).unwrap();
+        let block = footer.recordBatches().unwrap().get(0);
+        (block.offset(), block.metaDataLength(), block.bodyLength())
+    };
+    let mut pattern = offset.to_le_bytes().to_vec();
+    pattern.extend(meta.to_le_bytes());
+    let at = (trailer - footer_len..trailer)
+        .find(|&i| bytes[i..].starts_with(&pattern))
+        .expect("the block struct in the footer");
+    bytes[at + 8..at + 12].copy_from_slice(&(meta + 8).to_le_bytes());
+    bytes[at + 16..at + 24].copy_from_slice(&(body - 8).to_le_bytes());
+    let moved = offset as usize + meta as usize + 8;
+    bytes[moved..moved + 8].copy_from_slice(&(1i64 << 40).to_le_bytes());
+    assert_eq!(
+        decode(&placed(&bytes, 0)).unwrap_err().to_string(),
+        "corrupt Arrow IPC file: compressed buffer at body offset 0 declares 1099511627776 uncompressed bytes (limit 1073741824)"
+    );
+}
+
+#[test]
+fn compressed_buffers_may_not_declare_more_than_the_limit_together() {
+    let mut bytes = enc(IpcFormat::Stream, BodyCompression::Zstd, &[batch()]);
+    let spans = message_spans(&bytes, false);
+    let body = spans[1].1;
+    let offsets: Vec<usize> = {
+        let message = root_as_message(&bytes[spans[1].0.clone()]).unwrap();
+        let rb = message.header_as_record_batch().unwrap();
+        rb.buffers()
+            .unwrap()
+            .iter()
+            .filter(|b| b.length() >= 8)
+            .map(|b| b.offset() as usize)
+            .collect()
+    };
+    // Each at the limit: the second one's pushes the payload's total over it.
+    for o in offsets {
+        let at = body + o;
+        bytes[at..at + 8].copy_from_slice(&MAX_DECOMPRESSED_BUFFER.to_le_bytes());
+    }
+    assert_eq!(
+        decode(&placed(&bytes, 0)).unwrap_err().to_string(),
+        "corrupt Arrow IPC stream: compressed buffers declare 2147483648 uncompressed bytes or more in all (limit 1073741824)"
+    );
+}
+
+#[test]
 fn truncated_and_corrupt_payloads_error_without_panicking() {
     for format in [IpcFormat::Stream, IpcFormat::File] {
         let bytes = enc(format, BodyCompression::Zstd, &[batch(), batch()]);
