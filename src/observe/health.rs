@@ -37,6 +37,16 @@ pub fn readiness(src: &Sources) -> (StatusCode, String) {
             "the latest flush failed and waits for its retry ({why})"
         ));
     }
+    let (join_state, unsettled_since) = crate::sync::lock(&s.group_state).clone();
+    if unsettled_since != 0 {
+        let age = Duration::from_millis(now_ms().saturating_sub(unsettled_since));
+        if age > src.stall_after {
+            missing.push(format!(
+                "the consumer group has not settled for {} s (join state {join_state})",
+                age.as_secs()
+            ));
+        }
+    }
     if let (StatusCode::SERVICE_UNAVAILABLE, why) = health(src) {
         missing.push(why.trim().to_string());
     }
@@ -71,6 +81,8 @@ mod tests {
             "insert into table events: IO Error: Could not write file \"/data/x.parquet\": No space left on device\nmore",
         );
         src.stats.last_poll_ms.store(now_ms() - 45_000, Relaxed);
+        src.stats.record_group_state("wait-sync");
+        src.stats.group_state.lock().unwrap().1 = now_ms() - 40_000;
         let (code, body) = readiness(&src);
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
@@ -78,8 +90,8 @@ mod tests {
             "not ready: no partition assignment received from the consumer group yet; \
              no Kafka broker is up; the latest flush failed and waits for its retry (table \
              events, attempt 3 of 10: insert into table events: IO Error: Could not write file \
-             \"/data/x.parquet\": No space left on device); the ingest loop has not polled \
-             for 45 s\n"
+             \"/data/x.parquet\": No space left on device); the consumer group has not settled \
+             for 40 s (join state wait-sync); the ingest loop has not polled for 45 s\n"
         );
         assert_eq!(
             health(&src),
@@ -91,6 +103,7 @@ mod tests {
         src.stats.assignment_received.store(true, Relaxed);
         *src.stats.brokers_up.lock().unwrap() = Some(1);
         *src.stats.lake_failing.lock().unwrap() = None;
+        src.stats.record_group_state("steady");
         src.stats.last_poll_ms.store(now_ms(), Relaxed);
         assert_eq!(readiness(&src), (StatusCode::OK, "ready\n".to_string()));
         assert_eq!(health(&src), (StatusCode::OK, "ok\n".to_string()));

@@ -189,6 +189,9 @@ pub struct Stats {
     pub assignment_received: AtomicBool,
     /// Brokers in state UP in librdkafka's latest statistics (`None` until the first).
     pub brokers_up: Mutex<Option<u64>>,
+    /// The consumer group's join state in librdkafka's latest statistics, and since when (ms
+    /// since the epoch) it has not been `steady` (0 while it is).
+    pub group_state: Mutex<(String, u64)>,
     /// Why the latest flush attempt failed (the lake is unreachable or refusing), while it
     /// waits for its retry; `None` once a flush commits.
     pub lake_failing: Mutex<Option<String>>,
@@ -327,6 +330,7 @@ impl Default for Stats {
             assignment_received: Default::default(),
             brokers_up: Default::default(),
             lake_failing: Default::default(),
+            group_state: Default::default(),
             schema_changes: Default::default(),
             offset_gaps: Default::default(),
             maintenance: Default::default(),
@@ -431,6 +435,19 @@ impl Stats {
         self.flush_duration.observe(seconds);
         self.flush_size.observe(bytes as f64);
         *crate::sync::lock(&self.lake_failing) = None;
+    }
+
+    /// Records the consumer group's join state from librdkafka's statistics (`steady` once the
+    /// group has given this member its assignment).
+    pub fn record_group_state(&self, join_state: &str) {
+        let mut g = crate::sync::lock(&self.group_state);
+        if join_state == "steady" {
+            *g = (join_state.to_string(), 0);
+        } else if g.1 == 0 || g.0 == "steady" || g.0.is_empty() {
+            *g = (join_state.to_string(), super::now_ms());
+        } else {
+            g.0 = join_state.to_string();
+        }
     }
 
     /// Records why a flush of `table` failed (attempt `attempt` of `attempts`), for `/readyz`:

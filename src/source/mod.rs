@@ -209,6 +209,9 @@ impl ClientContext for SluiceContext {
             .filter(|b| b.nodeid >= 0 && b.state == "UP")
             .count() as u64;
         *crate::sync::lock(&stats.brokers_up) = Some(up);
+        if let Some(group) = &statistics.cgrp {
+            stats.record_group_state(&group.join_state);
+        }
         let assigned: Vec<(String, i32)> = crate::sync::lock(&stats.partitions)
             .keys()
             .cloned()

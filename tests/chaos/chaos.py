@@ -225,7 +225,8 @@ stall_after_ms = 10000
             time.sleep(0.25)
         return [f"{code} {body}" for code, body in seen]
 
-    def finish(self, result, fault_end=None, catch_up_timeout=300):
+    def finish(self, result, fault_end=None, catch_up_timeout=None):
+        catch_up_timeout = catch_up_timeout or self.a.catch_up_s
         """Stops the producer, waits until the lake holds every message, stops the instances
         (SIGTERM, exit 0 expected) and compares."""
         self.producer.stop()
@@ -351,11 +352,41 @@ def kill_three(r, quick):
 
 
 def broker_hang(r, quick):
-    """tansu frozen (SIGSTOP) mid-ingest, then resumed (SIGCONT)."""
-    seconds = 5 if quick else 30
+    """The broker frozen (SIGSTOP) mid-ingest past the consumer's session timeout, then resumed
+    (SIGCONT): the mock cluster, whose group coordinator expires the lapsed member and takes the
+    rejoining one."""
+    seconds = r.a.outage_s or (5 if quick else 30)
+    broker = r.mock()
+    r.lake("sqlite")
+    s = r.instance(broker, session_ms=3000, max_age_ms=500)
+    r.produce()
+    r.sampler()
+    s.start()
+    r.wait_first_commit()
+    r.hold(3)
+    r.log(f"freezing the mock broker for {seconds} s")
+    broker.proc.send_signal(signal.SIGSTOP)
+    seen = r.readyz_during(seconds, s)
+    broker.proc.send_signal(signal.SIGCONT)
+    end = time.monotonic()
+    res = {"broker": "mock", "catalog": "sqlite", "data": "local", "instances": 1,
+           "fault": f"broker frozen {seconds:g} s (session 3 s)", "outage_s": seconds,
+           "readyz_during": seen}
+    r.hold(10)
+    r.finish(res, fault_end=end)
+    return res
+
+
+def broker_hang_tansu(r, quick):
+    """tansu frozen (SIGSTOP) mid-ingest, then resumed, with a consumer session timeout longer
+    than the freeze (45 s): tansu 0.6's group coordinator does not recover a group whose member
+    lapsed during a freeze (it keeps the lapsed member as the group's leader, and every rejoin
+    fails SyncGroup with 'rebalance in progress' or 'unknown member'; seen with a 6 s session),
+    so the session must outlast the hang."""
+    seconds = r.a.outage_s or (5 if quick else 30)
     broker = r.tansu()
     r.lake("sqlite")
-    s = r.instance(broker, session_ms=6000, max_age_ms=500)
+    s = r.instance(broker, session_ms=45000, max_age_ms=500)
     r.produce()
     r.sampler()
     s.start()
@@ -367,7 +398,8 @@ def broker_hang(r, quick):
     broker.thaw()
     end = time.monotonic()
     res = {"broker": "tansu", "catalog": "sqlite", "data": "local", "instances": 1,
-           "fault": f"broker frozen {seconds} s", "outage_s": seconds, "readyz_during": seen}
+           "fault": f"broker frozen {seconds:g} s (session 45 s)", "outage_s": seconds,
+           "readyz_during": seen}
     r.hold(10)
     r.finish(res, fault_end=end)
     return res
@@ -376,7 +408,7 @@ def broker_hang(r, quick):
 def s3_outage(r, quick):
     """The S3 endpoint goes away (listener closed, connections reset) and comes back on the
     same port. PostgreSQL catalog."""
-    seconds = 5 if quick else 30
+    seconds = r.a.outage_s or (5 if quick else 30)
     broker = r.mock()
     r.postgres()
     r.s3_server()
@@ -401,7 +433,7 @@ def s3_outage(r, quick):
 
 def catalog_outage(r, quick):
     """PostgreSQL stopped with `pg_ctl stop -m immediate` and started again on the same port."""
-    seconds = 5 if quick else 30
+    seconds = r.a.outage_s or (5 if quick else 30)
     broker = r.mock()
     r.postgres()
     r.lake("postgres")
@@ -427,7 +459,7 @@ def catalog_outage_give_up(r, quick):
     """PostgreSQL down longer than the flush retries last (`flush.retry.attempts` 3, backoff
     200-1000 ms): sluice exits non-zero with its offsets unmoved, is restarted a second later
     (as a supervisor would) until the catalog is back, and completes exactly."""
-    seconds = 8 if quick else 30
+    seconds = r.a.outage_s or (8 if quick else 30)
     broker = r.mock()
     r.postgres()
     r.lake("postgres")
@@ -568,6 +600,7 @@ SCENARIOS = {
     "kill-one": kill_one,
     "kill-three": kill_three,
     "broker-hang": broker_hang,
+    "broker-hang-tansu": broker_hang_tansu,
     "s3-outage": s3_outage,
     "catalog-outage": catalog_outage,
     "catalog-outage-give-up": catalog_outage_give_up,
@@ -587,6 +620,10 @@ def main():
     p.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="scenarios to run")
     p.add_argument("--out", help="write the results as JSON here")
     p.add_argument("--seed", default="1")
+    p.add_argument("--catch-up-s", type=float, default=300,
+                   help="how long the lake may take to hold every message once the producer stops")
+    p.add_argument("--outage-s", type=float, help="every outage lasts this long (default: 5 s "
+                   "quick, 30 s full)")
     p.add_argument("--keep", action="store_true", help="keep each scenario's work directory")
     a = p.parse_args()
     names = a.only or list(SCENARIOS)
