@@ -226,3 +226,52 @@ fn demo_ingests_reads_back_exactly_and_its_lake_is_readable_as_printed_while_it_
         assert!(run_printed(c).contains("600000"), "{c}");
     }
 }
+
+/// Kafka SASL credentials pass through `[kafka.properties]` and never reach an output line, an
+/// error or a debug log. (No broker that speaks SASL runs here: librdkafka's mock cluster
+/// has no SaslHandshake and tansu 0.6's SCRAM cannot store users in its memory engine, so the
+/// connection fails, which is the path whose errors could carry them.)
+#[test]
+fn kafka_sasl_credentials_never_reach_output_errors_or_debug_logs() {
+    const PASSWORD: &str = "kafka-pw-never-shown";
+    let (_kafka, _topic, dir, mut cfg) = setup("sasl", 1);
+    for (k, v) in [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "PLAIN"),
+        ("sasl.username", "sluice"),
+        ("sasl.password", PASSWORD),
+    ] {
+        cfg.kafka.properties.insert(k.into(), v.into());
+    }
+    let path = dir.path().join("sasl.toml");
+    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+    let o = sluice(&["check", "--config", path.to_str().unwrap()], &[]);
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("kafka brokers unreachable"), "{out}");
+    assert!(!out.contains(PASSWORD), "{out}");
+
+    // `sluice run` with every librdkafka debug context and debug logs, for a few seconds.
+    let log = dir.path().join("run.log");
+    let mut run = SluiceProc::start(
+        &path,
+        log,
+        &[
+            ("SLUICE_KAFKA__PROPERTIES__DEBUG", "all"),
+            ("SLUICE_LOG__LEVEL", "debug"),
+        ],
+    );
+    let seen = run.wait_for_log("SASL", 1, Duration::from_secs(30));
+    assert_eq!(
+        run.terminate(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        run.output()
+    );
+    let text = run.output();
+    assert!(
+        text.contains("sasl.password"),
+        "the debug log should list the configuration: {seen}"
+    );
+    assert!(!text.contains(PASSWORD), "{text}");
+}
