@@ -390,7 +390,7 @@ def faults_section(w, fa):
       "sum of `seq` with what was produced, and each partition's lake offset with the "
       "broker's high watermark. Brokers: librdkafka's mock cluster in a process of its own "
       "(`sluice-mock-kafka`: it expires a killed member's session, which tansu 0.6 does not "
-      "do promptly) wherever members come and go; tansu where the broker itself hangs. The "
+      "do promptly) in every scenario but `broker-hang-tansu`, where tansu itself hangs. The "
       "S3 server (moto, in memory) sits behind a proxy that closes and reopens its port. "
       "Counters are summed over every life of every instance, sampled twice a second.\n")
     w("| scenario | broker, catalog, data | fault | rows | lost | dup. | offsets = watermarks "
