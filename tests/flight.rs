@@ -27,7 +27,7 @@ impl FlightServer {
     fn start(ring: &std::sync::Arc<Ring>) -> FlightServer {
         let servers = Servers::new().unwrap();
         let addr = "127.0.0.1:0".parse().unwrap();
-        let addr = flight::serve(&servers, LiveFlight::new(ring.clone()), addr)
+        let addr = flight::serve(&servers, LiveFlight::new(ring.clone()), addr, None)
             .unwrap()
             .addr;
         FlightServer { servers, addr }
@@ -324,4 +324,49 @@ fn ingestion_and_live_publishing_continue_while_a_commit_is_held_open() {
     });
     run.stop().unwrap();
     assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 2_000);
+}
+
+/// `sluice run` with `live.auth_token`: pyarrow.flight without the token (or with a wrong one)
+/// gets UNAUTHENTICATED, with it reads every row; the token is in no log line, debug included.
+#[test]
+fn a_bearer_token_guards_flight_and_never_reaches_the_logs() {
+    const TOKEN: &str = "flight-token-never-logged";
+    let (kafka, topic, dir, mut cfg) = setup("flightauth", 2);
+    produce_events(&kafka.producer(&topic, Encoding::default()), 2, 0, 4, 100);
+    cfg.live.enabled = true;
+    cfg.live.address = "127.0.0.1:0".into();
+    cfg.metrics.enabled = false;
+    cfg.maintenance.enabled = false;
+    let path = dir.path().join("auth.toml");
+    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+    let mut run = common::services::SluiceProc::start(
+        &path,
+        dir.path().join("run.log"),
+        &[
+            ("SLUICE_LIVE__AUTH_TOKEN", TOKEN),
+            ("SLUICE_LOG__LEVEL", "debug"),
+        ],
+    );
+    let log = run.wait_for_log("flushed", 1, Duration::from_secs(60));
+    let url = log
+        .lines()
+        .find_map(|l| l.split("url=").nth(1).filter(|u| u.starts_with("grpc://")))
+        .unwrap_or_else(|| panic!("no Flight url in the log:\n{log}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let out = Command::new(python())
+        .args([SCRIPT, "auth", &url, &topic, "400", TOKEN])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("refused without and with a wrong token (Flight returned unauthenticated error, with message: this Flight endpoint needs a bearer token (header authorization: Bearer <live.auth_token>)"),
+        "{stderr}"
+    );
+    assert_eq!(run.terminate(Duration::from_secs(30)), Some(0));
+    let text = run.output();
+    assert!(!text.contains(TOKEN), "{text}");
 }

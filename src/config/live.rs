@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, check_address, invalid};
+use super::{ConfigError, Secret, check_address, invalid};
 
 /// The live Arrow Flight endpoint: the decoded batches, retained per topic.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -16,6 +16,10 @@ pub struct LiveConfig {
     pub retention_bytes: u64,
     /// Age after which retained batches are dropped.
     pub retention_ms: u64,
+    /// A bearer token every Flight call must carry (`authorization: Bearer <token>`); unset,
+    /// calls are not authenticated (the default address is loopback). Never logged; better
+    /// given as `SLUICE_LIVE__AUTH_TOKEN` than in the file.
+    pub auth_token: Option<Secret>,
 }
 
 /// Loopback, port 8815: the port Arrow Flight's examples conventionally use.
@@ -30,6 +34,7 @@ impl Default for LiveConfig {
             address: default_address(),
             retention_bytes: 256 * 1024 * 1024,
             retention_ms: 300_000,
+            auth_token: None,
         }
     }
 }
@@ -46,6 +51,13 @@ impl LiveConfig {
         }
         if self.retention_ms == 0 {
             return Err(invalid("live.retention_ms", "must be greater than 0"));
+        }
+        if self
+            .auth_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
+            return Err(invalid("live.auth_token", "must not be empty when set"));
         }
         Ok(())
     }

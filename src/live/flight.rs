@@ -36,6 +36,7 @@ use crate::sync::lock;
 /// ring when the reader gets to them are never lost to it; once evicted, the reader is cut off.
 const READ_CHUNK: usize = 4;
 
+use crate::config::Secret;
 pub use crate::observe::FlightStats;
 
 /// The Flight service.
@@ -403,11 +404,36 @@ pub struct FlightServer {
     pub stats: Arc<FlightStats>,
 }
 
-/// Serves `service` on `addr` (port 0 picks a free port) on `servers`, until they stop.
+/// Checks a call's `authorization` header against the bearer token (in constant time).
+fn authenticate(token: &Secret, req: &tonic::Request<()>) -> Result<(), Status> {
+    let want = format!("Bearer {}", token.expose());
+    let got = req
+        .metadata()
+        .get("authorization")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    let same = got.len() == want.len()
+        && got
+            .iter()
+            .zip(want.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(Status::unauthenticated(
+            "this Flight endpoint needs a bearer token (header authorization: Bearer <live.auth_token>)",
+        ))
+    }
+}
+
+/// Serves `service` on `addr` (port 0 picks a free port) on `servers`, until they stop; with
+/// `token`, every call must carry it as a bearer token.
 pub fn serve(
     servers: &Servers,
     service: LiveFlight,
     addr: SocketAddr,
+    token: Option<Secret>,
 ) -> std::io::Result<FlightServer> {
     let stats = service.stats().clone();
     let addr = servers.spawn("flight", addr, move |listener, shutdown| {
@@ -415,9 +441,14 @@ pub fn serve(
             shutdown: shutdown.clone(),
             ..service
         };
+        let token = token.clone();
+        let check = move |req: tonic::Request<()>| match &token {
+            Some(t) => authenticate(t, &req).map(|()| req),
+            None => Ok(req),
+        };
         async move {
             tonic::transport::Server::builder()
-                .add_service(FlightServiceServer::new(service))
+                .add_service(FlightServiceServer::with_interceptor(service, check))
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(listener),
                     shutdown.cancelled_owned(),

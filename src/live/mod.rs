@@ -73,6 +73,15 @@ pub fn start(
         max_bytes: cfg.retention_bytes,
         max_age: Duration::from_millis(cfg.retention_ms),
     });
-    let server = flight::serve(servers, flight::LiveFlight::new(ring.clone()), addr)?;
+    let ip: std::net::SocketAddr = addr;
+    if cfg.auth_token.is_none() && !ip.ip().is_loopback() {
+        tracing::warn!(address = %ip, "Flight serves a non-loopback address without authentication (set live.auth_token)");
+    }
+    let server = flight::serve(
+        servers,
+        flight::LiveFlight::new(ring.clone()),
+        addr,
+        cfg.auth_token.clone(),
+    )?;
     Ok(Some((ring, server)))
 }

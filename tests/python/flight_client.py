@@ -2,6 +2,7 @@
 
     flight_client.py replay URL TOPIC N         -- list, schema, full replay, resume, bad tickets
     flight_client.py follow URL TOPIC FIRST N   -- prints "following", then expects seq FIRST..FIRST+N
+    flight_client.py auth URL TOPIC N TOKEN     -- refused without / with a wrong token, reads with it
 """
 
 import json
@@ -210,6 +211,33 @@ def schema_change(url, topic, before, after):
     print(f"schema change: {before} rows, clean end, then {after} rows as {event_type}", file=sys.stderr)
 
 
+def auth(url, topic, n, token):
+    """A bearer-token endpoint: calls without the token, or with a wrong one, are refused as
+    UNAUTHENTICATED; with it, a replay reads every row."""
+    client = fl.connect(url)
+    refused = {}
+    for name, options in [("none", None),
+                          ("wrong", fl.FlightCallOptions(headers=[(b"authorization", b"Bearer nope")]))]:
+        try:
+            list(client.list_flights(options=options) if options else client.list_flights())
+            fail(f"list_flights with {name} token was accepted")
+        except fl.FlightUnauthenticatedError as e:
+            refused[name] = str(e)
+    for name, msg in refused.items():
+        if "needs a bearer token" not in msg:
+            fail(f"{name}: {msg!r}")
+    options = fl.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())])
+    infos = list(client.list_flights(options=options))
+    if [i.descriptor.path for i in infos] != [[topic.encode()]]:
+        fail(f"list_flights with the token: {infos}")
+    reader = client.do_get(fl.Ticket(topic), options=options)
+    got = reader.read_all().column("seq").to_pylist()
+    if sorted(got) != list(range(n)):
+        fail(f"replay with the token read {len(got)} rows, not seq 0..{n}")
+    print(f"refused without and with a wrong token ({refused['none']}); read {n} rows with it",
+          file=sys.stderr)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "replay":
@@ -220,6 +248,8 @@ if __name__ == "__main__":
         followers(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     elif cmd == "schema":
         schema_change(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif cmd == "auth":
+        auth(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
     elif cmd == "slow":
         slow(sys.argv[2], sys.argv[3])
     else:
