@@ -13,10 +13,15 @@ use sluice_producer::Encoding;
 
 /// GET `path` from `addr`: (status code, body).
 fn get(addr: &str, path: &str) -> (u16, String) {
+    get_with(addr, path, "")
+}
+
+/// GET with extra header lines (`Name: value\r\n` each).
+fn get_with(addr: &str, path: &str, headers: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect to the metrics endpoint");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();
@@ -177,4 +182,67 @@ fn count_parquet(dir: &std::path::Path) -> u64 {
             }
         })
         .sum()
+}
+
+/// With `metrics.username` and `metrics.password`, `/metrics` asks for HTTP basic
+/// authentication; `/healthz` and `/readyz` stay open for probes; the password is never logged.
+#[test]
+fn basic_authentication_guards_metrics_but_not_the_probes() {
+    const PASSWORD: &str = "metrics-pw-never-logged";
+    let (_kafka, _topic, dir, mut cfg) = setup("metricsauth", 1);
+    cfg.metrics.username = Some("prometheus".into());
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+    let mut proc = SluiceProc::start(
+        &path,
+        dir.path().join("sluice.log"),
+        &[
+            ("SLUICE_METRICS__PASSWORD", PASSWORD),
+            ("SLUICE_LOG__LEVEL", "debug"),
+        ],
+    );
+    let log = proc.wait_for_log("metrics endpoint", 1, Duration::from_secs(30));
+    let addr = log
+        .split("url=http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let refused = (
+        401,
+        "/metrics needs HTTP basic authentication (metrics.username, metrics.password)\n"
+            .to_string(),
+    );
+    assert_eq!(get(&addr, "/metrics"), refused);
+    // prometheus:wrong
+    assert_eq!(
+        get_with(
+            &addr,
+            "/metrics",
+            "Authorization: Basic cHJvbWV0aGV1czp3cm9uZw==\r\n"
+        ),
+        refused
+    );
+    // prometheus:metrics-pw-never-logged
+    let (code, text) = get_with(
+        &addr,
+        "/metrics",
+        "Authorization: Basic cHJvbWV0aGV1czptZXRyaWNzLXB3LW5ldmVyLWxvZ2dlZA==\r\n",
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(
+        text.contains("# TYPE sluice_committed_rows_total counter"),
+        "{text}"
+    );
+    assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_string()));
+    let (code, body) = get(&addr, "/readyz");
+    assert!(
+        (code, body.as_str()) == (200, "ready\n")
+            || (code == 503 && body.starts_with("not ready: ")),
+        "{code} {body}"
+    );
+    assert_eq!(proc.terminate(Duration::from_secs(30)), Some(0));
+    assert!(!proc.output().contains(PASSWORD), "{}", proc.output());
 }

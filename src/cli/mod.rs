@@ -211,7 +211,15 @@ pub fn assemble(cfg: &Config) -> Result<Assembled> {
             flight: live.as_ref().map(|(_, s)| s.stats.clone()),
             stall_after: Duration::from_millis(cfg.metrics.stall_after_ms),
         };
-        let bound = http::serve(&servers, addr, sources)
+        let credentials = cfg
+            .metrics
+            .username
+            .clone()
+            .zip(cfg.metrics.password.clone());
+        if credentials.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(address = %addr, "/metrics serves a non-loopback address without authentication (set metrics.username and metrics.password)");
+        }
+        let bound = http::serve(&servers, addr, sources, credentials)
             .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
         Some(bound)
     } else {

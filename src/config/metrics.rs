@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, check_address, invalid};
+use super::{ConfigError, Secret, check_address, invalid};
 
 /// The HTTP endpoint for Prometheus and health checks.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -14,6 +14,12 @@ pub struct MetricsConfig {
     pub address: String,
     /// `/healthz` fails when the ingest loop has not polled for this long.
     pub stall_after_ms: u64,
+    /// With `password`: `/metrics` asks for HTTP basic authentication with this user
+    /// (`/healthz` and `/readyz` stay open for probes). Unset: no authentication, for the
+    /// default loopback address.
+    pub username: Option<String>,
+    /// The basic-authentication password (never logged; better `SLUICE_METRICS__PASSWORD`).
+    pub password: Option<Secret>,
 }
 
 /// Loopback, port 9464: the port OpenTelemetry's Prometheus exporter conventionally uses.
@@ -27,6 +33,8 @@ impl Default for MetricsConfig {
             enabled: true,
             address: default_address(),
             stall_after_ms: 30_000,
+            username: None,
+            password: None,
         }
     }
 }
@@ -41,6 +49,18 @@ impl MetricsConfig {
         if self.stall_after_ms == 0 {
             return Err(invalid("metrics.stall_after_ms", "must be greater than 0"));
         }
-        Ok(())
+        match (&self.username, &self.password) {
+            (Some(u), Some(p)) if u.is_empty() || u.contains(':') || p.expose().is_empty() => {
+                Err(invalid(
+                    "metrics.username",
+                    "and metrics.password must not be empty, and the username has no ':'",
+                ))
+            }
+            (Some(_), None) | (None, Some(_)) => Err(invalid(
+                "metrics.username",
+                "and metrics.password are set together (HTTP basic authentication)",
+            )),
+            _ => Ok(()),
+        }
     }
 }

@@ -304,6 +304,28 @@ fn topics_whose_derived_tables_collide_are_rejected_unless_the_map_separates_the
 }
 
 #[test]
+fn metrics_credentials_come_together() {
+    let err = load_in_jail("[kafka]\ntopics = [\"t\"]\n[metrics]\nusername = \"p\"\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "configuration error: `metrics.username` and metrics.password are set together (HTTP basic authentication)"
+    );
+    let err = load_in_jail(
+        "[kafka]\ntopics = [\"t\"]\n[metrics]\nusername = \"a:b\"\npassword = \"x\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("the username has no ':'"), "{err}");
+    let cfg = load_in_jail(
+        "[kafka]\ntopics = [\"t\"]\n[metrics]\nusername = \"p\"\npassword = \"s3cret\"\n",
+    )
+    .unwrap();
+    assert!(!format!("{cfg:?}").contains("s3cret"));
+}
+
+#[test]
 fn table_names_from_topics() {
     assert_eq!(table_name_from_topic("events"), "events");
     assert_eq!(table_name_from_topic("Web.Events-v2"), "web_events_v2");
