@@ -148,7 +148,7 @@ fn redact_uri_passwords(text: &str) -> String {
         // The authority ends at the first '/', '?', '#', quote or space; its userinfo at the
         // last '@' before that.
         let end = tail
-            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | ' '))
+            .find(['/', '?', '#', '"', '\'', ' '])
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority
