@@ -499,7 +499,11 @@ def disk_full(r, quick):
     broker = r.mock()
     data = os.path.join(r.work, "data")
     os.makedirs(data)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", data], check=True)
+    m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", data],
+                       capture_output=True, text=True)
+    if m.returncode != 0:
+        raise Fail(f"could not mount a 16 MiB tmpfs at {data} (this scenario needs root): "
+                   f"{m.stderr.strip()}")
     r.data_path = data + "/"
     r.lake("sqlite")
     s = r.instance(broker, max_age_ms=500)
