@@ -366,9 +366,10 @@ def freshness_section(w, fr):
           "(inlined rows live there until a maintenance pass moves them). Files on disk "
           "include files merged away and not yet deleted "
           "(`maintenance.delete_files_after`, 1 h by default; on a SQLite catalog rounded down "
-          "to midnight UTC), and a process's first maintenance pass, then at most one an hour, "
-          "also writes the inlined rows of sluice's own tables (lake offsets, the maintenance "
-          "lease) as Parquet, in both lakes alike. Both lakes share the machine's 2 cores with the "
+          "to midnight UTC), and in this run a process's first maintenance pass, then at most "
+          "one an hour, also wrote the inlined rows of sluice's own tables (lake offsets, the "
+          "maintenance lease) as Parquet, in both lakes alike (`sluice run` no longer does: "
+          "see section 12 and README). Both lakes share the machine's 2 cores with the "
           "broker, the producer and the two readers.\n")
     bad = [v["variant"] for v in vs if not v.get("ok", True)]
     if bad:

@@ -11,9 +11,10 @@ use crate::observe::Stats;
 use crate::retry::Backoff;
 use crate::sink::Lake;
 
-/// Runs one pass if the lease is free (or run out), prints what it did, gives the lease up.
-/// Another instance holding the lease is not an error: it maintains the lake.
-pub fn maintain(config: Option<&Path>) -> Result<()> {
+/// Runs one pass if the lease is free (or run out), prints what it did, gives the lease up;
+/// `own_tables` compacts sluice's own tables too (only safe while nothing ingests). Another
+/// instance holding the lease is not an error: it maintains the lake.
+pub fn maintain(config: Option<&Path>, own_tables: bool) -> Result<()> {
     let cfg = Config::load(config)?;
     init_logging(&cfg.log.level, cfg.log.format);
     let times = cfg.maintenance.times()?;
@@ -23,7 +24,7 @@ pub fn maintain(config: Option<&Path>) -> Result<()> {
         Backoff::conflicts(&cfg.flush.retry),
     )?;
     let holder = holder_name();
-    let outcome = pass(&lake, &times, &holder, true, &|| false);
+    let outcome = pass(&lake, &times, &holder, own_tables, &|| false);
     record(&Stats::default(), &outcome);
     match outcome? {
         PassOutcome::NotHolder { holder, until } => {

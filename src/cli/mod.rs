@@ -54,6 +54,10 @@ enum Command {
         /// TOML configuration file (then `SLUICE_…` environment overrides).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Also compact sluice's own tables (the offsets, the lease). Only while no instance is
+        /// ingesting into the lake: it can race their offset updates.
+        #[arg(long)]
+        own_tables: bool,
     },
     /// See the lake's offsets against the broker's watermarks, or move them.
     Offsets {
@@ -121,7 +125,9 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config } => run::run(config.as_deref()),
         Command::Check { config } => check::check(config.as_deref()),
-        Command::Maintain { config } => maintain::maintain(config.as_deref()),
+        Command::Maintain { config, own_tables } => {
+            maintain::maintain(config.as_deref(), own_tables)
+        }
         Command::Offsets { action } => match action {
             OffsetsAction::Show { config } => offsets::show(config.as_deref()),
             OffsetsAction::Set {

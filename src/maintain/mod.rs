@@ -16,9 +16,6 @@ use crate::config::MaintenanceTimes;
 use crate::observe::Stats;
 use crate::sink::{Deleted, LEASE_TABLE, Lake, LeaseState, OFFSETS_TABLE, Rewritten, SinkError};
 
-/// How often `sluice run`'s passes also compact sluice's own tables (the offsets and the lease,
-/// updated in place at every commit): each time writes a few small files, so not every pass.
-pub const OWN_TABLES_EVERY: Duration = Duration::from_secs(3600);
 use crate::sync::lock;
 
 /// What one pass did.
@@ -212,7 +209,6 @@ impl Maintainer {
             .spawn(move || {
                 let holder = holder_name();
                 let stopping = || *lock(&flag.0);
-                let mut own_done: Option<Instant> = None;
                 loop {
                     {
                         let (m, cv) = &*flag;
@@ -224,11 +220,12 @@ impl Maintainer {
                             break;
                         }
                     }
-                    let own = own_done.is_none_or(|t| t.elapsed() >= OWN_TABLES_EVERY);
-                    let outcome = pass(&lake, &times, &holder, own, &stopping);
-                    if own && matches!(outcome, Ok(PassOutcome::Done { stopped: false, .. })) {
-                        own_done = Some(Instant::now());
-                    }
+                    // Never sluice's own tables while instances commit: compacting the
+                    // offsets (updated in place by every commit) raced a concurrent update
+                    // once in the chaos suite (PostgreSQL catalog, 100 kills over 3
+                    // instances) and brought a superseded offset back, and that range was
+                    // committed twice. `sluice maintain --own-tables` does it on a quiet lake.
+                    let outcome = pass(&lake, &times, &holder, false, &stopping);
                     record(&stats, &outcome);
                 }
                 // Let another instance take over at once.
