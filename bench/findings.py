@@ -400,11 +400,18 @@ def faults_section(w, fa):
     w("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in sc:
         if not r.get("passed"):
-            w(f"| {r['scenario']} | | FAILED: {r.get('error', '')[:200]} | | | | | | | | | |")
+            w(f"| {r['scenario']} | {r.get('broker', '')}, {r.get('catalog', '')}, "
+              f"{r.get('data', '')} | FAILED: {r.get('error', '')[:200]} "
+              f"{r.get('finding', '')} | | | | | | | | | |")
             continue
         c = r["counters"]
         first = r.get("first_commit_after_fault_s")
-        ready = "; ".join(r.get("readyz_during", [])) or "—"
+        seen = r.get("readyz_during", [])
+        cut = lambda t: t if len(t) <= 160 else t[:160] + "…"  # noqa: E731
+        ready = "—" if not seen else (
+            cut(seen[0]) if len(seen) == 1 else
+            f"{cut(seen[0])}, then {len(seen) - 1} other answers, the last: {cut(seen[-1])}")
+        ready = ready.replace("|", "\\|")
         w(f"| {r['scenario']} | {r['broker']}, {r['catalog']}, {r['data']} | {r['fault']} | "
           f"{r['rows_produced']:,} | {r['lost']} | {r['duplicated']} | "
           f"{'yes' if r['offsets_exact'] else 'NO'} | "
@@ -418,6 +425,8 @@ def faults_section(w, fa):
         pts = ", ".join(f"{v} {k}" for k, v in r["kill_points"].items())
         w(f"{r['scenario']}: kill points {pts} (a kill falls 0–1.5 s into a start, or 0–2.5 s "
           "after the instance holds partitions).  ")
+    for note in fa.get("notes", []):
+        w(note + "  ")
     w("First commit after fault: from the fault's end until a reader of the lake (polling "
       "every 0.5 s) saw the offsets grow; catch-up: from the producer's stop until the lake "
       "held every message. Reproduce with `scripts/chaos` (full) or `scripts/chaos --quick` "
