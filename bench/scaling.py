@@ -12,51 +12,18 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 
 from procs import cpu_seconds, free_port
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "chaos"))
+from parts import Postgres  # noqa: E402  (the chaos suite's throwaway cluster)
+
 PARTITIONS = 8
 
-
-
-def as_pg_user(cmd):
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-class Postgres:
-    def __init__(self):
-        bins = sorted(p for p in glob.glob("/usr/lib/postgresql/*/bin")
-                      if os.path.exists(os.path.join(p, "initdb")))
-        if not bins:
-            raise SystemExit("PostgreSQL is not installed (/usr/lib/postgresql): scripts/setup")
-        self.bin = bins[-1]
-        self.dir = tempfile.mkdtemp(prefix="sluice-bench-pg-")
-        if os.geteuid() == 0:
-            subprocess.run(["chown", "-R", "postgres:postgres", self.dir], check=True)
-        data = os.path.join(self.dir, "data")
-        subprocess.run(as_pg_user([f"{self.bin}/initdb", "-D", data, "-U", "sluice",
-                                   "--auth=trust", "-E", "UTF8", "--no-sync"]),
-                       check=True, capture_output=True)
-        self.port = free_port()
-        opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off "
-                "-c max_connections=200")
-        subprocess.run(as_pg_user([f"{self.bin}/pg_ctl", "-D", data, "-o", opts, "-l",
-                                   os.path.join(self.dir, "pg.log"), "-w", "-t", "60",
-                                   "start"]), check=True, capture_output=True)
-        self.data = data
-
-    def createdb(self, name):
-        subprocess.run([f"{self.bin}/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U",
-                        "sluice", name], check=True, capture_output=True)
-        return f"host=127.0.0.1 port={self.port} dbname={name} user=sluice"
-
-    def stop(self):
-        subprocess.run(as_pg_user([f"{self.bin}/pg_ctl", "-D", self.data, "-m", "immediate",
-                                   "stop"]), capture_output=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def metrics(port):

@@ -34,6 +34,15 @@ fn get_with(addr: &str, path: &str, headers: &str) -> (u16, String) {
     (code, body)
 }
 
+/// The `host:port` logged right after `marker` (the metrics endpoint's URL).
+fn address_after(log: &str, marker: &str) -> String {
+    let rest = log
+        .split(marker)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {marker:?} in:\n{log}"));
+    rest.split('/').next().unwrap().to_string()
+}
+
 /// The value of the sample line starting with `prefix` (name and labels).
 fn sample(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
@@ -55,14 +64,7 @@ fn metrics_health_and_readiness_of_a_running_instance() {
     let mut proc = SluiceProc::start(&path, dir.path().join("sluice.log"), &[]);
     // JSON log line: "url":"http://127.0.0.1:PORT/metrics".
     let log = proc.wait_for_log("\"url\":\"http://", 1, Duration::from_secs(30));
-    let addr = log
-        .split("\"url\":\"http://")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = address_after(&log, "\"url\":\"http://");
     assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_string()));
 
     let p = kafka.producer(&topic, Encoding::default());
@@ -202,14 +204,7 @@ fn basic_authentication_guards_metrics_but_not_the_probes() {
         ],
     );
     let log = proc.wait_for_log("metrics endpoint", 1, Duration::from_secs(30));
-    let addr = log
-        .split("url=http://")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = address_after(&log, "url=http://");
     let refused = (
         401,
         "/metrics needs HTTP basic authentication (metrics.username, metrics.password)\n"

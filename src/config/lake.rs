@@ -57,9 +57,20 @@ impl Secret {
         Secret(value.into())
     }
 
-    /// The credential itself, for the one place that hands it to DuckDB.
+    /// The credential itself, for the places that hand it on (DuckDB, the endpoints' checks).
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether a presented credential equals an expected one, in time that does not depend on
+    /// where they differ (for the endpoints' `Authorization` headers).
+    pub fn same_bytes(presented: &[u8], expected: &[u8]) -> bool {
+        presented.len() == expected.len()
+            && presented
+                .iter()
+                .zip(expected)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 }
 

@@ -412,13 +412,7 @@ fn authenticate(token: &Secret, req: &tonic::Request<()>) -> Result<(), Status> 
         .get("authorization")
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    let same = got.len() == want.len()
-        && got
-            .iter()
-            .zip(want.as_bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+    if Secret::same_bytes(got, want.as_bytes()) {
         Ok(())
     } else {
         Err(Status::unauthenticated(

@@ -29,12 +29,7 @@ fn authorized(headers: &HeaderMap, want: &str) -> bool {
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    got.len() == want.len()
-        && got
-            .iter()
-            .zip(want.as_bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    Secret::same_bytes(got, want.as_bytes())
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` of `src` on `addr`; with `credentials` (user,

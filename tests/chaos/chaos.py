@@ -351,30 +351,43 @@ def kill_three(r, quick):
     return res
 
 
-def broker_hang(r, quick):
-    """The broker frozen (SIGSTOP) mid-ingest past the consumer's session timeout, then resumed
-    (SIGCONT): the mock cluster, whose group coordinator expires the lapsed member and takes the
-    rejoining one."""
-    seconds = r.a.outage_s or (5 if quick else 30)
-    broker = r.mock()
-    r.lake("sqlite")
-    s = r.instance(broker, session_ms=3000, max_age_ms=500)
+def outage(r, s, seconds, what, down, up, res):
+    """The common run of an outage scenario: `s` ingests until its first commit and 3 s more,
+    `down()` breaks a part for `seconds` (recording /readyz meanwhile), `up()` mends it, 10 s
+    more of ingestion, then `r.finish`. Returns `res` completed."""
     r.produce()
     r.sampler()
     s.start()
     r.wait_first_commit()
     r.hold(3)
-    r.log(f"freezing the mock broker for {seconds} s")
-    broker.proc.send_signal(signal.SIGSTOP)
+    r.log(f"{what} for {seconds:g} s")
+    down()
     seen = r.readyz_during(seconds, s)
-    broker.proc.send_signal(signal.SIGCONT)
+    up()
     end = time.monotonic()
-    res = {"broker": "mock", "catalog": "sqlite", "data": "local", "instances": 1,
-           "fault": f"broker frozen {seconds:g} s (session 3 s)", "outage_s": seconds,
-           "readyz_during": seen}
+    res.update({"instances": 1, "fault": f"{what} {seconds:g} s{res.pop('detail', '')}",
+                "outage_s": seconds, "readyz_during": seen})
     r.hold(10)
     r.finish(res, fault_end=end)
     return res
+
+
+def outage_seconds(r, quick, quick_s=5):
+    return r.a.outage_s or (quick_s if quick else 30)
+
+
+def broker_hang(r, quick):
+    """The broker frozen (SIGSTOP) mid-ingest past the consumer's session timeout, then resumed
+    (SIGCONT): the mock cluster, whose group coordinator expires the lapsed member and takes the
+    rejoining one."""
+    broker = r.mock()
+    r.lake("sqlite")
+    s = r.instance(broker, session_ms=3000, max_age_ms=500)
+    return outage(r, s, outage_seconds(r, quick), "broker frozen",
+                  lambda: broker.proc.send_signal(signal.SIGSTOP),
+                  lambda: broker.proc.send_signal(signal.SIGCONT),
+                  {"broker": "mock", "catalog": "sqlite", "data": "local",
+                   "detail": " (session 3 s)"})
 
 
 def broker_hang_tansu(r, quick):
@@ -383,83 +396,40 @@ def broker_hang_tansu(r, quick):
     lapsed during a freeze (it keeps the lapsed member as the group's leader, and every rejoin
     fails SyncGroup with 'rebalance in progress' or 'unknown member'; seen with a 6 s session),
     so the session must outlast the hang."""
-    seconds = r.a.outage_s or (5 if quick else 30)
     broker = r.tansu()
     r.lake("sqlite")
     s = r.instance(broker, session_ms=45000, max_age_ms=500)
-    r.produce()
-    r.sampler()
-    s.start()
-    r.wait_first_commit()
-    r.hold(3)
-    r.log(f"freezing tansu for {seconds} s")
-    broker.freeze()
-    seen = r.readyz_during(seconds, s)
-    broker.thaw()
-    end = time.monotonic()
-    res = {"broker": "tansu", "catalog": "sqlite", "data": "local", "instances": 1,
-           "fault": f"broker frozen {seconds:g} s (session 45 s)", "outage_s": seconds,
-           "readyz_during": seen}
-    r.hold(10)
-    r.finish(res, fault_end=end)
-    return res
+    return outage(r, s, outage_seconds(r, quick), "broker frozen", broker.freeze, broker.thaw,
+                  {"broker": "tansu", "catalog": "sqlite", "data": "local",
+                   "detail": " (session 45 s)"})
 
 
 def s3_outage(r, quick):
     """The S3 endpoint goes away (listener closed, connections reset) and comes back on the
     same port. PostgreSQL catalog."""
-    seconds = r.a.outage_s or (5 if quick else 30)
     broker = r.mock()
     r.postgres()
     r.s3_server()
     r.lake("postgres")
     s = r.instance(broker, max_age_ms=500)
-    r.produce()
-    r.sampler()
-    s.start()
-    r.wait_first_commit()
-    r.hold(3)
-    r.log(f"S3 down for {seconds} s")
-    r.s3.down()
-    seen = r.readyz_during(seconds, s)
-    r.s3.up()
-    end = time.monotonic()
-    res = {"broker": "mock", "catalog": "postgres", "data": "s3", "instances": 1,
-           "fault": f"S3 down {seconds} s", "outage_s": seconds, "readyz_during": seen}
-    r.hold(10)
-    r.finish(res, fault_end=end)
-    return res
+    return outage(r, s, outage_seconds(r, quick), "S3 down", r.s3.down, r.s3.up,
+                  {"broker": "mock", "catalog": "postgres", "data": "s3"})
 
 
 def catalog_outage(r, quick):
     """PostgreSQL stopped with `pg_ctl stop -m immediate` and started again on the same port."""
-    seconds = r.a.outage_s or (5 if quick else 30)
     broker = r.mock()
     r.postgres()
     r.lake("postgres")
     s = r.instance(broker, max_age_ms=500)
-    r.produce()
-    r.sampler()
-    s.start()
-    r.wait_first_commit()
-    r.hold(3)
-    r.log(f"PostgreSQL down for {seconds} s")
-    r.pg.crash()
-    seen = r.readyz_during(seconds, s)
-    r.pg.start()
-    end = time.monotonic()
-    res = {"broker": "mock", "catalog": "postgres", "data": "local", "instances": 1,
-           "fault": f"catalog down {seconds} s", "outage_s": seconds, "readyz_during": seen}
-    r.hold(10)
-    r.finish(res, fault_end=end)
-    return res
+    return outage(r, s, outage_seconds(r, quick), "catalog down", r.pg.crash, r.pg.start,
+                  {"broker": "mock", "catalog": "postgres", "data": "local"})
 
 
 def catalog_outage_give_up(r, quick):
     """PostgreSQL down longer than the flush retries last (`flush.retry.attempts` 3, backoff
     200-1000 ms): sluice exits non-zero with its offsets unmoved, is restarted a second later
     (as a supervisor would) until the catalog is back, and completes exactly."""
-    seconds = r.a.outage_s or (8 if quick else 30)
     broker = r.mock()
     r.postgres()
     r.lake("postgres")
@@ -468,21 +438,9 @@ attempts = 3
 initial_backoff_ms = 200
 max_backoff_ms = 1000
 """)
-    r.produce()
-    r.sampler()
-    s.start()
-    r.wait_first_commit()
-    r.hold(3)
-    r.log(f"PostgreSQL down for {seconds} s (sluice gives up after 3 attempts)")
-    r.pg.crash()
-    seen = r.readyz_during(seconds, s)
-    r.pg.start()
-    end = time.monotonic()
-    res = {"broker": "mock", "catalog": "postgres", "data": "local", "instances": 1,
-           "fault": f"catalog down {seconds} s, 3 flush attempts", "outage_s": seconds,
-           "readyz_during": seen}
-    r.hold(10)
-    r.finish(res, fault_end=end)
+    res = outage(r, s, outage_seconds(r, quick, quick_s=8), "catalog down", r.pg.crash,
+                 r.pg.start, {"broker": "mock", "catalog": "postgres", "data": "local",
+                              "detail": ", 3 flush attempts"})
     codes = s.exits
     if not codes or 0 in codes:
         raise Fail(f"sluice did not give up with a non-zero exit during the outage: {codes}")

@@ -259,7 +259,8 @@ def as_pg_user(cmd):
 
 
 class Postgres:
-    """A throwaway PostgreSQL cluster on a fixed loopback port, database `lake`."""
+    """A throwaway PostgreSQL cluster on a fixed loopback port, database `lake` (bench/scaling.py
+    uses it too)."""
 
     def __init__(self):
         bins = sorted(p for p in glob.glob("/usr/lib/postgresql/*/bin")
@@ -276,9 +277,13 @@ class Postgres:
                        check=True, capture_output=True)
         self.port = free_port()
         self.start()
+        self.dsn = self.createdb("lake") + f" password={PG_PASSWORD}"
+
+    def createdb(self, name):
+        """Creates database `name`; its libpq connection string."""
         subprocess.run([f"{self.bin}/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U",
-                        "sluice", "lake"], check=True, capture_output=True)
-        self.dsn = f"host=127.0.0.1 port={self.port} dbname=lake user=sluice password={PG_PASSWORD}"
+                        "sluice", name], check=True, capture_output=True)
+        return f"host=127.0.0.1 port={self.port} dbname={name} user=sluice"
 
     def start(self):
         opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off "
