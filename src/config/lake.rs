@@ -41,6 +41,11 @@ pub struct LakeConfig {
     pub threads: Option<u32>,
     /// DuckDB `memory_limit`, e.g. `"2GB"`; unset means DuckDB's default (80% of RAM).
     pub memory_limit: Option<String>,
+    /// Bytes a Parquet row group should hold, derived from `memory.limit_bytes` (not a key of
+    /// its own): a table without a configured `parquet_row_group_size` gets the rows that make
+    /// this at its first flush's bytes per row.
+    #[serde(skip)]
+    pub row_group_bytes: Option<u64>,
     /// S3 (or S3-compatible, e.g. MinIO) access for an `s3://` data path.
     pub s3: S3Config,
 }
@@ -188,6 +193,7 @@ impl Default for LakeConfig {
             extension_directory: None,
             threads: None,
             memory_limit: None,
+            row_group_bytes: None,
             s3: S3Config::default(),
         }
     }

@@ -9,6 +9,7 @@ mod lake;
 mod live;
 mod log;
 mod maintenance;
+mod memory;
 mod metrics;
 mod tables;
 
@@ -24,6 +25,7 @@ pub use lake::{CatalogKind, LakeConfig, S3Config, S3Resolved, Secret, UrlStyle};
 pub use live::LiveConfig;
 pub use log::{LogConfig, LogFormat};
 pub use maintenance::{MaintenanceConfig, MaintenanceTimes};
+pub use memory::{BASE_BYTES, MIN_LIMIT_BYTES, MemoryConfig, MemorySplit};
 pub use metrics::MetricsConfig;
 pub use tables::{
     MetadataColumns, PARQUET_CODECS, PartitionField, SchemaEvolution, SortField, TableOptions,
@@ -88,6 +90,8 @@ pub struct Config {
     pub lake: LakeConfig,
     /// Topic → table mapping and optional Kafka metadata columns.
     pub tables: TablesConfig,
+    /// One memory limit for the whole process, split between its parts.
+    pub memory: MemoryConfig,
     /// Flush thresholds, memory cap and retry policy.
     pub flush: FlushConfig,
     /// The live Arrow Flight endpoint.
@@ -159,7 +163,8 @@ impl Config {
 
     /// Extracts and validates a configuration from a prepared figment.
     pub fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
-        let cfg: Config = fig.extract()?;
+        let mut cfg: Config = fig.extract()?;
+        cfg.apply_memory_limit()?;
         cfg.validate()?;
         Ok(cfg)
     }

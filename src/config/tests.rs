@@ -356,3 +356,113 @@ fn a_lake_at_the_old_default_catalog_is_not_silently_replaced_by_a_new_one() {
         Ok(())
     });
 }
+
+#[test]
+fn a_memory_limit_splits_into_headroom_base_prefetch_arrow_and_duckdb() {
+    const MIB: u64 = 1024 * 1024;
+    let s = MemorySplit::derive(512 * MIB, 2, 1, true).unwrap();
+    assert_eq!(
+        s,
+        MemorySplit {
+            limit: 512 * MIB,
+            headroom: 53_687_091,
+            base: 96 * MIB,
+            prefetch: 32 * MIB,
+            arrow: 174_483_046,
+            live: 43_620_761,
+            duckdb: 174_483_047,
+            threads: 1,
+            row_group_bytes: 43_620_761,
+            flush_bytes: 58_161_015,
+        }
+    );
+    assert_eq!(
+        s.headroom + s.base + s.prefetch + s.arrow + s.duckdb,
+        512 * MIB
+    );
+    let s = MemorySplit::derive(1024 * MIB, 2, 1, true).unwrap();
+    assert_eq!(
+        (
+            s.prefetch,
+            s.arrow,
+            s.live,
+            s.duckdb,
+            s.threads,
+            s.row_group_bytes,
+            s.flush_bytes
+        ),
+        (
+            64 * MIB,
+            399_297_741,
+            99_824_435,
+            399_297_741,
+            2,
+            49_912_217,
+            133_099_247
+        )
+    );
+    // One core: one thread, so its row groups may be twice as large (within 64 MiB).
+    let s = MemorySplit::derive(1024 * MIB, 1, 1, true).unwrap();
+    assert_eq!((s.threads, s.row_group_bytes), (1, 64 * MIB));
+    // Live off: no retention reserved, the whole Arrow share is for pending data.
+    let s = MemorySplit::derive(512 * MIB, 2, 1, false).unwrap();
+    assert_eq!((s.live, s.flush_bytes), (0, 58_161_015));
+    assert_eq!(
+        MemorySplit::derive(255 * MIB, 2, 1, true).unwrap_err(),
+        "(255 MiB) is below the smallest limit sluice can keep, 256 MiB"
+    );
+}
+
+#[test]
+fn a_memory_limit_lowers_each_part_to_its_share_and_keeps_lower_settings() {
+    const MIB: u64 = 1024 * 1024;
+    let cfg = load_in_jail("[kafka]\ntopics = [\"events\"]\n[memory]\nlimit_bytes = 536870912\n")
+        .unwrap();
+    assert_eq!(cfg.lake.memory_limit.as_deref(), Some("166MiB"));
+    assert_eq!(cfg.lake.threads, Some(1));
+    assert_eq!(cfg.lake.row_group_bytes, Some(43_620_761));
+    assert_eq!(cfg.kafka.queued_max_messages_kbytes, 16_384);
+    assert_eq!(cfg.kafka.fetch_max_bytes, 16 * MIB);
+    assert_eq!(cfg.kafka.max_partition_fetch_bytes, MIB);
+    assert_eq!(cfg.live.retention_bytes, 43_620_761);
+    assert_eq!(cfg.flush.memory_cap_bytes, 174_483_046 + 32 * MIB);
+    assert_eq!(cfg.flush.max_bytes, 58_161_015);
+    let b = cfg.memory_budget();
+    assert_eq!(b.pending, 174_483_046 - 43_620_761);
+    // Applying it again changes nothing.
+    let mut again = cfg.clone();
+    again.apply_memory_limit().unwrap();
+    assert_eq!(again, cfg);
+
+    // Settings below their shares stay; a DuckDB memory_limit above its share is lowered.
+    let cfg = load_in_jail(
+        "[kafka]\ntopics = [\"events\"]\nfetch_max_bytes = 4194304\n\
+         [lake]\nmemory_limit = \"100MB\"\n[flush]\nmax_bytes = 1048576\n\
+         [memory]\nlimit_bytes = 536870912\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.lake.memory_limit.as_deref(), Some("100MB"));
+    assert_eq!(cfg.kafka.fetch_max_bytes, 4 * MIB);
+    assert_eq!(cfg.flush.max_bytes, MIB);
+    let cfg = load_in_jail(
+        "[kafka]\ntopics = [\"events\"]\n[lake]\nmemory_limit = \"4GB\"\n\
+         [memory]\nlimit_bytes = 536870912\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.lake.memory_limit.as_deref(), Some("166MiB"));
+
+    for (toml, want) in [
+        (
+            "[memory]\nlimit_bytes = 104857600\n",
+            "configuration error: `memory.limit_bytes` (100 MiB) is below the smallest limit \
+             sluice can keep, 256 MiB",
+        ),
+        (
+            "[lake]\nmemory_limit = \"lots\"\n[memory]\nlimit_bytes = 536870912\n",
+            "configuration error: `lake.memory_limit` \"lots\" is not a size like \"2GB\", \
+             \"512MiB\" or \"1000000\"",
+        ),
+    ] {
+        assert_eq!(load_in_jail(toml).unwrap_err().to_string(), want, "{toml}");
+    }
+}

@@ -35,6 +35,8 @@ impl Lake {
             unreported: Vec::new(),
             tables_config: Default::default(),
             options_applied: Default::default(),
+            row_group_bytes: cfg.row_group_bytes,
+            row_sizes: Default::default(),
             conflicts,
             commit_hook: None,
             view_prefix: view_prefix(),

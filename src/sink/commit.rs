@@ -79,6 +79,7 @@ impl Lake {
         views: &mut Vec<String>,
     ) -> Result<CommitReport, SinkError> {
         let table = flush.table;
+        self.note_row_size(table, flush.batches);
         let handed = self.hand_over(flush, streams, views)?;
         let groups = handed
             .schemas

@@ -179,6 +179,12 @@ pub struct Lake {
     tables_config: Arc<TablesConfig>,
     /// Tables whose options this handle has applied.
     options_applied: HashSet<String>,
+    /// Bytes a Parquet row group should hold (`LakeConfig::row_group_bytes`, from the memory
+    /// limit); `None` leaves DuckLake's row groups as configured.
+    row_group_bytes: Option<u64>,
+    /// Bytes per row of each table's first flush through this handle while
+    /// `row_group_bytes` is set: what [`Lake::options_of`] derives a row group size from.
+    row_sizes: HashMap<String, u64>,
     /// How transactions that lost to a concurrent one are retried (partition registration,
     /// creating sluice's tables, initialising the catalog).
     conflicts: Backoff,
@@ -259,6 +265,8 @@ impl Lake {
             unreported: Vec::new(),
             tables_config: self.tables_config.clone(),
             options_applied: HashSet::new(),
+            row_group_bytes: self.row_group_bytes,
+            row_sizes: HashMap::new(),
             conflicts: self.conflicts,
             commit_hook: self.commit_hook.clone(),
             view_prefix: view_prefix(),

@@ -44,15 +44,53 @@ fn sort_sql(fields: &[String]) -> String {
         .join(", ")
 }
 
+/// DuckDB's vector size: row groups are a multiple of it.
+const VECTOR_ROWS: u64 = 2048;
+
+/// DuckDB's default Parquet row group size, in rows.
+const DEFAULT_ROW_GROUP_ROWS: u64 = 122_880;
+
+/// Rows of a row group holding about `target` bytes at `per_row` bytes per row.
+fn row_group_rows(target: u64, per_row: u64) -> u64 {
+    (target / per_row.max(1) / VECTOR_ROWS * VECTOR_ROWS).clamp(VECTOR_ROWS, DEFAULT_ROW_GROUP_ROWS)
+}
+
 impl Lake {
     /// The configured options of `table`, with sluice's default inlining limit for this
     /// catalog kind where none is configured ([`Lake::default_inlining_row_limit`]).
+    ///
+    /// Under a memory limit (`row_group_bytes` set), a table without a configured
+    /// `parquet_row_group_size` gets the rows that hold about `row_group_bytes` at the bytes
+    /// per row of its first flush through this handle: a multiple of 2,048 (DuckDB's vector
+    /// size), between 2,048 and DuckDB's default of 122,880.
     pub(super) fn options_of(&self, table: &str) -> TableOptions {
         let mut o = self.tables_config.options_for(table);
         o.data_inlining_row_limit = o
             .data_inlining_row_limit
             .or(Some(self.default_inlining_row_limit()));
+        if o.parquet_row_group_size.is_none()
+            && let (Some(target), Some(&per_row)) =
+                (self.row_group_bytes, self.row_sizes.get(table))
+        {
+            o.parquet_row_group_size = Some(row_group_rows(target, per_row));
+        }
         o
+    }
+
+    /// Notes the bytes per row of a flush of `table` (while its options are not applied yet
+    /// and a row group target is set), for [`Lake::options_of`].
+    pub(super) fn note_row_size(&mut self, table: &str, batches: &[arrow::array::RecordBatch]) {
+        if self.row_group_bytes.is_none() || self.options_applied.contains(table) {
+            return;
+        }
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let bytes: u64 = (batches.iter())
+            .flat_map(|b| b.columns())
+            .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+            .sum();
+        if let Some(per_row) = bytes.checked_div(rows) {
+            self.row_sizes.insert(table.to_string(), per_row.max(1));
+        }
     }
 
     /// `data_inlining_row_limit` where `[tables]` sets none: 1,000 rows on PostgreSQL and
@@ -183,6 +221,18 @@ impl Lake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_groups_hold_the_target_bytes_in_whole_vectors_within_duckdbs_bounds() {
+        // 40 MiB of 1,000-byte rows: 41,943 rows, down to 20 vectors.
+        assert_eq!(row_group_rows(40 << 20, 1000), 40_960);
+        // Narrow rows: DuckDB's default is the most.
+        assert_eq!(row_group_rows(40 << 20, 40), 122_880);
+        // Rows wider than the target: one vector at least.
+        assert_eq!(row_group_rows(4 << 20, 10 << 20), 2048);
+        // No bytes counted (e.g. all-null columns): treated as one byte a row.
+        assert_eq!(row_group_rows(4 << 20, 0), 122_880);
+    }
 
     #[test]
     fn options_render_as_quoted_ducklake_sql() {

@@ -477,3 +477,62 @@ fn two_handles_on_one_sqlite_catalog_take_turns_and_commit_every_row_once() {
     // which would be retried as a conflict: with it, none is.
     assert_eq!(two_handles_commit_concurrently(CatalogKind::Sqlite), 0);
 }
+
+#[test]
+fn under_a_memory_limit_a_tables_row_groups_hold_the_target_bytes_of_its_first_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LakeConfig {
+        catalog: dir.path().join("cat.catalog").display().to_string(),
+        data_path: format!("{}/data/", dir.path().display()),
+        row_group_bytes: Some(4 * 1024 * 1024),
+        ..LakeConfig::default()
+    };
+    let mut lake = Lake::open(&cfg, "g1").unwrap();
+    lake.register_partitions("wide", &[0]).unwrap();
+    // 1,012 bytes a row (8 of id, 4 of string offset, 1,000 of text): 4 MiB hold 4,144 rows,
+    // two whole vectors of 2,048.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("text", DataType::Utf8, false),
+    ]));
+    let b = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..20_000)),
+            Arc::new(StringArray::from_iter_values(
+                (0..20_000).map(|i| format!("{i:01000}")),
+            )),
+        ],
+    )
+    .unwrap();
+    let topic: Arc<str> = Arc::from("wide");
+    lake.commit(&TableFlush {
+        table: "wide",
+        batches: &[b],
+        quarantine: &[],
+        offsets: &[OffsetUpdate {
+            topic,
+            partition: 0,
+            prev: NO_OFFSET,
+            next: 20,
+        }],
+    })
+    .unwrap();
+    assert_eq!(
+        one(
+            &lake,
+            "SELECT value FROM ducklake_options('lake') WHERE option_name = 'parquet_row_group_size' \
+             AND scope_entry = 'main.wide'"
+        ),
+        "4096"
+    );
+    let files = format!("{}/data/**/*.parquet", dir.path().display());
+    assert_eq!(
+        lake.query_rows(&format!(
+            "SELECT count(*), max(row_group_num_rows), sum(row_group_num_rows) FROM \
+             (SELECT DISTINCT file_name, row_group_id, row_group_num_rows FROM parquet_metadata('{files}'))"
+        ))
+        .unwrap()[0],
+        vec![Some("5".into()), Some("4096".into()), Some("20000".into())]
+    );
+}
