@@ -76,6 +76,23 @@ fn check_passes_on_a_reachable_setup_and_names_an_unreachable_broker() {
         out.contains("memory budget: 1024 MiB = 654 MiB pending + 256 MiB live retention + 114 MiB librdkafka prefetch"),
         "{out}"
     );
+    assert!(!out.contains("memory limit:"), "{out}");
+    // One limit for the process: its split (config/tests.rs checks the exact bytes), and the
+    // Arrow budget that follows from it.
+    let o = sluice(
+        &["check", "--config", path.to_str().unwrap()],
+        &[("SLUICE_MEMORY__LIMIT_BYTES", "536870912")],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}{}", out, stderr(&o));
+    assert!(
+        out.contains("memory limit: 512 MiB = 51 MiB allocator headroom + 96 MiB base + 32 MiB librdkafka prefetch + 166 MiB Arrow data (41 MiB of it live retention; flushes of at most 55 MiB) + 166 MiB DuckDB (memory_limit 166MiB, threads 1, row groups of about 41 MiB)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("memory budget: 198 MiB = 124 MiB pending + 41 MiB live retention + 32 MiB librdkafka prefetch\n"),
+        "{out}"
+    );
 
     let o = sluice(
         &["check", "--config", path.to_str().unwrap()],

@@ -27,18 +27,18 @@ pub fn check(config: Option<&Path>) -> Result<()> {
     );
     if let Some(s) = cfg.memory_split() {
         println!(
-            "memory limit: {} MiB = {} MiB allocator headroom + {} MiB base + {} MiB librdkafka prefetch + {} MiB Arrow data (of it {} MiB live retention) + {} MiB DuckDB (memory_limit {}, {} threads, row groups of about {} MiB, flushes of at most {} MiB)",
+            "memory limit: {} MiB = {} MiB allocator headroom + {} MiB base + {} MiB librdkafka prefetch + {} MiB Arrow data ({} MiB of it live retention; flushes of at most {} MiB) + {} MiB DuckDB (memory_limit {}, threads {}, row groups of about {} MiB)",
             mib(s.limit),
             mib(s.headroom),
             mib(s.base),
             mib(s.prefetch),
             mib(s.arrow),
             mib(s.live),
+            mib(cfg.flush.max_bytes),
             mib(s.duckdb),
             cfg.lake.memory_limit.as_deref().unwrap_or("unset"),
             cfg.lake.threads.unwrap_or(s.threads),
-            mib(s.row_group_bytes),
-            mib(cfg.flush.max_bytes)
+            mib(s.row_group_bytes)
         );
     }
     let source = KafkaSource::new(&cfg.kafka)?;
