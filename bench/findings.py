@@ -378,6 +378,42 @@ def freshness_section(w, fr):
           "and the log lines).\n")
 
 
+MEMORY_VARIANTS = {
+    "cap": "`flush.memory_cap_bytes` = limit (Arrow data only)",
+    "limit": "`memory.limit_bytes` = limit",
+    "limit-cgroup": "`memory.limit_bytes`, in a cgroup limited to it",
+    "cap-cgroup": "`flush.memory_cap_bytes`, in a cgroup limited to it",
+}
+
+
+def memory_limit_section(w, m):
+    """bench/memory.py's runs: one limit for the whole process (issue 14)."""
+    def opt(x, fmt):
+        return "n/a" if x is None else fmt.format(x)
+    w("### Memory limit\n")
+    w(f"`bench/memory.py` ({m['date']}, {m['cores']} cores): `sluice run` catching up a backlog "
+      "of 10.5× the limit from tansu (events, ~1 KB rows, 4 partitions; a fresh lake and "
+      "consumer group each run, `flush.max_age_ms` 5 s in all), side by side on one broker per "
+      "limit. Peak RSS is the kernel's VmHWM of the process; the cgroup runs put it in a "
+      "cgroup v1 memory controller whose `memory.limit_in_bytes` is the limit (no swap), "
+      "`oom_kill` is the controller's count of processes the kernel killed, *max usage* its "
+      "`memory.max_usage_in_bytes` (page cache of the written Parquet included).\n")
+    w("| limit | configuration | backlog GB | done | seconds | MB/s | peak RSS MiB | "
+      "peak RSS / limit | cgroup: oom_kill, max usage MiB |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for r in m["runs"]:
+        cg = (f"{r['cgroup_oom_kills']}, {r['cgroup_max_usage_bytes'] / MIB:,.0f}"
+              if "cgroup_oom_kills" in r else "")
+        done = "yes" if r["completed"] else (
+            f"no: {r['committed_rows']:,} of {r['rows']:,} rows, exit {r['exit']}")
+        rss = r["peak_rss_bytes"] or 0
+        w(f"| {r['limit_bytes'] // MIB} MiB | {MEMORY_VARIANTS.get(r['variant'], r['variant'])} | "
+          f"{r['backlog_bytes'] / 1e9:.2f} | {done} | "
+          f"{opt(r['seconds'], '{:,.0f}')} | {opt(r['mb_per_s'], '{:,.1f}')} | "
+          f"{rss / MIB:,.0f} | {rss / r['limit_bytes']:.2f} | {cg} |")
+    w("")
+
+
 def faults_section(w, fa):
     """Section 12: the chaos suite's scenarios (tests/chaos, `scripts/chaos`)."""
     sc = fa["scenarios"]
@@ -568,6 +604,10 @@ def main():
           f"{spread([r['python_ipc']['peak_rss_bytes'] / MIB for r in ev])} MiB, JSON "
           f"{spread([r['python_json']['peak_rss_bytes'] / MIB for r in ev])} MiB.\n")
         w(f"![rss]({rel}/rss.png)\n")
+    memory = os.path.join(os.path.dirname(os.path.abspath(a.results)), "memory.json")
+    if os.path.exists(memory):
+        with open(memory) as f:
+            memory_limit_section(w, json.load(f))
 
     w("## 4. Files\n")
     w("| dataset | Parquet files per GB of IPC | Parquet bytes per IPC byte | codec | row groups "
