@@ -412,6 +412,15 @@ def memory_limit_section(w, m):
           f"{opt(r['seconds'], '{:,.0f}')} | {opt(r['mb_per_s'], '{:,.1f}')} | "
           f"{rss / MIB:,.0f} | {rss / r['limit_bytes']:.2f} | {cg} |")
     w("")
+    for r in m["runs"]:
+        mt = r.get("maintain")
+        if mt:
+            w(f"Then `sluice maintain` over that lake in the same cgroup limit "
+              f"({r['limit_bytes'] // MIB} MiB): compaction from {mt['files_before']:,} to "
+              f"{mt['files_after']:,} data files in {mt['seconds']:.0f} s, exit {mt['exit']}, "
+              f"peak RSS {mt['peak_rss_bytes'] / MIB:,.0f} MiB "
+              f"({mt['peak_rss_bytes'] / r['limit_bytes']:.2f} × the limit), "
+              f"oom_kill {mt['cgroup_oom_kills']}.\n")
 
 
 def faults_section(w, fa):

@@ -187,6 +187,8 @@ def run(a, brokers, topic, rows, limit, variant, n):
     if not done:
         with open(os.path.join(work, "sluice.log"), errors="replace") as f:
             result["log_tail"] = f.read()[-1500:]
+    elif cg and variant.startswith("limit") and a.maintain:
+        result["maintain"] = maintain(a, path, work, limit, n)
     shutil.rmtree(work, ignore_errors=True)
     ratio = f"{hwm / limit:.2f}" if hwm else "?"
     log(f"    {variant}: {'done' if done else 'NOT DONE'} committed {committed:,}/{rows:,} "
@@ -195,6 +197,34 @@ def run(a, brokers, topic, rows, limit, variant, n):
         + (f", cgroup oom_kill {result['cgroup_oom_kills']}" if cg else "")
         + (f", exit {died}" if died is not None else ""))
     return result
+
+
+def maintain(a, path, work, limit, n):
+    """`sluice maintain` over the lake just written (compaction of every flush's file), inside
+    a cgroup limited to `limit`: its peak RSS, duration and exit."""
+    cg = Cgroup(f"sluice-bench-{os.getpid()}-{n}-maintain", limit)
+    cmd = ["sh", "-c", f'echo $$ > {cg.path}/cgroup.procs && exec "$@"', "sh",
+           a.sluice, "maintain", "--config", path]
+    files = lambda: sum(len(f) for _, _, f in os.walk(os.path.join(work, "data")))  # noqa: E731
+    before = files()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    hwm = 0
+    while proc.poll() is None and time.monotonic() - t0 < a.timeout_s:
+        hwm = max(hwm, status(proc.pid, "VmHWM") or 0)
+        time.sleep(0.1)
+    if proc.poll() is None:
+        proc.kill()
+    out = proc.communicate()[0]
+    r = {"exit": proc.returncode, "seconds": time.monotonic() - t0, "peak_rss_bytes": hwm,
+         "files_before": before, "files_after": files(), "cgroup_oom_kills": cg.oom_kills(),
+         "output_tail": out[-600:]}
+    cg.remove()
+    log(f"    maintain in the cgroup: exit {r['exit']} in {r['seconds']:.0f} s, peak RSS "
+        f"{hwm / MIB:.0f} MiB = {hwm / limit:.2f} x limit, files {before} -> {r['files_after']}, "
+        f"oom_kill {r['cgroup_oom_kills']}")
+    return r
 
 
 def main():
@@ -208,6 +238,8 @@ def main():
                     help="backlog bytes of IPC / limit")
     ap.add_argument("--variants", default="cap,limit,limit-cgroup,cap-cgroup")
     ap.add_argument("--timeout-s", type=float, default=900)
+    ap.add_argument("--no-maintain", dest="maintain", action="store_false",
+                    help="skip `sluice maintain` over the lake of the limit-cgroup run")
     ap.add_argument("--out", default=os.path.join(HERE, "memory.json"))
     a = ap.parse_args()
     variants = a.variants.split(",")

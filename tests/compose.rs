@@ -108,6 +108,9 @@ fn the_compose_stack_is_wired_to_the_sluice_config_it_mounts() {
             "the image lacks the {ext} extension"
         );
     }
+    // sluice splits the container's memory limit between its parts.
+    assert_eq!(sluice["mem_limit"].as_u64(), Some(1 << 30));
+    assert_eq!(cfg.memory.limit_bytes, Some(1 << 30));
     // Besides SLUICE_ keys (checked by loading them), only the catalog password is passed.
     let others: Vec<&String> = vars.keys().filter(|k| !k.starts_with("SLUICE_")).collect();
     assert_eq!(others, vec!["PGPASSWORD"]);
