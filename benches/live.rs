@@ -313,7 +313,7 @@ fn throughput(a: &Args, followers: usize) -> Result<()> {
     let producer = rig.producer("2")?;
     let mut gen_ = EventGen::new(7);
     rig.warm_up(&producer, &mut gen_)?;
-    let url = format!("grpc://{}", rig.server.addr);
+    let url = rig.server.url();
     let stop = Arc::new(AtomicBool::new(false));
     let target = a.rows + 1;
     let readers: Vec<_> = (0..followers)
@@ -409,7 +409,7 @@ fn latency(a: &Args, followers: usize) -> Result<()> {
     let producer = rig.producer("0")?;
     let mut gen_ = EventGen::new(11);
     rig.warm_up(&producer, &mut gen_)?;
-    let url = format!("grpc://{}", rig.server.addr);
+    let url = rig.server.url();
     let stop = Arc::new(AtomicBool::new(false));
     let messages = a.latency_secs * 1000;
     let rows_per_message = 10u64;

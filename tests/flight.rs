@@ -27,9 +27,14 @@ impl FlightServer {
     fn start(ring: &std::sync::Arc<Ring>) -> FlightServer {
         let servers = Servers::new().unwrap();
         let addr = "127.0.0.1:0".parse().unwrap();
-        let addr = flight::serve(&servers, LiveFlight::new(ring.clone()), addr, None)
-            .unwrap()
-            .addr;
+        let addr = flight::serve(
+            &servers,
+            LiveFlight::new(ring.clone()),
+            addr,
+            flight::Access::default(),
+        )
+        .unwrap()
+        .addr;
         FlightServer { servers, addr }
     }
 
@@ -326,47 +331,257 @@ fn ingestion_and_live_publishing_continue_while_a_commit_is_held_open() {
     assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 2_000);
 }
 
-/// `sluice run` with `live.auth_token`: pyarrow.flight without the token (or with a wrong one)
-/// gets UNAUTHENTICATED, with it reads every row; the token is in no log line, debug included.
-#[test]
-fn a_bearer_token_guards_flight_and_never_reaches_the_logs() {
-    const TOKEN: &str = "flight-token-never-logged";
-    let (kafka, topic, dir, mut cfg) = setup("flightauth", 2);
+/// `sluice run` over a topic of 400 events in 2 partitions (debug logs, Flight on a free port,
+/// no metrics or maintenance), with `env` and what `configure` sets (given the test's
+/// directory), once it flushed.
+struct Proc {
+    _kafka: Kafka,
+    topic: String,
+    _dir: tempfile::TempDir,
+    run: common::services::SluiceProc,
+    /// The Flight URL from the log's `live Arrow Flight endpoint` line.
+    url: String,
+}
+
+fn sluice_run(
+    prefix: &str,
+    env: &[(&str, &str)],
+    configure: impl FnOnce(&mut sluice::config::Config, &std::path::Path),
+) -> Proc {
+    let (kafka, topic, dir, mut cfg) = setup(prefix, 2);
     produce_events(&kafka.producer(&topic, Encoding::default()), 2, 0, 4, 100);
     cfg.live.enabled = true;
     cfg.live.address = "127.0.0.1:0".into();
     cfg.metrics.enabled = false;
     cfg.maintenance.enabled = false;
-    let path = dir.path().join("auth.toml");
+    configure(&mut cfg, dir.path());
+    let path = dir.path().join("sluice.toml");
     std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
-    let mut run = common::services::SluiceProc::start(
-        &path,
-        dir.path().join("run.log"),
-        &[
-            ("SLUICE_LIVE__AUTH_TOKEN", TOKEN),
-            ("SLUICE_LOG__LEVEL", "debug"),
-        ],
-    );
+    let mut env = env.to_vec();
+    env.push(("SLUICE_LOG__LEVEL", "debug"));
+    let mut run = common::services::SluiceProc::start(&path, dir.path().join("run.log"), &env);
     let log = run.wait_for_log("flushed", 1, Duration::from_secs(60));
     let url = log
         .lines()
-        .find_map(|l| l.split("url=").nth(1).filter(|u| u.starts_with("grpc://")))
+        .find(|l| l.contains("live Arrow Flight endpoint"))
+        .and_then(|l| l.split("url=").nth(1))
+        .and_then(|u| u.split_whitespace().next())
         .unwrap_or_else(|| panic!("no Flight url in the log:\n{log}"))
-        .split_whitespace()
-        .next()
-        .unwrap()
         .to_string();
+    Proc {
+        _kafka: kafka,
+        topic,
+        _dir: dir,
+        run,
+        url,
+    }
+}
+
+/// Runs the client script with `args`; returns its stderr, asserting it succeeded.
+fn client(args: &[&str]) -> String {
     let out = Command::new(python())
-        .args([SCRIPT, "auth", &url, &topic, "400", TOKEN])
+        .arg(SCRIPT)
+        .args(args)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+/// Stops `p` (exit code 0) and returns its log.
+fn stopped(mut p: Proc) -> String {
+    assert_eq!(p.run.terminate(Duration::from_secs(30)), Some(0));
+    p.run.output()
+}
+
+/// `sluice run` with `live.auth_token` on all interfaces: pyarrow.flight without the token (or
+/// with a wrong one) gets UNAUTHENTICATED, with it reads every row; the token is in no log line,
+/// debug included, and a warning says it travels in plaintext.
+#[test]
+fn a_bearer_token_guards_flight_and_never_reaches_the_logs() {
+    const TOKEN: &str = "flight-token-never-logged";
+    let p = sluice_run(
+        "flightauth",
+        &[("SLUICE_LIVE__AUTH_TOKEN", TOKEN)],
+        |cfg, _| {
+            cfg.live.address = "0.0.0.0:0".into();
+        },
+    );
+    assert!(p.url.starts_with("grpc://0.0.0.0:"), "{}", p.url);
+    let url = p.url.replace("0.0.0.0", "127.0.0.1");
+    let stderr = client(&["auth", &url, &p.topic, "400", TOKEN]);
     assert!(
         stderr.contains("refused without and with a wrong token (Flight returned unauthenticated error, with message: this Flight endpoint needs a bearer token (header authorization: Bearer <live.auth_token>)"),
         "{stderr}"
     );
-    assert_eq!(run.terminate(Duration::from_secs(30)), Some(0));
-    let text = run.output();
+    let text = stopped(p);
     assert!(!text.contains(TOKEN), "{text}");
+    assert!(
+        text.contains("Flight takes live.auth_token in plaintext on a non-loopback address (set live.tls_cert_path and live.tls_key_path) address=0.0.0.0:"),
+        "{text}"
+    );
+    assert!(!text.contains("without authentication"), "{text}");
+}
+
+/// The lines of a PEM file between its BEGIN and END markers.
+fn pem_body(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `sluice run` with `live.tls_cert_path`/`tls_key_path` and `live.auth_token`: the log gives a
+/// `grpc+tls://` URL; pyarrow.flight in plaintext, without the CA, and over TLS without the
+/// token is refused; with the CA and the token it reads every row. Neither the token nor a
+/// line of the key file is in the log, debug included.
+#[test]
+fn flight_over_tls_with_a_token_reads_with_both_and_never_logs_the_key() {
+    const TOKEN: &str = "tls-token-never-logged";
+    let mut pki = None;
+    let p = sluice_run(
+        "flighttls",
+        &[("SLUICE_LIVE__AUTH_TOKEN", TOKEN)],
+        |cfg, dir| {
+            let k = common::pki::Pki::generate(dir);
+            cfg.live.tls_cert_path = Some(k.server.cert.clone());
+            cfg.live.tls_key_path = Some(k.server.key.clone());
+            pki = Some(k);
+        },
+    );
+    let pki = pki.unwrap();
+    assert!(p.url.starts_with("grpc+tls://127.0.0.1:"), "{}", p.url);
+    let ca = pki.ca.to_str().unwrap();
+    let stderr = client(&["tls", &p.url, &p.topic, "400", ca, TOKEN]);
+    let addr = p.url.trim_start_matches("grpc+tls://");
+    let unavailable = "FlightUnavailableError: Flight returned unavailable error, with message: failed to connect to all addresses; last error:";
+    for want in [
+        // The server's TLS layer drops a connection that does not start with a ClientHello.
+        format!("plaintext: {unavailable} UNAVAILABLE: ipv4:{addr}: Socket closed\n"),
+        format!("untrusted: {unavailable} UNKNOWN: ipv4:{addr}: Ssl handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:0A000086:SSL routines::certificate verify failed: unable to get local issuer certificate\n"),
+        "no token: FlightUnauthenticatedError: Flight returned unauthenticated error, with message: this Flight endpoint needs a bearer token (header authorization: Bearer <live.auth_token>)\n".into(),
+        "read 400 rows over TLS with the token\n".into(),
+    ] {
+        assert!(stderr.contains(&want), "no {want:?} in:\n{stderr}");
+    }
+    let key = pem_body(&pki.server.key);
+    let text = stopped(p);
+    assert!(
+        text.contains(&format!(
+            "Flight serves TLS cert={} client_ca=None",
+            pki.server.cert.display()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN), "{text}");
+    assert_eq!(key.len(), 3);
+    for line in key {
+        assert!(
+            !text.contains(&line),
+            "a line of the key is in the log:\n{text}"
+        );
+    }
+}
+
+/// `sluice run` with `live.tls_client_ca_path` (no token) on all interfaces: a pyarrow.flight
+/// client without a certificate, and one with a certificate of another CA, are refused at the
+/// handshake; with a certificate of the CA it reads every row. No warning about a missing
+/// authentication.
+#[test]
+fn flight_with_client_certificates_reads_only_with_one_of_the_ca() {
+    let mut pki = None;
+    let p = sluice_run("flightmtls", &[], |cfg, dir| {
+        cfg.live.address = "0.0.0.0:0".into();
+        let k = common::pki::Pki::generate(dir);
+        cfg.live.tls_cert_path = Some(k.server.cert.clone());
+        cfg.live.tls_key_path = Some(k.server.key.clone());
+        cfg.live.tls_client_ca_path = Some(k.ca.clone());
+        pki = Some(k);
+    });
+    let pki = pki.unwrap();
+    assert!(p.url.starts_with("grpc+tls://0.0.0.0:"), "{}", p.url);
+    let url = p.url.replace("0.0.0.0", "127.0.0.1");
+    let path = |p: &std::path::PathBuf| p.to_str().unwrap().to_string();
+    let stderr = client(&[
+        "mtls",
+        &url,
+        &p.topic,
+        "400",
+        &path(&pki.ca),
+        &path(&pki.client.cert),
+        &path(&pki.client.key),
+        &path(&pki.stranger.cert),
+        &path(&pki.stranger.key),
+    ]);
+    // pyarrow reports both as a failed read of the connection; its gRPC log names the alert
+    // the server sent (the other CA has the CA's name, so its signature is what fails).
+    let addr = url.trim_start_matches("grpc+tls://");
+    let refused = format!(
+        "FlightUnavailableError: Flight returned unavailable error, with message: failed to connect to all addresses; last error: UNAVAILABLE: ipv4:{addr}: Unwrap failed (TSI_DATA_CORRUPTED)\n"
+    );
+    for want in [
+        format!("no certificate: {refused}"),
+        format!("other CA: {refused}"),
+        "SSL routines::tlsv13 alert certificate required\n".into(),
+        "SSL routines::tlsv1 alert decrypt error\n".into(),
+        "read 400 rows with the client certificate\n".into(),
+    ] {
+        assert!(stderr.contains(&want), "no {want:?} in:\n{stderr}");
+    }
+    let (no_cert, other) = (
+        stderr.find("alert certificate required").unwrap(),
+        stderr.find("alert decrypt error").unwrap(),
+    );
+    assert!(
+        no_cert < stderr.find("no certificate: ").unwrap()
+            && stderr.find("no certificate: ").unwrap() < other
+            && other < stderr.find("other CA: ").unwrap(),
+        "{stderr}"
+    );
+    let text = stopped(p);
+    assert!(
+        text.contains(&format!(
+            "Flight serves TLS cert={} client_ca=Some(\"{}\")",
+            pki.server.cert.display(),
+            pki.ca.display()
+        )),
+        "{text}"
+    );
+    // Client certificates are authentication: no warning for serving all interfaces.
+    assert!(!text.contains("without authentication"), "{text}");
+}
+
+/// A key file that is not the certificate's: the Flight endpoint does not start, and the error
+/// names both files.
+#[test]
+fn a_key_that_is_not_the_certificates_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = common::pki::Pki::generate(dir.path());
+    let mut cfg = sluice::config::LiveConfig {
+        address: "127.0.0.1:0".into(),
+        tls_cert_path: Some(pki.server.cert.clone()),
+        tls_key_path: Some(pki.client.key.clone()),
+        ..Default::default()
+    };
+    cfg.validate().unwrap();
+    let servers = Servers::new().unwrap();
+    let err = match sluice::live::start(&cfg, &servers) {
+        Ok(_) => panic!("started with the client's key"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(
+        err,
+        format!(
+            "TLS setup of live.tls_cert_path {} with live.tls_key_path {} failed: keys may not be consistent: KeyMismatch",
+            pki.server.cert.display(),
+            pki.client.key.display()
+        )
+    );
+    cfg.tls_key_path = Some(pki.server.key.clone());
+    let (_, server) = sluice::live::start(&cfg, &servers).unwrap().unwrap();
+    assert_eq!(server.url(), format!("grpc+tls://{}", server.addr));
+    servers.stop();
 }

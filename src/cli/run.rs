@@ -14,7 +14,7 @@ pub fn run(config: Option<&Path>) -> Result<()> {
     let stop = stop_flag()?;
     let a = assemble(&cfg)?;
     if let Some((_, server)) = &a.live {
-        tracing::info!(url = %format!("grpc://{}", server.addr), "live Arrow Flight endpoint");
+        tracing::info!(url = %server.url(), "live Arrow Flight endpoint");
     }
     if let Some(addr) = &a.metrics {
         tracing::info!(url = %format!("http://{addr}/metrics"), "metrics endpoint");

@@ -466,3 +466,114 @@ fn a_memory_limit_lowers_each_part_to_its_share_and_keeps_lower_settings() {
         assert_eq!(load_in_jail(toml).unwrap_err().to_string(), want, "{toml}");
     }
 }
+
+/// Loads `[live]` keys `live` (with one topic) in a jail holding `files`.
+fn load_live_in_jail(files: &[(&str, &str)], live: &str) -> Result<Config, ConfigError> {
+    let mut out = None;
+    Jail::expect_with(|jail| {
+        for (name, text) in files {
+            jail.create_file(name, text)?;
+        }
+        jail.create_file(
+            "sluice.toml",
+            &format!("[kafka]\ntopics = [\"t\"]\n[live]\n{live}"),
+        )?;
+        out = Some(Config::load(Some(Path::new("sluice.toml"))));
+        Ok(())
+    });
+    out.unwrap()
+}
+
+#[test]
+fn live_tls_files_come_together_parse_and_are_named_when_they_do_not() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (certified.cert.pem(), certified.signing_key.serialize_pem());
+    let files = [
+        ("cert.pem", cert.as_str()),
+        ("key.pem", key.as_str()),
+        ("junk.pem", "not a certificate\n"),
+        ("cut.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n"),
+    ];
+    let cases = [
+        (
+            "tls_cert_path = \"cert.pem\"\n",
+            "`live.tls_key_path` must be set with live.tls_cert_path (the certificate's private key)",
+        ),
+        (
+            "tls_key_path = \"key.pem\"\n",
+            "`live.tls_cert_path` must be set with live.tls_key_path (the key's certificate)",
+        ),
+        (
+            "tls_client_ca_path = \"cert.pem\"\n",
+            "`live.tls_client_ca_path` needs live.tls_cert_path and live.tls_key_path: client certificates are only asked for over TLS",
+        ),
+        (
+            "tls_cert_path = \"missing.pem\"\ntls_key_path = \"key.pem\"\n",
+            "`live.tls_cert_path` cannot read missing.pem: No such file or directory (os error 2)",
+        ),
+        (
+            "tls_cert_path = \"key.pem\"\ntls_key_path = \"key.pem\"\n",
+            "`live.tls_cert_path` key.pem holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        ),
+        (
+            "tls_cert_path = \"cut.pem\"\ntls_key_path = \"key.pem\"\n",
+            "`live.tls_cert_path` cut.pem is not a valid PEM file: a section has no -----END CERTIFICATE----- line",
+        ),
+        (
+            "tls_cert_path = \"cert.pem\"\ntls_key_path = \"missing.key\"\n",
+            "`live.tls_key_path` cannot read missing.key: No such file or directory (os error 2)",
+        ),
+        (
+            "tls_cert_path = \"cert.pem\"\ntls_key_path = \"cert.pem\"\n",
+            "`live.tls_key_path` cert.pem holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY)",
+        ),
+        (
+            "tls_cert_path = \"cert.pem\"\ntls_key_path = \"key.pem\"\ntls_client_ca_path = \"junk.pem\"\n",
+            "`live.tls_client_ca_path` junk.pem holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        ),
+        (
+            "tls_cert_path = \"cert.pem\"\ntls_key_path = \"key.pem\"\ntls_client_ca_path = \"nowhere/ca.pem\"\n",
+            "`live.tls_client_ca_path` cannot read nowhere/ca.pem: No such file or directory (os error 2)",
+        ),
+    ];
+    for (live, want) in cases {
+        let err = load_live_in_jail(&files, live).unwrap_err().to_string();
+        assert_eq!(err, format!("configuration error: {want}"), "for {live:?}");
+    }
+    // Serving nothing, [live] checks no files.
+    load_live_in_jail(&[], "enabled = false\ntls_cert_path = \"missing.pem\"\n").unwrap();
+
+    let mut loaded = None;
+    Jail::expect_with(|jail| {
+        for (name, text) in &files {
+            jail.create_file(name, text)?;
+        }
+        jail.create_file("sluice.toml", "[kafka]\ntopics = [\"t\"]\n")?;
+        jail.set_env("SLUICE_LIVE__TLS_CERT_PATH", "cert.pem");
+        jail.set_env("SLUICE_LIVE__TLS_KEY_PATH", "key.pem");
+        jail.set_env("SLUICE_LIVE__TLS_CLIENT_CA_PATH", "cert.pem");
+        let cfg = Config::load(Some(Path::new("sluice.toml"))).unwrap();
+        loaded = Some((cfg.live.tls().unwrap().unwrap(), format!("{cfg:?}")));
+        Ok(())
+    });
+    let (tls, cfg_debug) = loaded.unwrap();
+    assert_eq!(tls.cert_path, Path::new("cert.pem"));
+    assert_eq!(tls.cert_pem, cert.as_bytes());
+    assert_eq!(tls.key_path, Path::new("key.pem"));
+    assert_eq!(tls.key_pem, key.as_bytes());
+    let (ca_path, ca_pem) = tls.client_ca.as_ref().unwrap();
+    assert_eq!(
+        (ca_path.as_path(), ca_pem.as_slice()),
+        (Path::new("cert.pem"), cert.as_bytes())
+    );
+    assert_eq!(
+        format!("{tls:?}"),
+        "LiveTls { cert_path: \"cert.pem\", key_path: \"key.pem\", client_ca_path: Some(\"cert.pem\"), .. }"
+    );
+    assert!(
+        cfg_debug.contains("tls_key_path: Some(\"key.pem\")"),
+        "{cfg_debug}"
+    );
+    let key_line = key.lines().nth(1).unwrap();
+    assert!(!cfg_debug.contains(key_line) && !format!("{tls:?}").contains(key_line));
+}

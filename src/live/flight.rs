@@ -22,6 +22,7 @@ use arrow_flight::{
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
 };
 use futures::stream::{self, BoxStream, StreamExt};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use tokio_util::sync::CancellationToken;
@@ -36,7 +37,7 @@ use crate::sync::lock;
 /// ring when the reader gets to them are never lost to it; once evicted, the reader is cut off.
 const READ_CHUNK: usize = 4;
 
-use crate::config::Secret;
+use crate::config::{LiveTls, Secret};
 pub use crate::observe::FlightStats;
 
 /// The Flight service.
@@ -400,9 +401,33 @@ impl FlightService for LiveFlight {
 pub struct FlightServer {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// Whether it serves TLS.
+    pub tls: bool,
     /// The service's counters (readers, lag disconnects).
     pub stats: Arc<FlightStats>,
 }
+
+impl FlightServer {
+    /// The URL clients connect to: `grpc+tls://addr` over TLS, else `grpc://addr`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "grpc+tls" } else { "grpc" };
+        format!("{scheme}://{}", self.addr)
+    }
+}
+
+/// Who may call the endpoint: over TLS if `tls` (requiring a client certificate if it has a
+/// client CA), with a bearer token if `token`. The default: plaintext, anyone.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// Every call must carry `authorization: Bearer <token>`.
+    pub token: Option<Secret>,
+    /// The server's certificate and key, and the CA its clients' certificates must chain to.
+    pub tls: Option<LiveTls>,
+}
+
+/// How long a client may take over the TLS handshake before its connection is dropped (tonic
+/// sets no limit: a client that connects and sends nothing would hold a handshake open).
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Checks a call's `authorization` header against the bearer token (in constant time).
 fn authenticate(token: &Secret, req: &tonic::Request<()>) -> Result<(), Status> {
@@ -421,27 +446,66 @@ fn authenticate(token: &Secret, req: &tonic::Request<()>) -> Result<(), Status> 
     }
 }
 
-/// Serves `service` on `addr` (port 0 picks a free port) on `servers`, until they stop; with
-/// `token`, every call must carry it as a bearer token.
+/// A server builder for `tls` (plaintext without it). Fails, naming the files, if rustls
+/// rejects them (a key that is not the certificate's, a CA it cannot use).
+fn builder(tls: Option<&LiveTls>) -> std::io::Result<Server> {
+    let Some(tls) = tls else {
+        return Ok(Server::builder());
+    };
+    let mut config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+        .timeout(TLS_HANDSHAKE_TIMEOUT);
+    let mut files = format!(
+        "live.tls_cert_path {} with live.tls_key_path {}",
+        tls.cert_path.display(),
+        tls.key_path.display()
+    );
+    if let Some((path, pem)) = &tls.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(pem));
+        files += &format!(" and live.tls_client_ca_path {}", path.display());
+    }
+    Server::builder().tls_config(config).map_err(|e| {
+        // tonic's error says "transport error"; the cause is in its sources.
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            causes.push(s.to_string());
+            source = s.source();
+        }
+        let why = if causes.is_empty() {
+            e.to_string()
+        } else {
+            causes.join(": ")
+        };
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("TLS setup of {files} failed: {why}"),
+        )
+    })
+}
+
+/// Serves `service` on `addr` (port 0 picks a free port) on `servers`, until they stop, as
+/// `access` says.
 pub fn serve(
     servers: &Servers,
     service: LiveFlight,
     addr: SocketAddr,
-    token: Option<Secret>,
+    access: Access,
 ) -> std::io::Result<FlightServer> {
     let stats = service.stats().clone();
+    let mut server = builder(access.tls.as_ref())?;
+    let token = access.token;
     let addr = servers.spawn("flight", addr, move |listener, shutdown| {
         let service = LiveFlight {
             shutdown: shutdown.clone(),
             ..service
         };
-        let token = token.clone();
         let check = move |req: tonic::Request<()>| match &token {
             Some(t) => authenticate(t, &req).map(|()| req),
             None => Ok(req),
         };
         async move {
-            tonic::transport::Server::builder()
+            server
                 .add_service(FlightServiceServer::with_interceptor(service, check))
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(listener),
@@ -450,5 +514,9 @@ pub fn serve(
                 .await
         }
     })?;
-    Ok(FlightServer { addr, stats })
+    Ok(FlightServer {
+        addr,
+        tls: access.tls.is_some(),
+        stats,
+    })
 }

@@ -73,15 +73,29 @@ pub fn start(
         max_bytes: cfg.retention_bytes,
         max_age: Duration::from_millis(cfg.retention_ms),
     });
+    let tls = cfg
+        .tls()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let ip: std::net::SocketAddr = addr;
-    if cfg.auth_token.is_none() && !ip.ip().is_loopback() {
-        tracing::warn!(address = %ip, "Flight serves a non-loopback address without authentication (set live.auth_token)");
+    if !ip.ip().is_loopback() {
+        let client_certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        if cfg.auth_token.is_none() && !client_certs {
+            tracing::warn!(address = %ip, "Flight serves a non-loopback address without authentication (set live.auth_token or live.tls_client_ca_path)");
+        } else if cfg.auth_token.is_some() && tls.is_none() {
+            tracing::warn!(address = %ip, "Flight takes live.auth_token in plaintext on a non-loopback address (set live.tls_cert_path and live.tls_key_path)");
+        }
     }
-    let server = flight::serve(
-        servers,
-        flight::LiveFlight::new(ring.clone()),
-        addr,
-        cfg.auth_token.clone(),
-    )?;
+    if let Some(t) = &tls {
+        tracing::info!(
+            cert = %t.cert_path.display(),
+            client_ca = ?t.client_ca.as_ref().map(|(p, _)| p.display().to_string()),
+            "Flight serves TLS"
+        );
+    }
+    let access = flight::Access {
+        token: cfg.auth_token.clone(),
+        tls,
+    };
+    let server = flight::serve(servers, flight::LiveFlight::new(ring.clone()), addr, access)?;
     Ok(Some((ring, server)))
 }

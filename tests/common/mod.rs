@@ -2,6 +2,7 @@
 //! a temporary directory, a pipeline running on its own thread, and exact read-backs.
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod services;
 
 use std::path::{Path, PathBuf};

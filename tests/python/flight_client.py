@@ -3,6 +3,11 @@
     flight_client.py replay URL TOPIC N         -- list, schema, full replay, resume, bad tickets
     flight_client.py follow URL TOPIC FIRST N   -- prints "following", then expects seq FIRST..FIRST+N
     flight_client.py auth URL TOPIC N TOKEN     -- refused without / with a wrong token, reads with it
+    flight_client.py tls URL TOPIC N CA TOKEN   -- grpc+tls://: refused in plaintext, without the CA,
+                                                   without the token; reads with CA and token
+    flight_client.py mtls URL TOPIC N CA CERT KEY OTHER_CERT OTHER_KEY
+                                                -- refused without a client certificate and with one
+                                                   of another CA; reads with CERT
 """
 
 import json
@@ -238,6 +243,60 @@ def auth(url, topic, n, token):
           file=sys.stderr)
 
 
+def refusal(connect, what):
+    """The error a client made by `connect()` gets from list_flights: "<class>: <first line>"."""
+    try:
+        list(connect().list_flights(options=fl.FlightCallOptions(timeout=30)))
+    except pa.ArrowException as e:
+        return f"{type(e).__name__}: {str(e).splitlines()[0]}"
+    fail(f"{what} was accepted")
+
+
+def read_all_rows(client, topic, n, options=None):
+    """list_flights names only `topic`; a replay of it reads seq 0..n."""
+    options = options or fl.FlightCallOptions()
+    infos = list(client.list_flights(options=options))
+    if [i.descriptor.path for i in infos] != [[topic.encode()]]:
+        fail(f"list_flights: {infos}")
+    got = client.do_get(fl.Ticket(topic), options=options).read_all().column("seq").to_pylist()
+    if sorted(got) != list(range(n)):
+        fail(f"replay read {len(got)} rows, not seq 0..{n}")
+
+
+def tls(url, topic, n, ca, token):
+    """A TLS endpoint with a bearer token: plaintext, a client that does not trust the CA, and a
+    call without the token are refused (each refusal printed); with the CA and token, a replay
+    reads every row."""
+    if not url.startswith("grpc+tls://"):
+        fail(f"not a TLS url: {url}")
+    root = open(ca, "rb").read()
+    plain = url.replace("grpc+tls://", "grpc://", 1)
+    print("plaintext:", refusal(lambda: fl.connect(plain), "a plaintext client"), file=sys.stderr)
+    print("untrusted:", refusal(lambda: fl.connect(url), "a client without the CA"), file=sys.stderr)
+    print("no token:", refusal(lambda: fl.connect(url, tls_root_certs=root), "a call without the token"),
+          file=sys.stderr)
+    client = fl.connect(url, tls_root_certs=root)
+    options = fl.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())])
+    read_all_rows(client, topic, n, options)
+    print(f"read {n} rows over TLS with the token", file=sys.stderr)
+
+
+def mtls(url, topic, n, ca, cert, key, other_cert, other_key):
+    """A TLS endpoint that asks for client certificates of CA: a client without one, and one with
+    a certificate of another CA, are refused (each refusal printed); with CERT, a replay reads
+    every row."""
+    root = open(ca, "rb").read()
+    pem = lambda path: open(path, "rb").read()
+    print("no certificate:", refusal(lambda: fl.connect(url, tls_root_certs=root), "a client without a certificate"),
+          file=sys.stderr)
+    print("other CA:", refusal(lambda: fl.connect(url, tls_root_certs=root, cert_chain=pem(other_cert),
+                                                 private_key=pem(other_key)),
+                               "a client certificate of another CA"), file=sys.stderr)
+    client = fl.connect(url, tls_root_certs=root, cert_chain=pem(cert), private_key=pem(key))
+    read_all_rows(client, topic, n)
+    print(f"read {n} rows with the client certificate", file=sys.stderr)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "replay":
@@ -250,6 +309,10 @@ if __name__ == "__main__":
         schema_change(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     elif cmd == "auth":
         auth(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    elif cmd == "tls":
+        tls(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6])
+    elif cmd == "mtls":
+        mtls(sys.argv[2], sys.argv[3], int(sys.argv[4]), *sys.argv[5:10])
     elif cmd == "slow":
         slow(sys.argv[2], sys.argv[3])
     else:
