@@ -397,7 +397,10 @@ def memory_limit_section(w, m):
       "limit. Peak RSS is the kernel's VmHWM of the process; the cgroup runs put it in a "
       "cgroup v1 memory controller whose `memory.limit_in_bytes` is the limit (no swap), "
       "`oom_kill` is the controller's count of processes the kernel killed, *max usage* its "
-      "`memory.max_usage_in_bytes` (page cache of the written Parquet included).\n")
+      "`memory.max_usage_in_bytes` (page cache of the written Parquet included). Throughput "
+      "counts from the process's start to the last row committed; the machine was shared "
+      "with other work (fuzzing at nice 10) during these runs, so compare the rows of one "
+      "limit with each other rather than with section 1.\n")
     w("| limit | configuration | backlog GB | done | seconds | MB/s | peak RSS MiB | "
       "peak RSS / limit | cgroup: oom_kill, max usage MiB |")
     w("|---|---|---|---|---|---|---|---|---|")
@@ -412,6 +415,21 @@ def memory_limit_section(w, m):
           f"{opt(r['seconds'], '{:,.0f}')} | {opt(r['mb_per_s'], '{:,.1f}')} | "
           f"{rss / MIB:,.0f} | {rss / r['limit_bytes']:.2f} | {cg} |")
     w("")
+    for limit in sorted({r["limit_bytes"] for r in m["runs"]}):
+        rs = {r["variant"]: r for r in m["runs"] if r["limit_bytes"] == limit and "pass" not in r}
+        lim, cap = rs.get("limit"), rs.get("cap")
+        if lim and cap and lim["completed"] and cap["completed"]:
+            w(f"At {limit // MIB} MiB, `memory.limit_bytes` peaked at "
+              f"{lim['peak_rss_bytes'] / limit:.2f} × the limit against "
+              f"{cap['peak_rss_bytes'] / limit:.2f} × with the Arrow cap alone, at "
+              f"{lim['mb_per_s'] / cap['mb_per_s']:.2f} × its throughput "
+              f"({lim['mb_per_s']:.1f} against {cap['mb_per_s']:.1f} MB/s).")
+        cc = rs.get("cap-cgroup")
+        if cc and cc.get("cgroup_oom_kills"):
+            w(f"Under the kernel's {limit // MIB} MiB limit the Arrow cap alone was killed "
+              f"(oom_kill {cc['cgroup_oom_kills']}) after committing {cc['committed_rows']:,} "
+              "rows.")
+        w("")
     for r in m["runs"]:
         mt = r.get("maintain")
         if mt:

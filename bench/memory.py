@@ -189,7 +189,10 @@ def run(a, brokers, topic, rows, limit, variant, n):
             result["log_tail"] = f.read()[-1500:]
     elif cg and variant.startswith("limit") and a.maintain:
         result["maintain"] = maintain(a, path, work, limit, n)
-    shutil.rmtree(work, ignore_errors=True)
+    if a.keep:
+        log(f"    kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     ratio = f"{hwm / limit:.2f}" if hwm else "?"
     log(f"    {variant}: {'done' if done else 'NOT DONE'} committed {committed:,}/{rows:,} "
         f"{'' if not done else f'in {done - t0:.0f} s '}peak RSS "
@@ -238,6 +241,7 @@ def main():
                     help="backlog bytes of IPC / limit")
     ap.add_argument("--variants", default="cap,limit,limit-cgroup,cap-cgroup")
     ap.add_argument("--timeout-s", type=float, default=900)
+    ap.add_argument("--keep", action="store_true", help="keep each run's lake and log")
     ap.add_argument("--no-maintain", dest="maintain", action="store_false",
                     help="skip `sluice maintain` over the lake of the limit-cgroup run")
     ap.add_argument("--out", default=os.path.join(HERE, "memory.json"))

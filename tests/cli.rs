@@ -86,7 +86,7 @@ fn check_passes_on_a_reachable_setup_and_names_an_unreachable_broker() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}{}", out, stderr(&o));
     assert!(
-        out.contains("memory limit: 512 MiB = 51 MiB allocator headroom + 96 MiB base + 32 MiB librdkafka prefetch + 166 MiB Arrow data (41 MiB of it live retention; flushes of at most 55 MiB) + 166 MiB DuckDB (memory_limit 166MiB, threads 1, row groups of about 41 MiB)\n"),
+        out.contains("memory limit: 512 MiB = 51 MiB allocator headroom + 96 MiB base + 32 MiB librdkafka prefetch + 166 MiB Arrow data (41 MiB of it live retention; flushes of at most 55 MiB) + 166 MiB DuckDB (memory_limit 166MiB, threads 1, row groups of about 20 MiB)\n"),
         "{out}"
     );
     assert!(

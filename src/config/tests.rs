@@ -372,7 +372,7 @@ fn a_memory_limit_splits_into_headroom_base_prefetch_arrow_and_duckdb() {
             live: 43_620_761,
             duckdb: 174_483_047,
             threads: 1,
-            row_group_bytes: 43_620_761,
+            row_group_bytes: 21_810_380,
             flush_bytes: 58_161_015,
         }
     );
@@ -397,12 +397,15 @@ fn a_memory_limit_splits_into_headroom_base_prefetch_arrow_and_duckdb() {
             99_824_435,
             399_297_741,
             2,
-            49_912_217,
+            24_956_108,
             133_099_247
         )
     );
-    // One core: one thread, so its row groups may be twice as large (within 64 MiB).
+    // One core: one thread, so its row groups may be twice as large.
     let s = MemorySplit::derive(1024 * MIB, 1, 1, true).unwrap();
+    assert_eq!((s.threads, s.row_group_bytes), (1, 49_912_217));
+    // 4 GiB on one core: at most 64 MiB.
+    let s = MemorySplit::derive(4096 * MIB, 1, 1, true).unwrap();
     assert_eq!((s.threads, s.row_group_bytes), (1, 64 * MIB));
     // Live off: no retention reserved, the whole Arrow share is for pending data.
     let s = MemorySplit::derive(512 * MIB, 2, 1, false).unwrap();
@@ -420,7 +423,7 @@ fn a_memory_limit_lowers_each_part_to_its_share_and_keeps_lower_settings() {
         .unwrap();
     assert_eq!(cfg.lake.memory_limit.as_deref(), Some("166MiB"));
     assert_eq!(cfg.lake.threads, Some(1));
-    assert_eq!(cfg.lake.row_group_bytes, Some(43_620_761));
+    assert_eq!(cfg.lake.row_group_bytes, Some(21_810_380));
     assert_eq!(cfg.kafka.queued_max_messages_kbytes, 16_384);
     assert_eq!(cfg.kafka.fetch_max_bytes, 16 * MIB);
     assert_eq!(cfg.kafka.max_partition_fetch_bytes, MIB);
