@@ -434,11 +434,16 @@ def memory_limit_section(w, m):
         mt = r.get("maintain")
         if mt:
             w(f"Then `sluice maintain` over that lake in the same cgroup limit "
-              f"({r['limit_bytes'] // MIB} MiB): compaction from {mt['files_before']:,} to "
-              f"{mt['files_after']:,} data files in {mt['seconds']:.0f} s, exit {mt['exit']}, "
-              f"peak RSS {mt['peak_rss_bytes'] / MIB:,.0f} MiB "
-              f"({mt['peak_rss_bytes'] / r['limit_bytes']:.2f} × the limit), "
+              f"({r['limit_bytes'] // MIB} MiB), compacting the files of its flushes: exit "
+              f"{mt['exit']} in {mt['seconds']:.0f} s, peak RSS "
+              f"{mt['peak_rss_bytes'] / MIB:,.0f} MiB "
+              f"({mt['peak_rss_bytes'] / r['limit_bytes']:.2f} × the limit), data files on disk "
+              f"{mt['files_before']:,} before and {mt['files_after']:,} after (merged files are "
+              "added; the ones they replace stay until snapshot expiry and clean-up delete "
+              "them), "
               f"oom_kill {mt['cgroup_oom_kills']}.\n")
+    for note in m.get("notes", []):
+        w(note + "\n")
 
 
 def faults_section(w, fa):
