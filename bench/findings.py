@@ -501,6 +501,96 @@ def faults_section(w, fa):
       "(what CI runs).\n")
 
 
+def fuzz_section(w, fz):
+    """Section 13: the cargo-fuzz targets (fuzz/, `scripts/fuzz`)."""
+    rows = fz["targets"]
+    w("## 13. Fuzzing\n")
+    w(f"`scripts/fuzz` ({fz['mode']} mode, commit {fz['commit']}, {fz['rustc']}, "
+      f"{fz['cargo_fuzz']}): libFuzzer through cargo-fuzz, one process per target on one core "
+      "(niced), AddressSanitizer, debug assertions and overflow checks on. Each target starts "
+      "from an empty corpus and the seeds `fuzz/seeds.py` writes: real pyarrow payloads (stream "
+      "and file format; uncompressed, LZ4 frame and ZSTD; integers, floats, strings, string "
+      "views, binary, decimals, timestamps, lists, fixed-size lists, structs, maps, unions, "
+      "run-end encoded, dictionaries with delta and replacement messages, legacy framing), "
+      "Flight tickets, and the repo's example configs. The decoder targets decode every input "
+      "twice, as a 64-byte aligned copy (`decode_copy`, `kafka.copy_payloads`) and in place at an "
+      "odd address (`decode`; arrow-rs realigns), and fail on a panic that escapes `decode`, an "
+      "abort, any array that does not pass arrow-rs's full validation, and the two placements "
+      "disagreeing (panics `decode` catches are listed below). `config` loads arbitrary TOML over the defaults "
+      "(`Config::from_figment`: extraction and `validate()`) and runs `parse_size` on the same "
+      "text; `ticket` runs `parse_ticket` on arbitrary bytes.\n")
+    w("| target | executions | exec/s | coverage (cov / ft) | corpus (units / bytes) | crashes "
+      "| duration | max input | malloc limit | peak RSS |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        crashes = str(r["crashes"]) + (f" ({', '.join(r['artifacts'])})" if r["artifacts"] else "")
+        w(f"| {r['target']} | {r['executions']:,} | {r['exec_per_s']:,} | {r['cov']:,} / "
+          f"{r['ft']:,} | {r['corpus_units']:,} / {r['corpus_size']} | {crashes} | "
+          f"{r['duration_s'] / 60:.1f} min | {r['max_len']:,} B | {r['malloc_limit_mb']} MiB | "
+          f"{r['peak_rss_mb']} MiB |")
+    w("")
+    short = [r for r in rows if not r["reached_runs"]]
+    if fz["runs_per_target"] and short:
+        w("Not run to " + f"{fz['runs_per_target']:,} executions: " + "; ".join(
+            f"{r['target']} ({r['executions']:,} in {r['duration_s'] / 60:.0f} min, the "
+            f"--max-time limit; {fz['runs_per_target']:,} at its rate would take "
+            f"{fz['runs_per_target'] / r['exec_per_s'] / 3600:.1f} h)" for r in short)
+          + ". Peak RSS includes AddressSanitizer's quarantine of freed memory.\n")
+    w("cov is libFuzzer's count of covered edges (sluice and every crate it links, instrumented), "
+      "ft its count of features (edges with hit-count buckets, compared values); both are the "
+      "final status line's; the corpus is what the run kept, seeds included. Bounds: every run "
+      f"has `-rss_limit_mb={rows[0]['rss_limit_mb']}` and `-malloc_limit_mb` as in the table, "
+      "which fails a run on any single allocation of that size or more (AddressSanitizer's "
+      "allocator hooks), and `-timeout=10` s per input. The decoders' limit follows from the "
+      "payload-size bound `decode` now enforces before arrow-rs allocates a declared "
+      "decompressed size: each compressed buffer may declare at most 255 × its compressed "
+      "length under LZ4 and 32,768 × under ZSTD (the most each codec can expand: an LZ4 "
+      "match-length byte stands for at most 255 bytes, a 4-byte ZSTD RLE block for at most "
+      "128 KiB), and a payload's buffers at most 32,768 × its length in all (and 1 GiB). For "
+      "the 4 KiB inputs that is 128 MiB; the limit adds 32 MiB for arrow-rs's own buffers and "
+      "the input's copies. The parsers' limit is 64 MiB for 8 KiB of text.\n")
+    w("What the targets found, each fixed in `src/decode/` with a regression test in "
+      "`src/decode/tests.rs` that fails without the fix: (1) an abort: arrow-rs's FileDecoder "
+      "reads a block's message flatbuffer from after the length prefix to the block's end and "
+      "never uses the prefix's length, but sluice's declared-size check read only as far as the "
+      "prefix said, so an 886-byte file whose flatbuffer did not verify in that shorter span "
+      "hid its record batch from the check, and a ZSTD buffer declaring 0x5404000000000000 "
+      "bytes reached the allocator, which aborts the process (AddressSanitizer: "
+      "allocation-size-too-big; in a release build `handle_alloc_error`, not a panic "
+      "`catch_unwind` could stop). The check now reads each block as arrow-rs does "
+      "(`a_file_message_is_checked_as_arrow_reads_it_whatever_its_length_prefix_says`). (2) The "
+      "1 GiB cap held for any payload length, so a payload of a few hundred bytes could make "
+      "arrow-rs reserve 1 GiB (`Vec::with_capacity` of the declared size, for ZSTD and LZ4 "
+      "alike) — seen in the code while choosing the malloc limit, before a run hit it; now the "
+      "expansion bound above applies "
+      "(`a_buffer_may_not_declare_more_than_its_codec_can_expand_to`). (3) Placement: arrow-rs "
+      "58 realigns misaligned buffers but takes a dense union's i32 offsets as they lie and "
+      "panics when they are not 4-byte aligned, so a valid dense-union payload decoded as a "
+      "copy but was quarantined as corrupt in place at an odd address (the decoders' check "
+      "that both placements agree, on the seed itself); a payload that fails in place at an "
+      "address an aligned copy would not have is now decoded once more from such a copy "
+      "(`a_misaligned_dense_union_decodes_as_an_aligned_one_does`). LZ4 decompression in "
+      "arrow-rs (`read_to_end` into a buffer of the declared size) is not bounded by the "
+      "declared size, but by what the frame can expand to (255-fold) plus lz4_flex's block "
+      "buffers (at most 12 MiB for 4 MiB blocks).\n")
+    sites = sorted({p.split(": ")[0] for r in rows for p in r.get("panic_sites", [])})
+    if sites:
+        w(f"Panics that `decode` caught and turned into a corrupt-payload error (the quarantine), "
+          f"{len(sites)} distinct sites, all in arrow-rs: on corrupt input (schemas with unknown "
+          "types, widths or units; buffers shorter than their lengths), and `scalar.rs:190` on "
+          "the misaligned dense union of (3), which `decode` then decodes from a copy: "
+          + ", ".join(f"`{x}`" for x in sites) + ". The targets count these as handled, as "
+          "production does (the release profile unwinds); a panic nothing catches, an abort, a "
+          "failed check or a limit ends the run as a crash.\n")
+    w("Reproduce with `scripts/fuzz` (full) or `scripts/fuzz --smoke` (what CI runs); an "
+      "artifact replays with `~/.cache/sluice/fuzz-target/x86_64-unknown-linux-gnu/release/"
+      "<target> <file>`.\n")
+    for note in fz.get("notes", []):
+        w(note + "  ")
+    if fz.get("notes"):
+        w("")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -508,6 +598,8 @@ def main():
     ap.add_argument("--plots", required=True)
     ap.add_argument("--faults", help="the chaos suite's results (default: faults.json beside "
                     "the results)")
+    ap.add_argument("--fuzz", help="scripts/fuzz's results (default: fuzz.json beside the "
+                    "results)")
     a = ap.parse_args()
     with open(a.results) as f:
         res = json.load(f)
@@ -843,6 +935,10 @@ def main():
     if os.path.exists(faults):
         with open(faults) as f:
             faults_section(w, json.load(f))
+    fuzz = a.fuzz or os.path.join(os.path.dirname(os.path.abspath(a.results)), "fuzz.json")
+    if os.path.exists(fuzz):
+        with open(fuzz) as f:
+            fuzz_section(w, json.load(f))
     with open(a.markdown, "w") as f:
         f.write("\n".join(out).rstrip() + "\n")
     print(f"wrote {a.markdown} and {a.plots}/*.png")

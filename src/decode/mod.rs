@@ -12,7 +12,7 @@ use arrow::buffer::Buffer;
 use arrow::error::ArrowError;
 use arrow::ipc::convert::fb_to_schema;
 use arrow::ipc::reader::{FileDecoder, StreamDecoder, read_footer_length};
-use arrow::ipc::{root_as_footer, root_as_message};
+use arrow::ipc::{CompressionType, root_as_footer, root_as_message};
 
 /// The IPC file format's leading magic.
 const FILE_MAGIC: &[u8; 6] = b"ARROW1";
@@ -97,25 +97,27 @@ pub fn decode(payload: &Buffer) -> Result<Decoded, DecodeError> {
             decode_stream(payload)
         }
     }));
-    let batches = match result {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            return Err(DecodeError::Corrupt {
-                format,
-                message: e.to_string(),
-            });
+    let message = match result {
+        Ok(Ok(batches)) => {
+            let copies = measure(&batches, payload, compressed);
+            return Ok(Decoded { batches, copies });
         }
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "decoder panicked".to_string());
-            return Err(DecodeError::Corrupt { format, message });
-        }
+        Ok(Err(e)) => e.to_string(),
+        Err(panic) => panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "decoder panicked".to_string()),
     };
-    let copies = measure(&batches, payload, compressed);
-    Ok(Decoded { batches, copies })
+    // arrow-rs realigns the buffers it finds misaligned, but not all of them (a dense union's
+    // offsets: it panics), so a payload that fails in place where an aligned copy would not lie
+    // is decoded once more from such a copy: whether it decodes does not depend on its address.
+    if payload.as_ptr().align_offset(arrow::alloc::ALIGNMENT) != 0
+        && let (_, Ok(decoded)) = decode_copy(payload.as_slice())
+    {
+        return Ok(decoded);
+    }
+    Err(DecodeError::Corrupt { format, message })
 }
 
 fn not_arrow(bytes: &[u8]) -> DecodeError {
@@ -258,6 +260,15 @@ fn walk(
 /// failed allocation aborts the process, so a corrupt length must be rejected before decoding.
 pub const MAX_DECOMPRESSED_BUFFER: i64 = 1 << 30;
 
+/// The most a compressed buffer can expand, by codec: an LZ4 frame just under 255-fold (a
+/// match-length byte stands for at most 255 bytes), a ZSTD frame 32,768-fold (an RLE block of 4
+/// bytes stands for at most 128 KiB). A buffer declaring more is corrupt; the declared sizes of
+/// a payload add up to at most [`MAX_EXPANSION_ZSTD`] × its length (and
+/// [`MAX_DECOMPRESSED_BUFFER`]).
+pub const MAX_EXPANSION_LZ4: i64 = 255;
+/// See [`MAX_EXPANSION_LZ4`].
+pub const MAX_EXPANSION_ZSTD: i64 = 32_768;
+
 /// Where the IPC messages of a payload are: (metadata flatbuffer range, body start). For the
 /// file format the footer's blocks are authoritative; a stream is walked message by message.
 /// Framing errors end the list early; the decoder reports them.
@@ -299,20 +310,32 @@ fn message_spans(bytes: &[u8], is_file: bool) -> Vec<(Range<usize>, usize)> {
             .flatten()
             .chain(footer.recordBatches().into_iter().flatten());
         for block in blocks {
-            // The body starts where arrow-rs's FileDecoder takes it from: the block's offset
-            // plus its metadata length (the footer's, not the message's own length prefix,
-            // which a crafted file can make disagree).
-            let Some(start) = usize::try_from(block.offset()).ok() else {
+            // The message and its body where arrow-rs's FileDecoder takes them from: the
+            // metadata flatbuffer is read from after the block's length prefix to the block's
+            // end (the prefix's length is not used, so a crafted file can make the flatbuffer
+            // reach into the body), and the body starts at the block's offset plus the footer's
+            // metadata length. Blocks outside the file are decode_file's error.
+            let (Ok(start), Ok(meta), Ok(body)) = (
+                usize::try_from(block.offset()),
+                usize::try_from(block.metaDataLength()),
+                usize::try_from(block.bodyLength()),
+            ) else {
                 continue;
             };
-            let Some(body) = usize::try_from(block.metaDataLength())
-                .ok()
-                .and_then(|m| start.checked_add(m))
+            let Some(end) = start
+                .checked_add(meta)
+                .and_then(|m| m.checked_add(body))
+                .filter(|e| *e <= bytes.len())
             else {
                 continue;
             };
-            if let Some((meta, _)) = frame(start) {
-                spans.push((meta, body));
+            let header = match word(start) {
+                Some(-1) => 8,
+                Some(_) => 4,
+                None => continue,
+            };
+            if start + header <= end {
+                spans.push((start + header..end, start + meta));
             }
         }
     } else {
@@ -330,7 +353,9 @@ fn message_spans(bytes: &[u8], is_file: bool) -> Vec<(Range<usize>, usize)> {
 
 /// Returns whether any record or dictionary batch declares body compression, and rejects
 /// compressed buffers whose declared uncompressed size is negative (other than the "stored
-/// uncompressed" marker -1) or above [`MAX_DECOMPRESSED_BUFFER`].
+/// uncompressed" marker -1), above [`MAX_DECOMPRESSED_BUFFER`] or more than their codec can
+/// expand their compressed bytes to, and payloads whose buffers declare more in all than
+/// [`MAX_DECOMPRESSED_BUFFER`] or [`MAX_EXPANSION_ZSTD`] × the payload's length.
 fn check_compression(
     bytes: &[u8],
     is_file: bool,
@@ -338,6 +363,8 @@ fn check_compression(
 ) -> Result<bool, DecodeError> {
     let mut compressed = false;
     let mut total: i64 = 0;
+    let total_limit = MAX_DECOMPRESSED_BUFFER
+        .min(MAX_EXPANSION_ZSTD.saturating_mul(i64::try_from(bytes.len()).unwrap_or(i64::MAX)));
     for (meta, body) in message_spans(bytes, is_file) {
         let Ok(message) = root_as_message(&bytes[meta]) else {
             continue;
@@ -345,8 +372,13 @@ fn check_compression(
         let batch = message
             .header_as_record_batch()
             .or_else(|| message.header_as_dictionary_batch().and_then(|d| d.data()));
-        let Some(rb) = batch.filter(|rb| rb.compression().is_some()) else {
+        let Some((rb, codec)) = batch.and_then(|rb| Some((rb, rb.compression()?.codec()))) else {
             continue;
+        };
+        // arrow-rs refuses other codecs before decompressing anything.
+        let (codec_name, expansion) = match codec {
+            CompressionType::LZ4_FRAME => ("LZ4_FRAME", MAX_EXPANSION_LZ4),
+            _ => ("ZSTD", MAX_EXPANSION_ZSTD),
         };
         compressed = true;
         for buf in rb.buffers().iter().flatten() {
@@ -369,12 +401,24 @@ fn check_compression(
                     ),
                 });
             }
-            total += declared.max(0);
-            if total > MAX_DECOMPRESSED_BUFFER {
+            // The compressed bytes after the prefix, as far as the payload has them.
+            let available = at.map_or(0, |a| bytes.len().saturating_sub(a + 8));
+            let compressed_len = (buf.length() - 8).min(available as i64);
+            if declared > expansion.saturating_mul(compressed_len) {
                 return Err(DecodeError::Corrupt {
                     format,
                     message: format!(
-                        "compressed buffers declare {total} uncompressed bytes or more in all (limit {MAX_DECOMPRESSED_BUFFER})"
+                        "compressed buffer at body offset {} declares {declared} uncompressed bytes from {compressed_len} compressed ({codec_name} expands at most {expansion}-fold)",
+                        buf.offset()
+                    ),
+                });
+            }
+            total += declared.max(0);
+            if total > total_limit {
+                return Err(DecodeError::Corrupt {
+                    format,
+                    message: format!(
+                        "compressed buffers declare {total} uncompressed bytes or more in all (limit {total_limit})"
                     ),
                 });
             }

@@ -215,8 +215,60 @@ fn a_file_whose_footer_moves_the_body_is_checked_where_arrow_reads_it() {
 }
 
 #[test]
+fn a_file_message_is_checked_as_arrow_reads_it_whatever_its_length_prefix_says() {
+    // Found by the decode_compressed fuzz target: arrow-rs's FileDecoder reads a block's message
+    // flatbuffer from after the length prefix to the block's end and never uses the prefix's
+    // length; the check read only as far as the prefix said, so a file whose prefix said 8 bytes
+    // hid its record batch from the check, and a declared size of 0x5404000000000000 bytes
+    // reached the allocator, which aborted the process.
+    let mut bytes = enc(IpcFormat::File, BodyCompression::Zstd, &[batch()]);
+    let trailer = bytes.len() - 10;
+    let footer_len = read_footer_length(bytes[trailer..].try_into().unwrap()).unwrap();
+    let (start, meta) = {
+        let footer = root_as_footer(&bytes[trailer - footer_len..trailer]).unwrap();
+        let block = footer.recordBatches().unwrap().get(0);
+        (block.offset() as usize, block.metaDataLength() as usize)
+    };
+    assert_eq!(bytes[start..start + 4], [0xff; 4], "continuation marker");
+    let first = {
+        let message = root_as_message(&bytes[start + 8..start + meta]).unwrap();
+        let rb = message.header_as_record_batch().unwrap();
+        let b = rb
+            .buffers()
+            .unwrap()
+            .iter()
+            .find(|b| b.length() >= 8)
+            .unwrap();
+        b.offset() as usize
+    };
+    bytes[start + 4..start + 8].copy_from_slice(&8i32.to_le_bytes());
+    let at = start + meta + first;
+    bytes[at..at + 8].copy_from_slice(&(MAX_DECOMPRESSED_BUFFER + 1).to_le_bytes());
+    assert_eq!(
+        decode(&placed(&bytes, 0)).unwrap_err().to_string(),
+        format!(
+            "corrupt Arrow IPC file: compressed buffer at body offset {first} declares 1073741825 uncompressed bytes (limit 1073741824)"
+        )
+    );
+}
+
+#[test]
 fn compressed_buffers_may_not_declare_more_than_the_limit_together() {
-    let mut bytes = enc(IpcFormat::Stream, BodyCompression::Zstd, &[batch()]);
+    // Two columns of 100,000 random integers: ZSTD cannot shrink them, so each is stored raw
+    // (length prefix -1) in a buffer of 800,008 bytes, long enough for 1 GiB under ZSTD's
+    // expansion bound (32,768 × 800,000).
+    let mut rng = fastrand::Rng::with_seed(14);
+    let column = |rng: &mut fastrand::Rng| -> Arc<dyn Array> {
+        Arc::new(Int64Array::from_iter_values(
+            (0..100_000).map(|_| rng.i64(..)),
+        ))
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Int64, false),
+        Field::new("b", DataType::Int64, false),
+    ]));
+    let big = RecordBatch::try_new(schema, vec![column(&mut rng), column(&mut rng)]).unwrap();
+    let mut bytes = enc(IpcFormat::Stream, BodyCompression::Zstd, &[big]);
     let spans = message_spans(&bytes, false);
     let body = spans[1].1;
     let offsets: Vec<usize> = {
@@ -238,6 +290,108 @@ fn compressed_buffers_may_not_declare_more_than_the_limit_together() {
         decode(&placed(&bytes, 0)).unwrap_err().to_string(),
         "corrupt Arrow IPC stream: compressed buffers declare 2147483648 uncompressed bytes or more in all (limit 1073741824)"
     );
+}
+
+/// The body offset of the first compressed buffer of the stream's record batch, and its length.
+fn first_compressed_buffer(bytes: &[u8]) -> (usize, usize) {
+    let spans = message_spans(bytes, false);
+    let message = root_as_message(&bytes[spans[1].0.clone()]).unwrap();
+    let rb = message.header_as_record_batch().unwrap();
+    let b = rb
+        .buffers()
+        .unwrap()
+        .iter()
+        .find(|b| b.length() >= 8)
+        .unwrap();
+    (spans[1].1 + b.offset() as usize, b.length() as usize)
+}
+
+#[test]
+fn a_buffer_may_not_declare_more_than_its_codec_can_expand_to() {
+    // Found by the decode_compressed fuzz target: a payload of 2 KiB could declare 1 GiB
+    // (the old limit, which held for any payload length), and arrow-rs allocated it whole
+    // before decompressing. Now a buffer may declare at most 255 × its compressed length under
+    // LZ4 and 32,768 × under ZSTD, the most either codec can expand.
+    for (compression, codec, ratio) in [
+        (BodyCompression::Lz4, "LZ4_FRAME", 255),
+        (BodyCompression::Zstd, "ZSTD", 32_768),
+    ] {
+        let mut bytes = enc(IpcFormat::Stream, compression, &[batch()]);
+        let (at, len) = first_compressed_buffer(&bytes);
+        let compressed = len as i64 - 8;
+        let most = ratio * compressed;
+        bytes[at..at + 8].copy_from_slice(&(most + 1).to_le_bytes());
+        assert_eq!(
+            decode(&placed(&bytes, 0)).unwrap_err().to_string(),
+            format!(
+                "corrupt Arrow IPC stream: compressed buffer at body offset 0 declares {} uncompressed bytes from {compressed} compressed ({codec} expands at most {ratio}-fold)",
+                most + 1
+            ),
+            "{compression:?}"
+        );
+        // 1 GiB from a few hundred bytes: refused before anything is allocated.
+        bytes[at..at + 8].copy_from_slice(&MAX_DECOMPRESSED_BUFFER.to_le_bytes());
+        assert_eq!(
+            decode(&placed(&bytes, 0)).unwrap_err().to_string(),
+            format!(
+                "corrupt Arrow IPC stream: compressed buffer at body offset 0 declares 1073741824 uncompressed bytes from {compressed} compressed ({codec} expands at most {ratio}-fold)"
+            ),
+            "{compression:?}"
+        );
+    }
+}
+
+#[test]
+fn a_misaligned_dense_union_decodes_as_an_aligned_one_does() {
+    // Found by the decode_stream fuzz target (the seed itself): arrow-rs 58 realigns misaligned
+    // buffers but takes a dense union's i32 offsets as they lie, and panics ("Memory pointer is
+    // not aligned with the specified scalar type") when they are not 4-byte aligned. In place at
+    // an odd address the payload was quarantined as corrupt; as a copy it decoded.
+    use arrow::array::UnionArray;
+    use arrow::buffer::ScalarBuffer;
+    use arrow::datatypes::UnionFields;
+    let fields = UnionFields::try_new(
+        [0, 1],
+        [
+            Field::new("i", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, false),
+        ],
+    )
+    .unwrap();
+    let union = UnionArray::try_new(
+        fields,
+        ScalarBuffer::from(vec![0i8, 1, 0, 1, 1]),
+        Some(ScalarBuffer::from(vec![0i32, 0, 1, 1, 2])),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(StringArray::from(vec!["a", "b", "c"])),
+        ],
+    )
+    .unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "u",
+        union.data_type().clone(),
+        false,
+    )]));
+    let b = RecordBatch::try_new(schema, vec![Arc::new(union)]).unwrap();
+    for format in [IpcFormat::Stream, IpcFormat::File] {
+        let bytes = enc(format, BodyCompression::None, std::slice::from_ref(&b));
+        for offset in [0, 1] {
+            let d = decode(&placed(&bytes, offset)).unwrap();
+            assert_eq!(d.batches, vec![b.clone()], "{format:?} at offset {offset}");
+            // In place, or (misaligned) decoded from an aligned copy of the payload.
+            let in_payload = if offset == 0 {
+                d.copies.in_place
+            } else {
+                d.copies.payload_copy
+            };
+            assert_eq!(
+                in_payload,
+                5 + 20 + 16 + 16 + 3,
+                "{format:?} at offset {offset}"
+            );
+        }
+    }
 }
 
 #[test]
