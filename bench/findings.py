@@ -505,7 +505,11 @@ def fuzz_section(w, fz):
     """Section 13: the cargo-fuzz targets (fuzz/, `scripts/fuzz`)."""
     rows = fz["targets"]
     w("## 13. Fuzzing\n")
-    w(f"`scripts/fuzz` ({fz['mode']} mode, commit {fz['commit']}, {fz['rustc']}, "
+    commits = sorted({r.get("commit", fz["commit"]) for r in rows})
+    commit = (f"commit {commits[0]}" if len(commits) == 1 else
+              "commits " + ", ".join(f"{r['target']} {r.get('commit', fz['commit'])}"
+                                     for r in rows))
+    w(f"`scripts/fuzz` ({fz['mode']} mode, {commit}, {fz['rustc']}, "
       f"{fz['cargo_fuzz']}): libFuzzer through cargo-fuzz, one process per target on one core "
       "(niced), AddressSanitizer, debug assertions and overflow checks on. Each target starts "
       "from an empty corpus and the seeds `fuzz/seeds.py` writes: real pyarrow payloads (stream "
