@@ -120,27 +120,22 @@ fn mib(bytes: u64) -> String {
 
 impl Config {
     /// With `memory.limit_bytes` set, lowers every setting that bounds a part of the process to
-    /// that part's share (a setting already lower stays); returns the split, or `None` without
-    /// a limit. Running it again changes nothing.
-    pub fn apply_memory_limit(&mut self) -> Result<Option<MemorySplit>, ConfigError> {
-        let Some(limit) = self.memory.limit_bytes else {
-            return Ok(None);
+    /// that part's share (a setting already lower stays). Running it again changes nothing.
+    pub fn apply_memory_limit(&mut self) -> Result<(), ConfigError> {
+        let Some(split) = self.split() else {
+            return Ok(());
         };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-        let topics = self.kafka.topics.len();
-        let split = MemorySplit::derive(limit, cores, topics, self.live.enabled)
-            .map_err(|why| invalid("memory.limit_bytes", why))?;
-        if let Some(m) = &self.lake.memory_limit {
-            let bytes = parse_size(m).ok_or_else(|| {
+        let split = split.map_err(|why| invalid("memory.limit_bytes", why))?;
+        let duckdb = match &self.lake.memory_limit {
+            Some(m) => parse_size(m).ok_or_else(|| {
                 invalid(
                     "lake.memory_limit",
                     format!("{m:?} is not a size like \"2GB\", \"512MiB\" or \"1000000\""),
                 )
-            })?;
-            if bytes > split.duckdb {
-                self.lake.memory_limit = Some(format!("{}MiB", split.duckdb / MIB));
-            }
-        } else {
+            })?,
+            None => u64::MAX,
+        };
+        if duckdb > split.duckdb {
             self.lake.memory_limit = Some(format!("{}MiB", split.duckdb / MIB));
         }
         self.lake.threads = Some(
@@ -159,21 +154,31 @@ impl Config {
             &mut self.kafka.max_partition_fetch_bytes,
             self.kafka.fetch_max_bytes,
         );
-        if topics > 0 {
-            lower(&mut self.live.retention_bytes, split.live / topics as u64);
+        if let Some(per_topic) = split.live.checked_div(self.kafka.topics.len() as u64) {
+            lower(&mut self.live.retention_bytes, per_topic);
         }
         lower(
             &mut self.flush.memory_cap_bytes,
             split.arrow + split.prefetch,
         );
         lower(&mut self.flush.max_bytes, split.flush_bytes);
-        Ok(Some(split))
+        Ok(())
     }
 
     /// The split of `memory.limit_bytes` (`None` without a limit or when it is too small).
     pub fn memory_split(&self) -> Option<MemorySplit> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        self.split()?.ok()
+    }
+
+    /// The split on this machine's cores, or why the limit is too small; `None` without one.
+    fn split(&self) -> Option<Result<MemorySplit, String>> {
         let limit = self.memory.limit_bytes?;
-        MemorySplit::derive(limit, cores, self.kafka.topics.len(), self.live.enabled).ok()
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        Some(MemorySplit::derive(
+            limit,
+            cores,
+            self.kafka.topics.len(),
+            self.live.enabled,
+        ))
     }
 }

@@ -230,17 +230,7 @@ fn a_file_message_is_checked_as_arrow_reads_it_whatever_its_length_prefix_says()
         (block.offset() as usize, block.metaDataLength() as usize)
     };
     assert_eq!(bytes[start..start + 4], [0xff; 4], "continuation marker");
-    let first = {
-        let message = root_as_message(&bytes[start + 8..start + meta]).unwrap();
-        let rb = message.header_as_record_batch().unwrap();
-        let b = rb
-            .buffers()
-            .unwrap()
-            .iter()
-            .find(|b| b.length() >= 8)
-            .unwrap();
-        b.offset() as usize
-    };
+    let (first, _) = compressed_buffers(&bytes[start + 8..start + meta])[0];
     bytes[start + 4..start + 8].copy_from_slice(&8i32.to_le_bytes());
     let at = start + meta + first;
     bytes[at..at + 8].copy_from_slice(&(MAX_DECOMPRESSED_BUFFER + 1).to_le_bytes());
@@ -271,18 +261,8 @@ fn compressed_buffers_may_not_declare_more_than_the_limit_together() {
     let mut bytes = enc(IpcFormat::Stream, BodyCompression::Zstd, &[big]);
     let spans = message_spans(&bytes, false);
     let body = spans[1].1;
-    let offsets: Vec<usize> = {
-        let message = root_as_message(&bytes[spans[1].0.clone()]).unwrap();
-        let rb = message.header_as_record_batch().unwrap();
-        rb.buffers()
-            .unwrap()
-            .iter()
-            .filter(|b| b.length() >= 8)
-            .map(|b| b.offset() as usize)
-            .collect()
-    };
     // Each at the limit: the second one's pushes the payload's total over it.
-    for o in offsets {
+    for (o, _) in compressed_buffers(&bytes[spans[1].0.clone()]) {
         let at = body + o;
         bytes[at..at + 8].copy_from_slice(&MAX_DECOMPRESSED_BUFFER.to_le_bytes());
     }
@@ -292,18 +272,23 @@ fn compressed_buffers_may_not_declare_more_than_the_limit_together() {
     );
 }
 
-/// The body offset of the first compressed buffer of the stream's record batch, and its length.
+/// (body offset, length) of each buffer of the record batch message `meta` (its flatbuffer)
+/// that is long enough to hold a compressed buffer's 8-byte length prefix.
+fn compressed_buffers(meta: &[u8]) -> Vec<(usize, usize)> {
+    let message = root_as_message(meta).unwrap();
+    let rb = message.header_as_record_batch().unwrap();
+    (rb.buffers().unwrap().iter())
+        .filter(|b| b.length() >= 8)
+        .map(|b| (b.offset() as usize, b.length() as usize))
+        .collect()
+}
+
+/// The payload offset of the first compressed buffer of the stream's record batch, and its
+/// length.
 fn first_compressed_buffer(bytes: &[u8]) -> (usize, usize) {
     let spans = message_spans(bytes, false);
-    let message = root_as_message(&bytes[spans[1].0.clone()]).unwrap();
-    let rb = message.header_as_record_batch().unwrap();
-    let b = rb
-        .buffers()
-        .unwrap()
-        .iter()
-        .find(|b| b.length() >= 8)
-        .unwrap();
-    (spans[1].1 + b.offset() as usize, b.length() as usize)
+    let (offset, length) = compressed_buffers(&bytes[spans[1].0.clone()])[0];
+    (spans[1].1 + offset, length)
 }
 
 #[test]
