@@ -143,12 +143,16 @@ fn sigterm_flushes_commits_and_exits_zero() {
     assert_eq!(events_summary(&cfg, &table), expected_summary(3_000));
 }
 
-/// The commands `sluice demo` prints to read its lake (the lines after `header`).
+/// The commands `sluice demo` prints under the line containing `header`: the lines after it
+/// indented deeper than it.
 fn printed_commands(out: &str, header: &str) -> Vec<String> {
-    out.lines()
-        .skip_while(|l| !l.contains(header))
-        .skip(1)
-        .take_while(|l| l.starts_with("  ") && !l.trim().is_empty())
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut lines = out.lines().skip_while(|l| !l.contains(header));
+    let Some(head) = lines.next() else {
+        return Vec::new();
+    };
+    lines
+        .take_while(|l| !l.trim().is_empty() && indent(l) > indent(head))
         .map(|l| l.trim().to_string())
         .collect()
 }
@@ -216,6 +220,14 @@ fn demo_ingests_reads_back_exactly_and_its_lake_is_readable_as_printed_while_it_
     }
     for c in &live {
         run_printed(c);
+    }
+    // The live Flight line, as printed: the next batch produced after it connects.
+    let flight = printed_commands(&banner, "read it with pyarrow");
+    assert_eq!(flight.len(), 1, "{banner}");
+    let batch = run_printed(&flight[0]);
+    assert!(batch.starts_with("pyarrow.RecordBatch\n"), "{batch}");
+    for field in ["seq: int64", "event: string", "distinct_id: string"] {
+        assert!(batch.contains(field), "{field} not in {batch}");
     }
     assert!(
         child.try_wait().unwrap().is_none(),
