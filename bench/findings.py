@@ -511,7 +511,9 @@ def fuzz_section(w, fz):
                                      for r in rows))
     w(f"`scripts/fuzz` ({fz['mode']} mode, {commit}, {fz['rustc']}, "
       f"{fz['cargo_fuzz']}): libFuzzer through cargo-fuzz, one process per target on one core "
-      "(niced), AddressSanitizer, debug assertions and overflow checks on. Each target starts "
+      "(niced), AddressSanitizer"
+      + (f" (`ASAN_OPTIONS={fz['asan_options']}`)" if fz.get("asan_options") else "")
+      + ", debug assertions and overflow checks on. Each target starts "
       "from an empty corpus and the seeds `fuzz/seeds.py` writes: real pyarrow payloads (stream "
       "and file format; uncompressed, LZ4 frame and ZSTD; integers, floats, strings, string "
       "views, binary, decimals, timestamps, lists, fixed-size lists, structs, maps, unions, "
@@ -522,13 +524,19 @@ def fuzz_section(w, fz):
       "abort, any array that does not pass arrow-rs's full validation, and the two placements "
       "disagreeing (panics `decode` catches are listed below). `config` loads arbitrary TOML over the defaults "
       "(`Config::from_figment`: extraction and `validate()`) and runs `parse_size` on the same "
-      "text; `ticket` runs `parse_ticket` on arbitrary bytes.\n")
+      "text; `ticket` runs `parse_ticket` on arbitrary bytes. A target run in slices "
+      "(`scripts/fuzz --resume`, one session's worth each) goes on from the corpus its last "
+      "slice left, only while the code it fuzzes is unchanged since its first slice; its "
+      "executions, durations and crashes add up over the slices and its coverage is the last "
+      "slice's.\n")
     w("| target | executions | exec/s | coverage (cov / ft) | corpus (units / bytes) | crashes "
       "| duration | max input | malloc limit | peak RSS |")
     w("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         crashes = str(r["crashes"]) + (f" ({', '.join(r['artifacts'])})" if r["artifacts"] else "")
-        w(f"| {r['target']} | {r['executions']:,} | {r['exec_per_s']:,} | {r['cov']:,} / "
+        n = len(r.get("slices") or [])
+        execs = f"{r['executions']:,}" + (f" ({n} slices)" if n > 1 else "")
+        w(f"| {r['target']} | {execs} | {r['exec_per_s']:,} | {r['cov']:,} / "
           f"{r['ft']:,} | {r['corpus_units']:,} / {r['corpus_size']} | {crashes} | "
           f"{r['duration_s'] / 60:.1f} min | {r['max_len']:,} B | {r['malloc_limit_mb']} MiB | "
           f"{r['peak_rss_mb']} MiB |")
