@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::{
     CountsBy, FLUSH_TRIGGERS, Histogram, MaintenanceStats, PartitionGauge, Sources, Stats,
-    TopicCounters,
+    TopicCounters, health,
 };
 use crate::sync::{lock, read};
 
@@ -260,6 +260,24 @@ pub fn render(src: &Sources) -> String {
         "Resident memory of the process.",
         resident_bytes(),
     );
+    let limit = s.memory_limit_bytes.load(Relaxed);
+    o.family(
+        "sluice_memory_limit_bytes",
+        "gauge",
+        "The configured memory.limit_bytes, the most resident memory the process may use (no \
+         sample without a limit).",
+    );
+    if limit > 0 {
+        o.sample("sluice_memory_limit_bytes", &[], limit);
+    }
+    let ready = health::readiness(src).0 == axum::http::StatusCode::OK;
+    o.one(
+        "sluice_ready",
+        "gauge",
+        "1 while /readyz answers 200 (assigned, a broker up, the latest flush committed, the \
+         loop polling), else 0.",
+        u8::from(ready),
+    );
     o.0
 }
 
@@ -496,6 +514,7 @@ mod tests {
         s.flush_duration.observe(0.3);
         s.flush_duration.observe(12.5);
         s.flush_size.observe(5_000_000.0);
+        s.memory_limit_bytes.store(536_870_912, Relaxed);
     }
 
     /// The exposition, byte for byte (but the resident memory's value): the names, labels,
@@ -526,6 +545,36 @@ mod tests {
             std::fs::write(path, &text).unwrap();
         }
         assert_eq!(text, include_str!("testdata/exposition.txt"));
+    }
+
+    /// `sluice_ready` follows `/readyz`; `sluice_memory_limit_bytes` is `memory.limit_bytes`,
+    /// with no sample when no limit is configured.
+    #[test]
+    fn readiness_and_the_memory_limit_are_gauges() {
+        let src = Sources {
+            stats: Arc::new(Stats::default()),
+            flight: None,
+            stall_after: Duration::from_secs(30),
+        };
+        let samples = |src: &Sources| -> Vec<String> {
+            render(src)
+                .lines()
+                .filter(|l| l.starts_with("sluice_ready") || l.starts_with("sluice_memory_limit"))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(samples(&src), ["sluice_ready 0"]);
+        src.stats.assignment_received.store(true, Relaxed);
+        src.stats.memory_limit_bytes.store(1 << 30, Relaxed);
+        assert_eq!(
+            samples(&src),
+            ["sluice_memory_limit_bytes 1073741824", "sluice_ready 1"]
+        );
+        src.stats.record_flush_failure("events", 1, 10, "disk full");
+        assert_eq!(
+            samples(&src),
+            ["sluice_memory_limit_bytes 1073741824", "sluice_ready 0"]
+        );
     }
 
     #[test]

@@ -175,6 +175,9 @@ pub struct Stats {
     pub paused_partitions: AtomicU64,
     /// Gauge: the pending-bytes cap (what the memory budget leaves for pending data).
     pub pending_cap_bytes: AtomicU64,
+    /// Gauge: `memory.limit_bytes`, the most resident memory the process may use (0: no limit
+    /// is configured).
+    pub memory_limit_bytes: AtomicU64,
     /// Per-topic counters.
     pub topics: RwLock<BTreeMap<String, Arc<TopicCounters>>>,
     /// Per assigned partition: the lake's next offset and the broker's high watermark.
@@ -322,6 +325,7 @@ impl Default for Stats {
             assigned_partitions: Default::default(),
             paused_partitions: Default::default(),
             pending_cap_bytes: Default::default(),
+            memory_limit_bytes: Default::default(),
             topics: Default::default(),
             partitions: Default::default(),
             flush_duration: Histogram::new(FLUSH_SECONDS),

@@ -179,6 +179,9 @@ impl Pipeline {
             stats: stats.clone(),
         }));
         stats.pending_cap_bytes.store(budget.pending, Relaxed);
+        stats
+            .memory_limit_bytes
+            .store(cfg.memory.limit_bytes.unwrap_or(0), Relaxed);
         let inbox = Arc::new(Inbox::default());
         source.set_stats(stats.clone());
         source.set_handler(Arc::new(Rebalance {
