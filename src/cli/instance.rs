@@ -150,9 +150,12 @@ pub fn parse(text: &str) -> Option<Instance> {
     })
 }
 
+/// A sample's labels: (name, value) in their order.
+type Labels = Vec<(String, String)>;
+
 /// One sample line of the text format: (name, labels, value); `None` for comments and lines
 /// that are not samples.
-fn sample(line: &str) -> Option<(&str, Vec<(String, String)>, f64)> {
+fn sample(line: &str) -> Option<(&str, Labels, f64)> {
     if line.starts_with('#') || line.trim().is_empty() {
         return None;
     }
