@@ -367,7 +367,7 @@ fn summary(
 /// events table's (Parquet files, bytes).
 fn check_lake(cfg: &Config, opts: &DemoOptions) -> Result<(u64, u64)> {
     let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
-    let (files, file_bytes) = parquet_files(&lake, "events")?;
+    let (files, file_bytes) = lake.data_files("events")?;
     println!(
         "Parquet files of table events: {files}, {:.1} MB in total ({:.1} MB average)",
         file_bytes as f64 / 1e6,
@@ -412,20 +412,6 @@ fn hints(dir: &Path) {
     println!("  {cli}");
     println!("or with the DuckDB Python client:");
     println!("  {python}");
-}
-
-/// Number and total size of the Parquet data files of a lake table.
-pub fn parquet_files(lake: &Lake, table: &str) -> Result<(u64, u64)> {
-    let rows = lake.query_rows(&format!(
-        "SELECT count(*), coalesce(sum(data_file_size_bytes), 0) FROM ducklake_list_files('lake', '{table}')"
-    ))?;
-    let get = |i: usize| -> u64 {
-        rows.first()
-            .and_then(|r| r.get(i).cloned().flatten())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok((get(0), get(1)))
 }
 
 fn progress(stats: &Stats, produced: u64, last: (u64, u64, Instant)) -> (u64, u64, Instant) {

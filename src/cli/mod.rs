@@ -3,9 +3,11 @@
 
 pub mod check;
 pub mod demo;
+pub mod instance;
 pub mod maintain;
 pub mod offsets;
 pub mod run;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +65,17 @@ enum Command {
     Offsets {
         #[command(subcommand)]
         action: OffsetsAction,
+    },
+    /// Where ingestion stands, from the lake and the broker (and the instance's metrics
+    /// endpoint if one answers): per partition offsets, lag and last commit age, per table its
+    /// rows and files, and totals.
+    Status {
+        /// TOML configuration file (then `SLUICE_…` environment overrides).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print one JSON object instead of the tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the whole pipeline on embedded parts (mock Kafka, local DuckLake) and show the result.
     Demo {
@@ -137,6 +150,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 to,
             } => offsets::set(config.as_deref(), &topic, partition, &to),
         },
+        Command::Status { config, json } => status::status(config.as_deref(), json),
         Command::Demo {
             dir,
             rows,

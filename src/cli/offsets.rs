@@ -12,11 +12,11 @@ use super::init_logging;
 use crate::config::{Config, is_topic_pattern};
 use crate::pipeline::OffsetGap;
 use crate::retry::Backoff;
-use crate::sink::{Lake, NO_OFFSET, OffsetUpdate, SinkError};
+use crate::sink::{Lake, NO_OFFSET, OffsetRow, OffsetUpdate, SinkError};
 use crate::source::{KafkaSource, PartitionKey, Watermarks};
 
 /// How long a metadata request may take.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where `sluice offsets set --to` moves a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,17 +59,22 @@ fn open(config: Option<&Path>) -> Result<(Config, Lake, KafkaSource)> {
     Ok((cfg, lake, source))
 }
 
-/// One line of `sluice offsets show`.
-struct Shown {
-    topic: String,
-    partition: i32,
-    lake: Option<i64>,
-    committed_at: Option<String>,
-    marks: Option<Watermarks>,
+/// One partition as `sluice offsets show` and `sluice status` see it: the lake's next offset
+/// against the broker's watermarks.
+pub(super) struct Shown {
+    pub(super) topic: String,
+    pub(super) partition: i32,
+    /// The lake's next offset ([`NO_OFFSET`]: registered, never committed); `None`: not
+    /// registered.
+    pub(super) lake: Option<i64>,
+    /// When the lake offset last moved (or was registered), UTC, RFC 3339.
+    pub(super) committed_at: Option<String>,
+    /// `None`: the broker does not have the partition.
+    pub(super) marks: Option<Watermarks>,
 }
 
 impl Shown {
-    fn status(&self) -> String {
+    pub(super) fn status(&self) -> String {
         let key = PartitionKey::new(&self.topic, self.partition);
         match (self.lake, self.marks) {
             (_, None) => "not on the broker".into(),
@@ -82,22 +87,33 @@ impl Shown {
         }
     }
 
-    fn lag(&self) -> String {
+    /// Messages on the broker the lake does not hold yet (all of them if nothing was
+    /// committed); `None` when it cannot be told (no watermarks, or an offset gap).
+    pub(super) fn lag(&self) -> Option<i64> {
         match (self.lake, self.marks) {
-            (Some(o), Some(m)) if o != NO_OFFSET && o >= m.low && o <= m.high => {
-                (m.high - o).to_string()
-            }
-            (Some(NO_OFFSET) | None, Some(m)) => (m.high - m.low).to_string(),
-            _ => "-".into(),
+            (Some(o), Some(m)) if o != NO_OFFSET && o >= m.low && o <= m.high => Some(m.high - o),
+            (Some(NO_OFFSET) | None, Some(m)) => Some(m.high - m.low),
+            _ => None,
+        }
+    }
+
+    /// The lake offset as shown: `none` if never committed, `-` if not registered.
+    pub(super) fn lake_text(&self) -> String {
+        match self.lake {
+            Some(NO_OFFSET) => "none".into(),
+            o => opt(o),
         }
     }
 }
 
-/// `sluice offsets show`: per topic and partition, the lake offset, the watermarks, the lag
-/// and the last commit time.
-pub fn show(config: Option<&Path>) -> Result<()> {
-    let (cfg, lake, source) = open(config)?;
-    let rows = lake.list_offsets()?;
+/// A number, or `-`.
+pub(super) fn opt(v: Option<i64>) -> String {
+    v.map_or("-".to_string(), |v| v.to_string())
+}
+
+/// The topics to show: those with lake offsets in `rows`, and the configured ones (not the
+/// patterns).
+pub(super) fn topics_of(cfg: &Config, rows: &[OffsetRow]) -> BTreeSet<String> {
     let mut topics: BTreeSet<String> = rows.iter().map(|r| r.topic.clone()).collect();
     topics.extend(
         cfg.kafka
@@ -106,38 +122,56 @@ pub fn show(config: Option<&Path>) -> Result<()> {
             .filter(|t| !is_topic_pattern(t))
             .cloned(),
     );
-    let mut lines = Vec::new();
-    for topic in &topics {
-        let mut parts: BTreeMap<i32, Shown> = BTreeMap::new();
-        let on_broker = source
-            .partitions_of(topic, METADATA_TIMEOUT)
-            .with_context(|| format!("reading topic {topic}'s partitions from the brokers"))?;
-        for p in on_broker {
-            let key = PartitionKey::new(topic, p);
-            let marks = source.watermarks(&key)?;
-            parts.insert(
-                p,
-                Shown {
-                    topic: topic.clone(),
-                    partition: p,
-                    lake: None,
-                    committed_at: None,
-                    marks: Some(marks),
-                },
-            );
-        }
-        for r in rows.iter().filter(|r| &r.topic == topic) {
-            let e = parts.entry(r.partition).or_insert(Shown {
-                topic: topic.clone(),
-                partition: r.partition,
+    topics
+}
+
+/// Every partition of `topic` the broker has or `rows` (the lake's offsets) name, by
+/// partition, with the broker's watermarks.
+pub(super) fn partitions_of(
+    source: &KafkaSource,
+    topic: &str,
+    rows: &[OffsetRow],
+) -> Result<Vec<Shown>> {
+    let mut parts: BTreeMap<i32, Shown> = BTreeMap::new();
+    let on_broker = source
+        .partitions_of(topic, METADATA_TIMEOUT)
+        .with_context(|| format!("reading topic {topic}'s partitions from the brokers"))?;
+    for p in on_broker {
+        let key = PartitionKey::new(topic, p);
+        let marks = source.watermarks(&key)?;
+        parts.insert(
+            p,
+            Shown {
+                topic: topic.to_string(),
+                partition: p,
                 lake: None,
                 committed_at: None,
-                marks: None,
-            });
-            e.lake = Some(r.next_offset);
-            e.committed_at = r.committed_at.clone();
-        }
-        lines.extend(parts.into_values());
+                marks: Some(marks),
+            },
+        );
+    }
+    for r in rows.iter().filter(|r| r.topic == topic) {
+        let e = parts.entry(r.partition).or_insert(Shown {
+            topic: topic.to_string(),
+            partition: r.partition,
+            lake: None,
+            committed_at: None,
+            marks: None,
+        });
+        e.lake = Some(r.next_offset);
+        e.committed_at = r.committed_at.clone();
+    }
+    Ok(parts.into_values().collect())
+}
+
+/// `sluice offsets show`: per topic and partition, the lake offset, the watermarks, the lag
+/// and the last commit time.
+pub fn show(config: Option<&Path>) -> Result<()> {
+    let (cfg, lake, source) = open(config)?;
+    let rows = lake.list_offsets()?;
+    let mut lines = Vec::new();
+    for topic in &topics_of(&cfg, &rows) {
+        lines.extend(partitions_of(&source, topic, &rows)?);
     }
     let mut table = vec![
         [
@@ -152,18 +186,14 @@ pub fn show(config: Option<&Path>) -> Result<()> {
         ]
         .map(String::from),
     ];
-    let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
     for s in &lines {
         table.push([
             s.topic.clone(),
             s.partition.to_string(),
-            match s.lake {
-                Some(NO_OFFSET) => "none".into(),
-                o => opt(o),
-            },
+            s.lake_text(),
             opt(s.marks.map(|m| m.low)),
             opt(s.marks.map(|m| m.high)),
-            s.lag(),
+            opt(s.lag()),
             s.committed_at.clone().unwrap_or_else(|| "-".into()),
             s.status(),
         ]);
@@ -173,7 +203,8 @@ pub fn show(config: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn print_table<const N: usize>(rows: &[[String; N]]) {
+/// Prints `rows` (the first one the header) in columns aligned to their widest cell.
+pub(super) fn print_table<const N: usize>(rows: &[[String; N]]) {
     let mut width = [0usize; N];
     for r in rows {
         for (w, c) in width.iter_mut().zip(r) {

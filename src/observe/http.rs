@@ -15,7 +15,7 @@ use super::{Sources, health, prometheus};
 
 /// The `Authorization` header value that HTTP basic authentication with `user` and
 /// `password` sends.
-fn basic(user: &str, password: &Secret) -> String {
+pub fn basic(user: &str, password: &Secret) -> String {
     let pair = format!("{user}:{}", password.expose());
     format!(
         "Basic {}",

@@ -10,6 +10,7 @@
 //! - [`evolve`]: the column changes (added, widened) a commit applies with its rows.
 //! - [`options`]: table partitioning, sort order and Parquet settings.
 //! - [`commit`]: the one transaction of a flush.
+//! - [`contents`]: what a table holds (rows, data files, inlined rows).
 //! - [`maintain`]: compaction, snapshot expiry and file clean-up through DuckLake's functions,
 //!   and the lease that lets one instance run them.
 //! - [`quarantine`]: sluice's quarantine table and the batch of rejected payloads.
@@ -17,6 +18,7 @@
 
 pub mod attach;
 mod commit;
+mod contents;
 pub mod duck;
 pub mod evolve;
 pub mod ffi_stream;
@@ -36,6 +38,7 @@ use crate::config::{LakeConfig, RetryConfig, SchemaEvolution, TablesConfig};
 use crate::retry::Backoff;
 use crate::source::MessageMeta;
 pub use attach::{is_s3, redact, scrub};
+pub use contents::TableContents;
 use duck::{Connection, Database, DuckError, ident};
 pub use evolve::Change;
 pub use maintain::{Deleted, LakeTable, LeaseState, Rewritten};
