@@ -19,8 +19,8 @@
 //!   DuckLake's functions), leased to one instance at a time.
 //! - [`config`] — figment-layered configuration, one section per stage, validated before start.
 //! - [`observe`] — counters, `/metrics`, health checks, the server runtime (a leaf).
-//! - [`cli`] — `sluice run`, `check`, `demo`, `maintain` and `offsets`, assembling the stages
-//!   once.
+//! - [`cli`] — `sluice run`, `check`, `demo`, `maintain`, `offsets` and `status`, assembling
+//!   the stages once.
 //! - [`retry`] — the one backoff policy of every retry loop; [`sync`] — poison-tolerant locks.
 
 pub mod cli;
