@@ -25,9 +25,9 @@ pub struct MetadataColumns {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SchemaEvolution {
-    /// Added columns are added to the table and lossless numeric widenings widen its column,
-    /// in the transaction of the rows; columns a message lacks get NULLs. Other changes are
-    /// quarantined.
+    /// Added columns are added to the table and lossless numeric widenings (int8→16→32→64,
+    /// the same unsigned, float→double, …) widen its column, in the transaction of the rows;
+    /// columns a message lacks get NULLs. Other changes are quarantined.
     #[default]
     Evolve,
     /// A message must have exactly the table's columns and types (in any order); anything else
