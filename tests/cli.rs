@@ -304,3 +304,25 @@ fn kafka_sasl_credentials_never_reach_output_errors_or_debug_logs() {
     );
     assert!(!text.contains(PASSWORD), "{text}");
 }
+
+#[test]
+fn config_defaults_prints_the_example_config_byte_for_byte() {
+    let o = sluice(&["config", "--defaults"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let example = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/sluice.example.toml"))
+        .expect("read sluice.example.toml");
+    assert!(
+        o.stdout == example,
+        "sluice.example.toml is not what `sluice config --defaults` prints; regenerate it: \
+         `{}`",
+        sluice::cli::config::REGENERATE
+    );
+    // `config` does one thing so far, and says so.
+    let o = sluice(&["config"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("the following required arguments were not provided:\n  --defaults"),
+        "{}",
+        stderr(&o)
+    );
+}

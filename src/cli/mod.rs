@@ -1,7 +1,8 @@
-//! `cli`: the `sluice` command — [`run`], [`check`], [`demo`]. The one place that assembles the
+//! `cli`: the `sluice` command — [`run`], [`check`], [`demo`], [`config`]. The one place that assembles the
 //! stages ([`assemble`]), owns the server runtime, and reports errors with anyhow.
 
 pub mod check;
+pub mod config;
 pub mod demo;
 pub mod instance;
 pub mod maintain;
@@ -49,6 +50,13 @@ enum Command {
         /// TOML configuration file (then `SLUICE_…` environment overrides).
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Print the complete default configuration, every key under its explanation (the
+    /// `sluice.example.toml` of the repository is this output).
+    Config {
+        /// Every key with its default, or commented out with an example where it has none.
+        #[arg(long, required = true)]
+        defaults: bool,
     },
     /// Run one maintenance pass over the lake (compaction, snapshot expiry, file clean-up) if
     /// no running instance holds the maintenance lease, and exit.
@@ -138,6 +146,8 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config } => run::run(config.as_deref()),
         Command::Check { config } => check::check(config.as_deref()),
+        // clap requires `--defaults`, the one thing `config` does so far.
+        Command::Config { defaults: _ } => config::print_defaults(),
         Command::Maintain { config, own_tables } => {
             maintain::maintain(config.as_deref(), own_tables)
         }

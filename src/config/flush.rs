@@ -1,11 +1,12 @@
 //! `[flush]`: when pending data is committed, the memory cap, and how failing commits retry.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, invalid};
 
 /// Retry policy for a failing flush.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// Attempts before the process gives up (exits non-zero, offsets unmoved).
@@ -16,7 +17,7 @@ pub struct RetryConfig {
     pub max_backoff_ms: u64,
     /// Commits DuckLake rejects because another instance committed concurrently are retried
     /// this many times per flush (they are expected with several instances, and counted apart
-    /// from `attempts`).
+    /// from `attempts`); so are racing catalog initialization and partition registration.
     pub conflict_attempts: u32,
     /// First backoff after a commit conflict; doubles per conflict, with ±50% jitter.
     pub conflict_initial_backoff_ms: u64,
@@ -38,21 +39,22 @@ impl Default for RetryConfig {
 }
 
 /// When pending data is flushed into the lake.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlushConfig {
     /// Flush a table when its pending decoded Arrow data reaches this (bytes of the decoded
-    /// buffers: after decompression, whether in place or copied).
+    /// buffers: after decompression, whether in place or copied); default 128 MiB.
     pub max_bytes: u64,
     /// Flush a table when its pending rows reach this.
     pub max_rows: u64,
-    /// Flush a table when its oldest pending message is this old.
+    /// Flush a table when its oldest pending message is this old (milliseconds).
     pub max_age_ms: u64,
     /// The process's memory budget for Arrow data: pending bytes, the live ring's retention
     /// (`live.retention_bytes` per topic) and librdkafka's prefetch
     /// (`kafka.queued_max_messages_kbytes` plus `kafka.fetch_max_bytes`) together. Pending data
-    /// gets what the other two leave (see [`Config::memory_budget`]); when it is full the
-    /// largest tables are flushed, and while a failed flush waits partitions pause.
+    /// gets what the other two leave (`sluice check` prints the split); when it is full the
+    /// largest tables are flushed, and while a failed flush waits partitions pause. Default
+    /// 1 GiB.
     pub memory_cap_bytes: u64,
     /// Retry policy of a failing flush.
     pub retry: RetryConfig,

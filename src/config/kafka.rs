@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, invalid};
 
 /// Where a partition starts when the lake holds no offset for it yet.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum StartFrom {
     /// The oldest message the broker still has (like `auto.offset.reset=earliest`).
@@ -21,7 +22,7 @@ pub enum StartFrom {
 /// What happens when a partition's lake offset is outside what the broker holds: above the high
 /// watermark (the topic was deleted and created again, or truncated) or below the low watermark
 /// (retention deleted messages sluice had not read).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OnOffsetGap {
     /// Stop with an error naming topic, partition, lake offset and watermarks; offsets unmoved
@@ -47,28 +48,34 @@ impl OnOffsetGap {
 }
 
 /// Kafka settings. Any librdkafka property can be given in `properties`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`.
     pub brokers: String,
     /// `group.id`; also the key of this pipeline's offsets in the lake.
     pub group_id: String,
-    /// Topics to consume. An entry starting with `^` is a regular expression: every matching
-    /// topic is consumed, including ones created later (found at metadata refresh,
-    /// `topic.metadata.refresh.interval.ms`). The memory budget reserves live retention for
-    /// each entry, so a pattern counts as one topic there.
+    /// Topics to consume: at least one (there is no default). An entry starting with `^` is a
+    /// regular expression (e.g. `"^web\\..*"`): every matching topic is consumed, including ones
+    /// created later (found at metadata refresh, `topic.metadata.refresh.interval.ms`). The
+    /// memory budget reserves live retention for each entry, so a pattern counts as one topic
+    /// there.
+    #[schemars(example = ["events"])]
     pub topics: Vec<String>,
-    /// Start position of a partition the lake has no offset for.
+    /// Where a partition starts when the lake has no offset for it yet.
     pub start_from: StartFrom,
-    /// A partition whose lake offset is outside the broker's watermarks (checked at assignment,
-    /// and when a fetch is out of range): `fail` (default), `earliest` or `latest`.
+    /// What to do with a lake offset outside the broker's watermarks (the topic was deleted and
+    /// recreated, or retention deleted messages not yet read), checked at assignment and when a
+    /// fetch is out of range.
     pub on_offset_gap: OnOffsetGap,
-    /// librdkafka `queued.max.messages.kbytes`: prefetch bound per partition queue.
+    /// librdkafka `queued.max.messages.kbytes` (its default): prefetch bound per partition
+    /// queue. Part of the memory budget (`flush.memory_cap_bytes`).
     pub queued_max_messages_kbytes: u64,
-    /// librdkafka `fetch.max.bytes`.
+    /// librdkafka `fetch.max.bytes` (its default): bytes one fetch request may return. Part of
+    /// the memory budget (`flush.memory_cap_bytes`).
     pub fetch_max_bytes: u64,
-    /// librdkafka `max.partition.fetch.bytes`.
+    /// librdkafka `max.partition.fetch.bytes` (its default): bytes one fetch may return per
+    /// partition.
     pub max_partition_fetch_bytes: u64,
     /// Copy each payload once into an aligned buffer before decoding it, and release
     /// librdkafka's message at once. Off by default: payloads are decoded in place. Worth it
@@ -77,8 +84,30 @@ pub struct KafkaConfig {
     /// decoded in place keep librdkafka's whole fetch buffers alive until their flush commits
     /// (FINDINGS.md, section 7, measures both settings).
     pub copy_payloads: bool,
-    /// Extra librdkafka properties passed through verbatim (SASL, SSL, timeouts, …).
+    /// Any librdkafka property, passed through verbatim (SASL, SSL, timeouts, …); those sluice
+    /// sets from its own keys (`bootstrap.servers`, `group.id`, `auto.offset.reset`, …) are
+    /// rejected. sluice changes two librdkafka defaults, which these override:
+    /// `statistics.interval.ms` 5000 (consumer lag for /metrics) and `fetch.queue.backoff.ms` 10
+    /// (librdkafka's 1000 stalled each partition for a second whenever the memory cap held the
+    /// loop for a flush; see FINDINGS.md). Property names hold dots, which an environment
+    /// variable's name cannot carry as a key (`__` and `.` both nest): set them from the
+    /// environment as one table, e.g. `SLUICE_KAFKA__PROPERTIES={"sasl.password"="…"}` (merged
+    /// with this table; `"` and `\` in a value escaped with `\`).
+    #[schemars(example = example_properties())]
     pub properties: BTreeMap<String, String>,
+}
+
+/// `kafka.properties` as `sluice config --defaults` shows them: SASL over TLS.
+fn example_properties() -> BTreeMap<String, String> {
+    [
+        ("security.protocol", "SASL_SSL"),
+        ("sasl.mechanisms", "SCRAM-SHA-512"),
+        ("sasl.username", "sluice"),
+        ("sasl.password", "…"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 /// The group id when none is configured.

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, invalid};
@@ -10,7 +11,7 @@ use super::{ConfigError, invalid};
 pub const OLD_DEFAULT_CATALOG: &str = "sluice.ducklake";
 
 /// Kind of the DuckLake catalog database (closed set).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum CatalogKind {
     /// A DuckDB database file. Single process: while sluice has it attached no other process
@@ -24,35 +25,45 @@ pub enum CatalogKind {
 }
 
 /// DuckLake settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakeConfig {
-    /// Catalog database kind.
+    /// Catalog database kind (`sqlite`: readable while sluice runs; `duckdb`: a single process;
+    /// `postgres`: for several instances).
     pub catalog_kind: CatalogKind,
-    /// Catalog location: a file path (duckdb, sqlite) or a libpq connection string (postgres).
+    /// Catalog location: a file path (duckdb, sqlite) or a libpq connection string (postgres,
+    /// e.g. `"host=… dbname=… user=…"`; its password better from `PGPASSWORD`).
     pub catalog: String,
-    /// Where Parquet files go: a local directory or an `s3://bucket/prefix/` URL.
+    /// Where Parquet files go: a local directory or an `s3://bucket/prefix/` URL (see
+    /// `[lake.s3]`).
     pub data_path: String,
     /// DuckDB schema inside the lake that holds the tables.
     pub schema: String,
     /// DuckDB extension directory; unset means DuckDB's default (`~/.duckdb/extensions`).
+    #[schemars(example = &"/opt/sluice/extensions")]
     pub extension_directory: Option<PathBuf>,
-    /// DuckDB threads used for Parquet writing; unset means DuckDB's default (all cores).
+    /// DuckDB threads used for Parquet writing; unset means DuckDB's default (all cores), or
+    /// the share of `memory.limit_bytes`.
+    #[schemars(example = 2)]
     pub threads: Option<u32>,
-    /// DuckDB `memory_limit`, e.g. `"2GB"`; unset means DuckDB's default (80% of RAM).
+    /// DuckDB `memory_limit`, e.g. `"2GB"`; unset means DuckDB's default (80% of RAM), or the
+    /// share of `memory.limit_bytes`.
+    #[schemars(example = &"2GB")]
     pub memory_limit: Option<String>,
     /// Bytes a Parquet row group should hold, derived from `memory.limit_bytes` (not a key of
     /// its own): a table without a configured `parquet_row_group_size` gets the rows that make
     /// this at its first flush's bytes per row.
     #[serde(skip)]
     pub row_group_bytes: Option<u64>,
-    /// S3 (or S3-compatible, e.g. MinIO) access for an `s3://` data path.
+    /// S3 or MinIO, for an `s3://` data path (through DuckDB's httpfs). Unset values fall back
+    /// to `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` (or
+    /// `AWS_DEFAULT_REGION`) and `AWS_ENDPOINT_URL`.
     pub s3: S3Config,
 }
 
 /// A credential: deserialized and serialized as its plain value, but never printed by `Debug`
 /// (so it cannot reach a log line through a `{:?}` of the configuration).
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -86,7 +97,7 @@ impl std::fmt::Debug for Secret {
 }
 
 /// How bucket names appear in S3 URLs.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum UrlStyle {
     /// `https://endpoint/bucket/key` (MinIO and most S3-compatible servers).
@@ -98,22 +109,30 @@ pub enum UrlStyle {
 /// S3 settings, handed to DuckDB's httpfs as a secret. Unset values fall back to the standard
 /// AWS environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
 /// `AWS_REGION` or `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct S3Config {
     /// `host:port` of an S3-compatible server, or a URL (`http://` turns SSL off); unset: AWS.
+    #[schemars(example = &"http://minio:9000")]
     pub endpoint: Option<String>,
     /// Region, e.g. `us-east-1`.
+    #[schemars(example = &"us-east-1")]
     pub region: Option<String>,
-    /// `path` or `vhost`; unset: path style with a custom endpoint, vhost for AWS.
+    /// How bucket names appear in URLs; unset: path style with a custom endpoint, vhost for AWS.
+    #[schemars(example = UrlStyle::Path)]
     pub url_style: Option<UrlStyle>,
     /// HTTPS to the endpoint; unset: from the endpoint URL's scheme, else true.
+    #[schemars(example = true)]
     pub use_ssl: Option<bool>,
     /// Access key id.
+    #[schemars(example = &"sluice")]
     pub access_key_id: Option<String>,
-    /// Secret access key (never logged).
+    /// Secret access key (never logged); better from the environment:
+    /// `SLUICE_LAKE__S3__SECRET_ACCESS_KEY`.
+    #[schemars(example = &"…")]
     pub secret_access_key: Option<Secret>,
     /// Session token of temporary credentials (never logged).
+    #[schemars(example = &"…")]
     pub session_token: Option<Secret>,
 }
 

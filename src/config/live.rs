@@ -4,34 +4,40 @@ use std::path::{Path, PathBuf};
 
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, Secret, check_address, invalid};
 
 /// The live Arrow Flight endpoint: the decoded batches, retained per topic.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LiveConfig {
     /// Serve Flight at all.
     pub enabled: bool,
     /// Listen address (`host:port`; port 0 picks a free one).
     pub address: String,
-    /// Bytes of batches retained per topic.
+    /// Bytes of batches retained per topic (default 256 MiB); part of the memory budget.
     pub retention_bytes: u64,
-    /// Age after which retained batches are dropped.
+    /// Age after which retained batches are dropped (milliseconds).
     pub retention_ms: u64,
     /// A bearer token every Flight call must carry (`authorization: Bearer <token>`); unset,
     /// calls are not authenticated (the default address is loopback). Never logged; better
-    /// given as `SLUICE_LIVE__AUTH_TOKEN` than in the file.
+    /// given as `SLUICE_LIVE__AUTH_TOKEN` than in the file. pyarrow sends it with
+    /// `fl.FlightCallOptions(headers=[(b"authorization", b"Bearer …")])`.
+    #[schemars(example = &"…")]
     pub auth_token: Option<Secret>,
     /// The server's certificate chain (PEM, leaf first): set with `tls_key_path`, Flight is
     /// served over TLS (`grpc+tls://`); unset, in plaintext.
+    #[schemars(example = &"/etc/sluice/flight.pem")]
     pub tls_cert_path: Option<PathBuf>,
     /// The private key of `tls_cert_path` (PEM: PKCS#8, PKCS#1 or SEC1). Its contents are
     /// never logged.
+    #[schemars(example = &"/etc/sluice/flight.key")]
     pub tls_key_path: Option<PathBuf>,
     /// CA certificates (PEM) that sign the clients' certificates: set, every client must
     /// present one (mutual TLS); needs `tls_cert_path`.
+    #[schemars(example = &"/etc/sluice/ca.pem")]
     pub tls_client_ca_path: Option<PathBuf>,
 }
 

@@ -1,11 +1,12 @@
 //! `[log]`: the log format and filter.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, invalid};
 
 /// Log format.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -15,10 +16,10 @@ pub enum LogFormat {
 }
 
 /// Logging settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    /// Text or JSON lines.
+    /// Log line format.
     pub format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `sluice=debug`.
     pub level: String,

@@ -3,18 +3,20 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, invalid};
 
 /// When and how the lake is maintained. Durations are written like `90s`, `10m`, `1h`, `7d`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MaintenanceConfig {
     /// Whether `sluice run` maintains the lake (the instance holding the lease does; the
     /// others only try to take the lease). `sluice maintain` runs one pass regardless.
     pub enabled: bool,
-    /// Time between passes (and between attempts to take the lease).
+    /// Time between passes (and between attempts to take the lease). Durations are written like
+    /// `90s`, `10m`, `1h`, `7d`.
     pub interval: String,
     /// Snapshots older than this are expired (DuckLake always keeps the latest): time travel
     /// and readers that pinned a snapshot reach back this far.

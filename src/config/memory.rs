@@ -23,6 +23,7 @@
 //! `INSERT` and `ducklake_merge_adjacent_files` on that table fail ("ROW_GROUP_SIZE_BYTES does
 //! not work while preserving insertion order", measured), so sluice does not use it.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Config, ConfigError, invalid, parse_size};
@@ -39,12 +40,15 @@ pub const BASE_BYTES: u64 = 96 * MIB;
 pub const MIN_LIMIT_BYTES: u64 = 256 * MIB;
 
 /// `[memory]` settings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryConfig {
     /// The most memory (resident bytes) the whole process may use, e.g. the container's limit;
-    /// unset, each part is bounded only by its own settings. See the module documentation for
-    /// how it is split.
+    /// unset, each part is bounded only by its own settings. sluice splits it and lowers
+    /// `flush.memory_cap_bytes`, `flush.max_bytes`, `live.retention_bytes`, kafka's prefetch and
+    /// DuckDB's `memory_limit` and `threads` to their shares (a lower setting stays; `sluice
+    /// check` prints the split). At least 256 MiB.
+    #[schemars(example = 1_073_741_824)]
     pub limit_bytes: Option<u64>,
 }
 

@@ -1,11 +1,12 @@
 //! `[metrics]`: the operators' HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, Secret, check_address, invalid};
 
 /// The HTTP endpoint for Prometheus and health checks.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Serve it at all.
@@ -17,8 +18,10 @@ pub struct MetricsConfig {
     /// With `password`: `/metrics` asks for HTTP basic authentication with this user
     /// (`/healthz` and `/readyz` stay open for probes). Unset: no authentication, for the
     /// default loopback address.
+    #[schemars(example = &"prometheus")]
     pub username: Option<String>,
     /// The basic-authentication password (never logged; better `SLUICE_METRICS__PASSWORD`).
+    #[schemars(example = &"…")]
     pub password: Option<Secret>,
 }
 

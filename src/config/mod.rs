@@ -17,6 +17,7 @@ use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use flush::{FlushConfig, RetryConfig};
@@ -79,8 +80,12 @@ fn check_address(key: &str, address: &str, example: &str) -> Result<(), ConfigEr
     }
 }
 
-/// The whole configuration of one sluice process.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The whole configuration of one sluice process. Every key can be overridden by an environment
+/// variable `SLUICE_<SECTION>__<KEY>`, e.g. `SLUICE_KAFKA__BROKERS=broker:9092` or
+/// `SLUICE_FLUSH__MAX_AGE_MS=5000` (defaults, then the TOML file, then the environment).
+/// Unknown keys are rejected at start. `sluice check --config sluice.toml` validates the config
+/// and checks that the brokers answer and the lake attaches.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[derive(Default)]
 pub struct Config {
@@ -90,15 +95,19 @@ pub struct Config {
     pub lake: LakeConfig,
     /// Topic → table mapping and optional Kafka metadata columns.
     pub tables: TablesConfig,
-    /// One memory limit for the whole process, split between its parts.
+    /// One memory limit for the whole process (e.g. the container's), split between its parts.
     pub memory: MemoryConfig,
     /// Flush thresholds, memory cap and retry policy.
     pub flush: FlushConfig,
-    /// The live Arrow Flight endpoint.
+    /// The live Arrow Flight endpoint (e.g. `pyarrow.flight.connect("grpc://127.0.0.1:8815")`;
+    /// `grpc+tls://` with TLS).
     pub live: LiveConfig,
-    /// The operators' HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
+    /// The operators' HTTP endpoint: Prometheus `/metrics`, and `/healthz` and `/readyz` for
+    /// probes.
     pub metrics: MetricsConfig,
-    /// Compaction, snapshot expiry and file clean-up of the lake.
+    /// The lake's lifecycle: DuckLake's own compaction, snapshot expiry and file clean-up. One
+    /// instance at a time runs it (a lease in the lake); `sluice maintain` runs one pass and
+    /// exits.
     pub maintenance: MaintenanceConfig,
     /// Logging.
     pub log: LogConfig,

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, invalid};
 
 /// Which Kafka metadata columns are added to every row.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetadataColumns {
     /// `_kafka_partition INTEGER`.
@@ -21,12 +22,12 @@ pub struct MetadataColumns {
 }
 
 /// What happens when a message's schema differs from its table's.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SchemaEvolution {
-    /// Added columns are added to the table and lossless numeric widenings widen its column,
-    /// in the transaction of the rows; columns a message lacks get NULLs. Other changes are
-    /// quarantined.
+    /// Added columns are added to the table and lossless numeric widenings (int8→16→32→64,
+    /// the same unsigned, float→double, …) widen its column, in the transaction of the rows;
+    /// columns a message lacks get NULLs. Other changes are quarantined.
     #[default]
     Evolve,
     /// A message must have exactly the table's columns and types (in any order); anything else
@@ -35,47 +36,64 @@ pub enum SchemaEvolution {
 }
 
 /// Topic → table mapping.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TablesConfig {
-    /// Explicit topic → table names; other topics get a name from `name_template`.
+    /// Topic → table, for the topics whose table is not the one `name_template` derives.
+    #[schemars(example = [("web.events-v2", "web_events")].into_iter().collect::<BTreeMap<_, _>>())]
     pub map: BTreeMap<String, String>,
-    /// Table name of a topic not in `map`: `{topic}` is replaced by the topic name, then the
-    /// result is made an identifier (lowercase ASCII letters, digits, `_`).
+    /// Table name of a topic not in `[tables.map]`: `{topic}` is replaced by the topic name,
+    /// then the result is made an identifier (lowercase ASCII letters, digits, `_`).
     pub name_template: String,
-    /// Kafka metadata columns added to each row.
+    /// Kafka metadata columns added to every row.
     pub metadata: MetadataColumns,
-    /// `evolve` (default) or `strict`.
+    /// What happens when a message's schema differs from its table's (a change neither value
+    /// takes is quarantined either way).
     pub schema_evolution: SchemaEvolution,
-    /// Options of every table sluice writes (`[tables.defaults]`).
+    /// How tables are laid out and written: DuckLake's partitioning and sort order and its
+    /// Parquet settings, for every table (here) and per table (`[tables.options."<table>"]`,
+    /// over these). Unset keys leave the table as DuckLake has it. Applied when sluice creates
+    /// a table and again at each start (a changed value takes effect).
     pub defaults: TableOptions,
-    /// Options of one table, over the defaults (`[tables.options."<table>"]`).
+    /// Options of one table, over `[tables.defaults]`: `[tables.options."<table>"]` takes the
+    /// keys of `[tables.defaults]`.
+    #[schemars(example = example_options())]
     pub options: BTreeMap<String, TableOptions>,
 }
 
 /// How a lake table is laid out and written: DuckLake's partitioning and sort order, and the
 /// Parquet settings DuckLake's `set_option` takes. Unset keys leave the table as it is (or as
 /// the defaults say). Applied when sluice creates the table and again on each start.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TableOptions {
     /// `ALTER TABLE … SET PARTITIONED BY`: each entry a column (identity), `year(col)`,
     /// `month(col)`, `day(col)`, `hour(col)` or `bucket(N, col)`; `[]` removes partitioning.
+    #[schemars(example = ["year(timestamp)", "month(timestamp)"])]
     pub partition_by: Option<Vec<String>>,
-    /// `ALTER TABLE … SET SORTED BY`: each entry `col`, `col DESC`, `col ASC NULLS FIRST`, ….
+    /// `ALTER TABLE … SET SORTED BY`: each entry `col [ASC|DESC] [NULLS FIRST|LAST]`.
+    #[schemars(example = ["timestamp"])]
     pub sorted_by: Option<Vec<String>>,
-    /// Parquet codec: uncompressed, snappy, gzip, zstd, brotli, lz4, lz4_raw.
+    /// Parquet codec: uncompressed, snappy, gzip, zstd, brotli, lz4, lz4_raw. sluice's default
+    /// is zstd (DuckLake's is snappy): in FINDINGS.md section 10 it stores half the bytes.
+    #[schemars(example = &"zstd")]
     pub parquet_compression: Option<String>,
-    /// Codec level (zstd: 1–22).
+    /// Codec level, with zstd only (1–22).
+    #[schemars(example = 3)]
     pub parquet_compression_level: Option<i64>,
-    /// Rows per Parquet row group.
+    /// Rows per Parquet row group; unset: DuckDB's 122,880, or under `memory.limit_bytes` the
+    /// rows that fit its row-group share.
+    #[schemars(example = 122_880)]
     pub parquet_row_group_size: Option<u64>,
     /// Target data file size for inserts and compaction, e.g. `"512MB"`.
+    #[schemars(example = &"512MB")]
     pub target_file_size: Option<String>,
     /// A flush of at most this many rows is inlined: kept in the catalog instead of written as
     /// a Parquet file, until maintenance moves the inlined rows into one file. Lets a low-rate
     /// topic flush every second without a file per second; `0` writes every flush as Parquet.
-    /// Unset in `[tables.defaults]`: 1,000 on PostgreSQL and DuckDB-file catalogs, 0 on SQLite.
+    /// Unset in `[tables.defaults]`: 1,000 on PostgreSQL and DuckDB-file catalogs, 0 on SQLite
+    /// (README: its readers).
+    #[schemars(example = 1000)]
     pub data_inlining_row_limit: Option<u64>,
 }
 
@@ -179,6 +197,15 @@ impl TableOptions {
         }
         Ok(())
     }
+}
+
+/// `tables.options` as `sluice config --defaults` shows them: one table partitioned by day.
+fn example_options() -> BTreeMap<String, TableOptions> {
+    let events = TableOptions {
+        partition_by: Some(vec!["day(timestamp)".into()]),
+        ..TableOptions::default()
+    };
+    [("events".to_string(), events)].into_iter().collect()
 }
 
 /// The Parquet codecs DuckLake's `parquet_compression` takes.
