@@ -533,7 +533,10 @@ def fuzz_section(w, fz):
       "| duration | max input | malloc limit | peak RSS |")
     w("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        crashes = str(r["crashes"]) + (f" ({', '.join(r['artifacts'])})" if r["artifacts"] else "")
+        shown = [a for a in r["artifacts"] if a not in r.get("dismissed", {})]
+        crashes = str(r["crashes"]) + (f" ({', '.join(shown)})" if shown else "")
+        if r.get("dismissed"):
+            crashes += f" + {len(r['dismissed'])} dismissed"
         n = len(r.get("slices") or [])
         execs = f"{r['executions']:,}" + (f" ({n} slices)" if n > 1 else "")
         w(f"| {r['target']} | {execs} | {r['exec_per_s']:,} | {r['cov']:,} / "
@@ -541,6 +544,9 @@ def fuzz_section(w, fz):
           f"{r['duration_s'] / 60:.1f} min | {r['max_len']:,} B | {r['malloc_limit_mb']} MiB | "
           f"{r['peak_rss_mb']} MiB |")
     w("")
+    for r in rows:
+        for name, why in (r.get("dismissed") or {}).items():
+            w(f"Dismissed in {r['target']}: `{name}`, {why}\n")
     short = [r for r in rows if not r["reached_runs"]]
     if fz["runs_per_target"] and short:
         w("Not run to " + f"{fz['runs_per_target']:,} executions: " + "; ".join(
