@@ -551,9 +551,12 @@ def fuzz_section(w, fz):
     if fz["runs_per_target"] and short:
         w("Not run to " + f"{fz['runs_per_target']:,} executions: " + "; ".join(
             f"{r['target']} ({r['executions']:,} in {r['duration_s'] / 60:.0f} min, the "
-            f"--max-time limit; {fz['runs_per_target']:,} at its rate would take "
+            f"--max-time limit{'' if r.get('slices') else ' of a run before slices'}; "
+            f"{fz['runs_per_target']:,} at its rate would take "
             f"{fz['runs_per_target'] / r['exec_per_s'] / 3600:.1f} h)" for r in short)
-          + ". Peak RSS includes AddressSanitizer's quarantine of freed memory.\n")
+          + ". A target with slices goes on with `scripts/fuzz --resume --only <target>`; the "
+          "rates are each run's own, on 2 cores shared with builds and tests. Peak RSS includes "
+          "AddressSanitizer's quarantine of freed memory.\n")
     w("cov is libFuzzer's count of covered edges (sluice and every crate it links, instrumented), "
       "ft its count of features (edges with hit-count buckets, compared values); both are the "
       "final status line's; the corpus is what the run kept, seeds included. Bounds: every run "
