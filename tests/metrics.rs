@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::services::SluiceProc;
@@ -13,34 +11,7 @@ use sluice_producer::Encoding;
 
 /// GET `path` from `addr`: (status code, body).
 fn get(addr: &str, path: &str) -> (u16, String) {
-    get_with(addr, path, "")
-}
-
-/// GET with extra header lines (`Name: value\r\n` each).
-fn get_with(addr: &str, path: &str, headers: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the metrics endpoint");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let code = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (code, body)
-}
-
-/// The `host:port` logged right after `marker` (the metrics endpoint's URL).
-fn address_after(log: &str, marker: &str) -> String {
-    let rest = log
-        .split(marker)
-        .nth(1)
-        .unwrap_or_else(|| panic!("no {marker:?} in:\n{log}"));
-    rest.split('/').next().unwrap().to_string()
+    http_get(addr, path, "")
 }
 
 /// The value of the sample line starting with `prefix` (name and labels).
@@ -213,7 +184,7 @@ fn basic_authentication_guards_metrics_but_not_the_probes() {
     assert_eq!(get(&addr, "/metrics"), refused);
     // prometheus:wrong
     assert_eq!(
-        get_with(
+        http_get(
             &addr,
             "/metrics",
             "Authorization: Basic cHJvbWV0aGV1czp3cm9uZw==\r\n"
@@ -221,7 +192,7 @@ fn basic_authentication_guards_metrics_but_not_the_probes() {
         refused
     );
     // prometheus:metrics-pw-never-logged
-    let (code, text) = get_with(
+    let (code, text) = http_get(
         &addr,
         "/metrics",
         "Authorization: Basic cHJvbWV0aGV1czptZXRyaWNzLXB3LW5ldmVyLWxvZ2dlZA==\r\n",

@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -79,29 +79,9 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// GET `path` from `addr` (HTTP/1.0, so the body is neither chunked nor kept alive): (status,
-/// body).
+/// GET `path` from `addr`: (status, body).
 fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let code = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (code, body)
-}
-
-/// The `host:port` logged right after `marker` (the metrics endpoint's URL).
-fn address_after(log: &str, marker: &str) -> String {
-    let rest = log
-        .split(marker)
-        .nth(1)
-        .unwrap_or_else(|| panic!("no {marker:?} in:\n{log}"));
-    rest.split('/').next().unwrap().to_string()
+    http_get(addr, path, "")
 }
 
 /// A throwaway Prometheus on a loopback port, its TSDB in a temporary directory, scraping

@@ -173,19 +173,7 @@ pub fn show(config: Option<&Path>) -> Result<()> {
     for topic in &topics_of(&cfg, &rows) {
         lines.extend(partitions_of(&source, topic, &rows)?);
     }
-    let mut table = vec![
-        [
-            "topic",
-            "partition",
-            "lake_offset",
-            "low",
-            "high",
-            "lag",
-            "last_commit",
-            "status",
-        ]
-        .map(String::from),
-    ];
+    let mut table = vec![header(["topic"], [])];
     for s in &lines {
         table.push([
             s.topic.clone(),
@@ -204,6 +192,31 @@ pub fn show(config: Option<&Path>) -> Result<()> {
 }
 
 /// Prints `rows` (the first one the header) in columns aligned to their widest cell.
+/// The columns of a partition's line, as `offsets show` and `status` print them.
+const PARTITION_COLUMNS: [&str; 7] = [
+    "partition",
+    "lake_offset",
+    "low",
+    "high",
+    "lag",
+    "last_commit",
+    "status",
+];
+
+/// A table's header: `before`, the partition columns, `after` (N = B + 7 + A).
+pub(super) fn header<const B: usize, const A: usize, const N: usize>(
+    before: [&str; B],
+    after: [&str; A],
+) -> [String; N] {
+    let all: Vec<&str> = before
+        .into_iter()
+        .chain(PARTITION_COLUMNS)
+        .chain(after)
+        .collect();
+    assert_eq!(all.len(), N, "header width");
+    std::array::from_fn(|i| all[i].to_string())
+}
+
 pub(super) fn print_table<const N: usize>(rows: &[[String; N]]) {
     let mut width = [0usize; N];
     for r in rows {

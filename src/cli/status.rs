@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::init_logging;
 use super::instance::{self, Probe};
-use super::offsets::{Shown, opt, partitions_of, print_table, topics_of};
+use super::offsets::{Shown, header, opt, partitions_of, print_table, topics_of};
 use crate::config::{CatalogKind, Config};
 use crate::retry::Backoff;
 use crate::sink::{Lake, NO_OFFSET, OffsetRow, QUARANTINE_TABLE, SinkError, TableContents};
@@ -329,19 +329,7 @@ fn print_report(r: &Report) {
     for t in &r.topics {
         println!();
         println!("topic {} -> table {}", t.topic, t.table);
-        let mut rows = vec![
-            [
-                "partition",
-                "lake_offset",
-                "low",
-                "high",
-                "lag",
-                "last_commit",
-                "status",
-                if with_instance { "instance" } else { "" },
-            ]
-            .map(String::from),
-        ];
+        let mut rows = vec![header([], [if with_instance { "instance" } else { "" }])];
         for p in &t.partitions {
             rows.push([
                 p.partition.to_string(),

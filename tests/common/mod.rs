@@ -385,3 +385,31 @@ pub fn attach_target(cfg: &Config) -> String {
         CatalogKind::Postgres => format!("postgres:{}", cfg.lake.catalog),
     }
 }
+
+/// GET `path` from `addr` with extra header lines (`Name: value\r\n` each): (status code,
+/// body). HTTP/1.0, so the body is neither chunked (Prometheus's API would chunk a 1.1 answer)
+/// nor kept alive.
+pub fn http_get(addr: &str, path: &str, headers: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (code, body)
+}
+
+/// The `host:port` logged right after `marker` (e.g. the metrics endpoint's URL).
+pub fn address_after(log: &str, marker: &str) -> String {
+    let rest = log
+        .split(marker)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {marker:?} in:\n{log}"));
+    rest.split('/').next().unwrap().to_string()
+}
