@@ -234,18 +234,14 @@ pub(super) fn print_table<const N: usize>(rows: &[[String; N]]) {
     }
 }
 
-/// `sluice offsets set`: moves the lake offsets of `topic` (one partition, or all the broker
-/// has) to `to`, in one lake transaction conditional on the values read.
-pub fn set(config: Option<&Path>, topic: &str, partition: Option<i32>, to: &str) -> Result<()> {
-    let (cfg, lake, source) = open(config)?;
-    let target = Target::parse(to);
-    let on_broker = source
-        .partitions_of(topic, METADATA_TIMEOUT)
-        .with_context(|| format!("reading topic {topic}'s partitions from the brokers"))?;
-    if on_broker.is_empty() {
-        bail!("topic {topic} has no partitions on {}", cfg.kafka.brokers);
-    }
-    let partitions = match partition {
+/// The partitions `set` moves: the one named, or every one the broker has.
+fn chosen(
+    cfg: &Config,
+    topic: &str,
+    partition: Option<i32>,
+    on_broker: Vec<i32>,
+) -> Result<Vec<i32>> {
+    Ok(match partition {
         Some(p) if !on_broker.contains(&p) => bail!(
             "topic {topic} has no partition {p} on {} (it has {})",
             cfg.kafka.brokers,
@@ -253,8 +249,19 @@ pub fn set(config: Option<&Path>, topic: &str, partition: Option<i32>, to: &str)
         ),
         Some(p) => vec![p],
         None => on_broker,
-    };
-    let by_time = match &target {
+    })
+}
+
+/// Each partition's move: from the lake offset read now to the offset `target` names, checked
+/// against the broker's watermarks.
+fn updates_to(
+    lake: &Lake,
+    source: &KafkaSource,
+    topic: &str,
+    partitions: &[i32],
+    target: &Target,
+) -> Result<Vec<OffsetUpdate>> {
+    let by_time = match target {
         Target::Time(text) => {
             let ms = lake.timestamp_ms(text).map_err(|e| {
                 anyhow::anyhow!(
@@ -262,7 +269,7 @@ pub fn set(config: Option<&Path>, topic: &str, partition: Option<i32>, to: &str)
                 )
             })?;
             source
-                .offsets_for_time(topic, &partitions, ms)?
+                .offsets_for_time(topic, partitions, ms)?
                 .into_iter()
                 .collect::<BTreeMap<i32, Option<i64>>>()
         }
@@ -270,10 +277,10 @@ pub fn set(config: Option<&Path>, topic: &str, partition: Option<i32>, to: &str)
     };
     let now = lake.read_offsets(topic)?;
     let mut updates = Vec::new();
-    for p in &partitions {
+    for p in partitions {
         let key = PartitionKey::new(topic, *p);
         let marks = source.watermarks(&key)?;
-        let next = match &target {
+        let next = match target {
             Target::Earliest => marks.low,
             Target::Latest => marks.high,
             Target::Offset(o) => {
@@ -296,6 +303,22 @@ pub fn set(config: Option<&Path>, topic: &str, partition: Option<i32>, to: &str)
             next,
         });
     }
+    Ok(updates)
+}
+
+/// `sluice offsets set`: moves the lake offsets of `topic` (one partition, or all the broker
+/// has) to `to`, in one lake transaction conditional on the values read.
+pub fn set(config: Option<&Path>, topic: &str, partition: Option<i32>, to: &str) -> Result<()> {
+    let (cfg, lake, source) = open(config)?;
+    let target = Target::parse(to);
+    let on_broker = source
+        .partitions_of(topic, METADATA_TIMEOUT)
+        .with_context(|| format!("reading topic {topic}'s partitions from the brokers"))?;
+    if on_broker.is_empty() {
+        bail!("topic {topic} has no partitions on {}", cfg.kafka.brokers);
+    }
+    let partitions = chosen(&cfg, topic, partition, on_broker)?;
+    let updates = updates_to(&lake, &source, topic, &partitions, &target)?;
     match lake.move_offsets(&updates) {
         Ok(()) => {}
         Err(SinkError::OffsetConflict { partitions, .. }) => bail!(

@@ -129,75 +129,15 @@ pub fn status(config: Option<&Path>, json: bool) -> Result<()> {
         Probe::Answering(i) => Some(i),
         _ => None,
     };
-    let (lake, lake_note) = match Lake::open_with(
-        &cfg.lake,
-        &cfg.kafka.group_id,
-        Backoff::conflicts(&cfg.flush.retry),
-    ) {
-        Ok(l) => (Some(l), None),
-        Err(e) => match lock_held(&cfg, &e) {
-            Some(note) => (None, Some(note)),
-            None => return Err(e.into()),
-        },
-    };
-    // The lake's offsets, or while the lake cannot be read the instance's.
-    let rows: Vec<OffsetRow> = match (&lake, answering) {
-        (Some(l), _) => l.list_offsets()?,
-        (None, Some(i)) => i
-            .lake_offsets
-            .iter()
-            .map(|((topic, partition), next)| OffsetRow {
-                topic: topic.clone(),
-                partition: *partition,
-                next_offset: *next,
-                committed_at: None,
-            })
-            .collect(),
-        (None, None) => Vec::new(),
-    };
+    let (lake, lake_note) = open_lake(&cfg)?;
+    let rows = offset_rows(lake.as_ref(), answering)?;
     let source = KafkaSource::new(&cfg.kafka)?;
-    let now = SystemTime::now();
-    let mut topics = Vec::new();
-    let mut by_table: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut totals = Totals::default();
-    for topic in &topics_of(&cfg, &rows) {
-        let table = cfg.tables.table_for(topic);
-        by_table
-            .entry(table.clone())
-            .or_default()
-            .push(topic.clone());
-        let partitions: Vec<PartitionReport> = partitions_of(&source, topic, &rows)?
-            .iter()
-            .map(|s| partition_report(s, answering, now))
-            .collect();
-        totals.partitions += partitions.len() as u64;
-        totals.lag += partitions.iter().filter_map(|p| p.lag).sum::<i64>();
-        topics.push(TopicReport {
-            topic: topic.clone(),
-            table,
-            partitions,
-        });
-    }
-    let mut tables = Vec::new();
-    if let Some(l) = &lake {
-        // The topics' tables by name, then the quarantine table they share.
-        let own = (QUARANTINE_TABLE.to_string(), Vec::new());
-        for (table, topics) in by_table.into_iter().chain([own]) {
-            let contents = l.table_contents(&table)?;
-            if let Some(c) = &contents {
-                totals.rows += c.rows;
-                totals.data_files += c.data_files;
-                totals.data_file_bytes += c.data_file_bytes;
-                totals.inlined_rows += c.inlined_rows;
-            }
-            tables.push(TableReport {
-                table,
-                topics,
-                exists: contents.is_some(),
-                contents,
-            });
-        }
-    }
+    let (topics, by_table) = topic_reports(&cfg, &source, &rows, answering, &mut totals)?;
+    let tables = match &lake {
+        Some(l) => table_reports(l, by_table, &mut totals)?,
+        None => Vec::new(),
+    };
     totals.pending_bytes = answering.map(|i| i.pending_bytes);
     let report = Report {
         consumer_group: cfg.kafka.group_id.clone(),
@@ -222,6 +162,105 @@ pub fn status(config: Option<&Path>, json: bool) -> Result<()> {
         ),
         _ => Ok(()),
     }
+}
+
+/// The lake, or while it cannot be read (a DuckDB catalog another process holds) why not.
+fn open_lake(cfg: &Config) -> Result<(Option<Lake>, Option<String>)> {
+    match Lake::open_with(
+        &cfg.lake,
+        &cfg.kafka.group_id,
+        Backoff::conflicts(&cfg.flush.retry),
+    ) {
+        Ok(l) => Ok((Some(l), None)),
+        Err(e) => match lock_held(cfg, &e) {
+            Some(note) => Ok((None, Some(note))),
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// The lake's offsets, or while the lake cannot be read the instance's.
+fn offset_rows(
+    lake: Option<&Lake>,
+    answering: Option<&instance::Instance>,
+) -> Result<Vec<OffsetRow>> {
+    Ok(match (lake, answering) {
+        (Some(l), _) => l.list_offsets()?,
+        (None, Some(i)) => i
+            .lake_offsets
+            .iter()
+            .map(|((topic, partition), next)| OffsetRow {
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: *next,
+                committed_at: None,
+            })
+            .collect(),
+        (None, None) => Vec::new(),
+    })
+}
+
+/// Each table's topics, by table name.
+type TopicsByTable = BTreeMap<String, Vec<String>>;
+
+/// Each topic's partitions (lake offset, watermarks, lag, last commit), and the topics of each
+/// table; adds the partitions and their lag to `totals`.
+fn topic_reports(
+    cfg: &Config,
+    source: &KafkaSource,
+    rows: &[OffsetRow],
+    answering: Option<&instance::Instance>,
+    totals: &mut Totals,
+) -> Result<(Vec<TopicReport>, TopicsByTable)> {
+    let now = SystemTime::now();
+    let mut topics = Vec::new();
+    let mut by_table = TopicsByTable::new();
+    for topic in &topics_of(cfg, rows) {
+        let table = cfg.tables.table_for(topic);
+        by_table
+            .entry(table.clone())
+            .or_default()
+            .push(topic.clone());
+        let partitions: Vec<PartitionReport> = partitions_of(source, topic, rows)?
+            .iter()
+            .map(|s| partition_report(s, answering, now))
+            .collect();
+        totals.partitions += partitions.len() as u64;
+        totals.lag += partitions.iter().filter_map(|p| p.lag).sum::<i64>();
+        topics.push(TopicReport {
+            topic: topic.clone(),
+            table,
+            partitions,
+        });
+    }
+    Ok((topics, by_table))
+}
+
+/// The topics' tables by name, then the quarantine table they share: rows, files and bytes,
+/// added to `totals`.
+fn table_reports(
+    lake: &Lake,
+    by_table: TopicsByTable,
+    totals: &mut Totals,
+) -> Result<Vec<TableReport>> {
+    let own = (QUARANTINE_TABLE.to_string(), Vec::new());
+    let mut tables = Vec::new();
+    for (table, topics) in by_table.into_iter().chain([own]) {
+        let contents = lake.table_contents(&table)?;
+        if let Some(c) = &contents {
+            totals.rows += c.rows;
+            totals.data_files += c.data_files;
+            totals.data_file_bytes += c.data_file_bytes;
+            totals.inlined_rows += c.inlined_rows;
+        }
+        tables.push(TableReport {
+            table,
+            topics,
+            exists: contents.is_some(),
+            contents,
+        });
+    }
+    Ok(tables)
 }
 
 fn partition_report(
@@ -325,71 +364,86 @@ fn print_report(r: &Report) {
     if let Some(note) = &r.lake.note {
         println!("lake: {note}");
     }
-    let with_instance = r.instance.answering;
     for t in &r.topics {
         println!();
         println!("topic {} -> table {}", t.topic, t.table);
-        let mut rows = vec![header([], [if with_instance { "instance" } else { "" }])];
-        for p in &t.partitions {
-            rows.push([
-                p.partition.to_string(),
-                match (p.lake_offset, p.status.as_str()) {
-                    (None, "never committed") => "none".into(),
-                    (o, _) => opt(o),
-                },
-                opt(p.low),
-                opt(p.high),
-                opt(p.lag),
-                match (&p.last_commit_age_seconds, r.lake.readable) {
-                    (Some(s), _) => age(*s),
-                    (None, true) if p.status == "never committed" => "never".into(),
-                    _ => "-".into(),
-                },
-                p.status.clone(),
-                match p.assigned {
-                    Some(true) => "assigned".into(),
-                    Some(false) => "-".into(),
-                    None => String::new(),
-                },
-            ]);
-        }
-        print_table(&rows);
+        print_table(&partition_rows(r, t));
     }
     if r.lake.readable {
         println!();
-        let mut rows = vec![
-            [
-                "table",
-                "topics",
-                "rows",
-                "data_files",
-                "bytes",
-                "inlined_rows",
-            ]
-            .map(String::from),
-        ];
-        for t in &r.tables {
-            let topics = if t.table == QUARANTINE_TABLE {
-                "(quarantine)".to_string()
-            } else {
-                t.topics.join(",")
-            };
-            let c = t.contents;
-            let n = |f: fn(&TableContents) -> u64| {
-                c.as_ref().map_or("-".to_string(), |c| f(c).to_string())
-            };
-            rows.push([
-                t.table.clone(),
-                topics,
-                n(|c| c.rows),
-                n(|c| c.data_files),
-                n(|c| c.data_file_bytes),
-                n(|c| c.inlined_rows),
-            ]);
-        }
-        print_table(&rows);
+        print_table(&table_rows(&r.tables));
     }
     println!();
+    println!("{}", totals_line(r));
+}
+
+/// The partitions table of one topic: a header, then a row per partition.
+fn partition_rows(r: &Report, t: &TopicReport) -> Vec<[String; 8]> {
+    let with_instance = r.instance.answering;
+    let mut rows = vec![header([], [if with_instance { "instance" } else { "" }])];
+    for p in &t.partitions {
+        rows.push([
+            p.partition.to_string(),
+            match (p.lake_offset, p.status.as_str()) {
+                (None, "never committed") => "none".into(),
+                (o, _) => opt(o),
+            },
+            opt(p.low),
+            opt(p.high),
+            opt(p.lag),
+            match (&p.last_commit_age_seconds, r.lake.readable) {
+                (Some(s), _) => age(*s),
+                (None, true) if p.status == "never committed" => "never".into(),
+                _ => "-".into(),
+            },
+            p.status.clone(),
+            match p.assigned {
+                Some(true) => "assigned".into(),
+                Some(false) => "-".into(),
+                None => String::new(),
+            },
+        ]);
+    }
+    rows
+}
+
+/// The tables table: a header, then a row per table (the quarantine table last).
+fn table_rows(tables: &[TableReport]) -> Vec<[String; 6]> {
+    let mut rows = vec![
+        [
+            "table",
+            "topics",
+            "rows",
+            "data_files",
+            "bytes",
+            "inlined_rows",
+        ]
+        .map(String::from),
+    ];
+    for t in tables {
+        let topics = if t.table == QUARANTINE_TABLE {
+            "(quarantine)".to_string()
+        } else {
+            t.topics.join(",")
+        };
+        let c = t.contents;
+        let n =
+            |f: fn(&TableContents) -> u64| c.as_ref().map_or("-".to_string(), |c| f(c).to_string());
+        rows.push([
+            t.table.clone(),
+            topics,
+            n(|c| c.rows),
+            n(|c| c.data_files),
+            n(|c| c.data_file_bytes),
+            n(|c| c.inlined_rows),
+        ]);
+    }
+    rows
+}
+
+/// The last line: partitions and lag; rows, files and bytes when the lake was read; the
+/// instance's pending bytes when one answered.
+fn totals_line(r: &Report) -> String {
     let s = &r.totals;
     let mut line = format!("total: {} partitions, lag {}", s.partitions, s.lag);
     if r.lake.readable {
@@ -401,7 +455,7 @@ fn print_report(r: &Report) {
     if let Some(p) = s.pending_bytes {
         line.push_str(&format!("; pending {p} bytes"));
     }
-    println!("{line}");
+    line
 }
 
 #[cfg(test)]

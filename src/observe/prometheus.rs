@@ -218,6 +218,14 @@ pub fn render(src: &Sources) -> String {
         ("topic", "kind"),
         &s.offset_gaps,
     );
+    decoded(&mut o, s);
+    maintenance(&mut o, &s.maintenance);
+    process(&mut o, src);
+    o.0
+}
+
+/// Decoded bytes by how they were obtained.
+fn decoded(o: &mut Out, s: &Stats) {
     o.family(
         "sluice_decoded_bytes_total",
         "counter",
@@ -232,7 +240,11 @@ pub fn render(src: &Sources) -> String {
             pick(s).load(Relaxed),
         );
     }
-    maintenance(&mut o, &s.maintenance);
+}
+
+/// The process: live retention, Flight readers, memory and readiness.
+fn process(o: &mut Out, src: &Sources) {
+    let s = &src.stats;
     let retained = s.live_bytes.load(Relaxed);
     o.one(
         "sluice_live_retained_bytes",
@@ -278,7 +290,6 @@ pub fn render(src: &Sources) -> String {
          loop polling), else 0.",
         u8::from(ready),
     );
-    o.0
 }
 
 /// A counter family of one sample per (name, kind).
@@ -288,6 +299,53 @@ fn counts_by(o: &mut Out, name: &str, help: &str, labels: (&str, &str), counts: 
         o.sample(name, &[(labels.0, a), (labels.1, b)], n);
     }
 }
+
+/// Which counter of maintenance's.
+type MaintenanceCounter = fn(&MaintenanceStats) -> &AtomicU64;
+
+/// Maintenance's counters: (name, help, which counter).
+const MAINTENANCE_COUNTERS: [(&str, &str, MaintenanceCounter); 8] = [
+    (
+        "sluice_maintenance_inlined_rows_flushed_total",
+        "Rows maintenance moved from the catalog (inlined) into Parquet files.",
+        |m| &m.inlined_rows,
+    ),
+    (
+        "sluice_maintenance_files_merged_total",
+        "Small Parquet files maintenance merged into larger ones.",
+        |m| &m.files_merged,
+    ),
+    (
+        "sluice_maintenance_files_rewritten_total",
+        "Mostly deleted Parquet files maintenance rewrote without their deleted rows.",
+        |m| &m.files_rewritten,
+    ),
+    (
+        "sluice_maintenance_files_written_total",
+        "Parquet files written by merges and rewrites.",
+        |m| &m.files_written,
+    ),
+    (
+        "sluice_maintenance_snapshots_expired_total",
+        "Lake snapshots maintenance expired.",
+        |m| &m.snapshots_expired,
+    ),
+    (
+        "sluice_maintenance_files_deleted_total",
+        "Files maintenance deleted: no longer referenced by a snapshot, or orphaned.",
+        |m| &m.files_deleted,
+    ),
+    (
+        "sluice_maintenance_reclaimed_bytes_total",
+        "Bytes of the files maintenance deleted.",
+        |m| &m.bytes_reclaimed,
+    ),
+    (
+        "sluice_maintenance_conflicts_total",
+        "Maintenance steps that lost to a concurrent transaction (each retried).",
+        |m| &m.conflicts,
+    ),
+];
 
 fn maintenance(o: &mut Out, m: &MaintenanceStats) {
     o.family(
@@ -307,50 +365,8 @@ fn maintenance(o: &mut Out, m: &MaintenanceStats) {
             n.load(Relaxed),
         );
     }
-    let counters: [(&str, &str, &AtomicU64); 8] = [
-        (
-            "sluice_maintenance_inlined_rows_flushed_total",
-            "Rows maintenance moved from the catalog (inlined) into Parquet files.",
-            &m.inlined_rows,
-        ),
-        (
-            "sluice_maintenance_files_merged_total",
-            "Small Parquet files maintenance merged into larger ones.",
-            &m.files_merged,
-        ),
-        (
-            "sluice_maintenance_files_rewritten_total",
-            "Mostly deleted Parquet files maintenance rewrote without their deleted rows.",
-            &m.files_rewritten,
-        ),
-        (
-            "sluice_maintenance_files_written_total",
-            "Parquet files written by merges and rewrites.",
-            &m.files_written,
-        ),
-        (
-            "sluice_maintenance_snapshots_expired_total",
-            "Lake snapshots maintenance expired.",
-            &m.snapshots_expired,
-        ),
-        (
-            "sluice_maintenance_files_deleted_total",
-            "Files maintenance deleted: no longer referenced by a snapshot, or orphaned.",
-            &m.files_deleted,
-        ),
-        (
-            "sluice_maintenance_reclaimed_bytes_total",
-            "Bytes of the files maintenance deleted.",
-            &m.bytes_reclaimed,
-        ),
-        (
-            "sluice_maintenance_conflicts_total",
-            "Maintenance steps that lost to a concurrent transaction (each retried).",
-            &m.conflicts,
-        ),
-    ];
-    for (name, help, v) in counters {
-        o.one(name, "counter", help, v.load(Relaxed));
+    for (name, help, pick) in MAINTENANCE_COUNTERS {
+        o.one(name, "counter", help, pick(m).load(Relaxed));
     }
     o.one(
         "sluice_maintenance_lease_held",

@@ -86,21 +86,57 @@ impl Lake {
             .iter()
             .map(|s| self.described(s))
             .collect::<Result<Vec<_>, _>>()?;
-        // The table as the rows' transaction sees it: a retry after a conflict (another writer
-        // created or evolved it meanwhile) plans again from what that writer committed. What
-        // must be committed before the rows (creating the table with its options, widening,
-        // see `evolve`, and the options of a table this handle has not written yet) is, in a
-        // transaction of its own, and the rows' transaction plans again.
-        let mut plan;
+        let plan = self.prepare(table, &handed, &groups)?;
+        // A table without options is created with its rows.
+        if let Some(cols) = &plan.create {
+            self.create(table, cols)?;
+        }
+        for change in &plan.changes {
+            self.alter(table, change)?;
+        }
+        self.insert(table, &handed)?;
+        self.update_offsets(flush.offsets)?;
+        if let Some(hook) = &self.commit_hook {
+            hook(table);
+        }
+        self.conn
+            .execute("COMMIT")
+            .map_err(duck(format!("commit the flush of table {table}")))?;
+        // Committed: what follows only describes the commit and cannot undo it.
+        let (files, file_bytes) = self.files_of_last_commit().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not count the files of the commit");
+            (0, 0)
+        });
+        Ok(CommitReport {
+            rows: handed.rows,
+            quarantined: flush.quarantine.len() as u64,
+            files,
+            file_bytes,
+            changes: self.take_unreported(table).chain(plan.changes).collect(),
+        })
+    }
+
+    /// Begins the rows' transaction and plans it against the table as that transaction sees
+    /// it. A retry after a conflict (another writer created or evolved the table meanwhile)
+    /// plans again from what that writer committed. What must be committed before the rows
+    /// (creating the table with its options, widening, see `evolve`, and the options of a
+    /// table this handle has not written yet) is, in a transaction of its own, and the rows'
+    /// transaction plans again. Returns with the rows' transaction open.
+    fn prepare(
+        &mut self,
+        table: &str,
+        handed: &Handed,
+        groups: &[Vec<super::Column>],
+    ) -> Result<Plan, SinkError> {
         let mut rounds = 0;
         loop {
             self.conn
                 .execute("BEGIN")
                 .map_err(duck("begin a lake transaction"))?;
-            plan = if handed.data.is_empty() {
+            let plan = if handed.data.is_empty() {
                 Plan::default()
             } else {
-                self.plan(table, &groups)?
+                self.plan(table, groups)?
             };
             let widen: Vec<Change> = plan
                 .changes
@@ -112,7 +148,7 @@ impl Lake {
                 .then(|| self.options_of(table))
                 .filter(|o| !o.is_empty());
             if handed.data.is_empty() || (widen.is_empty() && options.is_none()) {
-                break;
+                return Ok(plan);
             }
             rounds += 1;
             if rounds > 3 {
@@ -143,33 +179,6 @@ impl Lake {
                 self.apply_settings(table, o)?;
             }
         }
-        // A table without options is created with its rows.
-        if let Some(cols) = &plan.create {
-            self.create(table, cols)?;
-        }
-        for change in &plan.changes {
-            self.alter(table, change)?;
-        }
-        self.insert(table, &handed)?;
-        self.update_offsets(flush.offsets)?;
-        if let Some(hook) = &self.commit_hook {
-            hook(table);
-        }
-        self.conn
-            .execute("COMMIT")
-            .map_err(duck(format!("commit the flush of table {table}")))?;
-        // Committed: what follows only describes the commit and cannot undo it.
-        let (files, file_bytes) = self.files_of_last_commit().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "could not count the files of the commit");
-            (0, 0)
-        });
-        Ok(CommitReport {
-            rows: handed.rows,
-            quarantined: flush.quarantine.len() as u64,
-            files,
-            file_bytes,
-            changes: self.take_unreported(table).chain(plan.changes).collect(),
-        })
     }
 
     /// The widenings of `table` committed earlier and not reported yet.
