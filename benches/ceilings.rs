@@ -404,7 +404,13 @@ fn sluice_run(a: &Args) -> Result<()> {
 fn consumer(a: &Args) -> Result<BaseConsumer> {
     // Only the Kafka half of the configuration is used: no lake is opened.
     let cfg = base_config(a, Path::new(""));
-    let consumer: BaseConsumer = sluice::source::client_config(&cfg.kafka).create()?;
+    let mut client = sluice::source::client_config(&cfg.kafka);
+    // sluice sets auto.offset.reset=error (an offset outside the broker's range is an offset gap
+    // it handles) and seeks every partition itself, to the lake's offset or, for a partition the
+    // lake has never seen, to where kafka.start_from says. A bare consumer seeks nothing: it
+    // starts where sluice starts a new partition here (start_from = earliest).
+    client.set("auto.offset.reset", "earliest");
+    let consumer: BaseConsumer = client.create()?;
     consumer.subscribe(&[&a.topic])?;
     Ok(consumer)
 }
