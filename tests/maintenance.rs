@@ -145,6 +145,7 @@ fn four_hundred_tiny_flushes_become_one_file_and_old_snapshots_expire_with_every
 
     // Snapshots of the last hour are kept: nothing expires, the files are merged.
     let r = run_pass(&cfg, &times(3600, 3600));
+    eprintln!("pass: {r:?}");
     assert_eq!(r.merged.files_in, 400, "{r:?}");
     assert_eq!(r.merged.files_out, 1, "{r:?}");
     assert_eq!(r.snapshots_expired, 0, "{r:?}");
@@ -158,6 +159,7 @@ fn four_hundred_tiny_flushes_become_one_file_and_old_snapshots_expire_with_every
     // Keeping no history: every snapshot but the latest expires (the lease renewal after the
     // expiry adds one), and the rows are still exactly the produced ones.
     let r = run_pass(&cfg, &times(0, 3600));
+    eprintln!("pass: {r:?}");
     assert_eq!(r.merged.files_in, 0, "{r:?}");
     // The pass's own steps (flushing the offsets' inlined rows, rewriting them) add snapshots
     // before the expiry, which leaves only the latest.
