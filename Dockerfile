@@ -5,7 +5,7 @@
 
 FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        build-essential pkg-config libssl-dev zlib1g-dev python3 python3-pip \
+        build-essential pkg-config libssl-dev zlib1g-dev libzstd-dev python3 python3-pip \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -23,7 +23,7 @@ RUN set -eux; dest=/opt/sluice/extensions/v1.5.5/linux_amd64; mkdir -p "$dest" /
     ls -l "$dest"
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl libssl3 libstdc++6 \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl libssl3 libstdc++6 libzstd1 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --create-home --home-dir /var/lib/sluice sluice
 COPY --from=build /src/target/release/sluice /src/target/release/sluice-loadgen /usr/local/bin/
