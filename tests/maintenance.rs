@@ -348,7 +348,9 @@ fn race_for_the_lease(cfg: &Config, n: usize) {
     lake(1).release_lease(&holders[1]).unwrap();
 }
 
-/// Two maintenance threads on one lake, passes every second: one runs them, the other skips.
+/// Two maintenance threads on one lake, passes every second: while both run, one runs the
+/// passes and the other skips them; when the holder stops it gives the lease up, and the other
+/// takes over at its next pass (not when the 30 s lease would have run out).
 fn two_maintainers(cfg: &Config) {
     let t = MaintenanceTimes {
         interval: Duration::from_secs(1),
@@ -357,51 +359,81 @@ fn two_maintainers(cfg: &Config) {
         lease: Duration::from_secs(30),
     };
     let stats: Vec<Arc<sluice::observe::Stats>> = (0..2).map(|_| Arc::default()).collect();
-    let maintainers: Vec<_> = stats
+    let mut maintainers: Vec<Option<_>> = stats
         .iter()
         .map(|s| {
             let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
-            sluice::maintain::Maintainer::start(lake, t, s.clone()).unwrap()
+            Some(sluice::maintain::Maintainer::start(lake, t, s.clone()).unwrap())
         })
         .collect();
+    let ran = || -> Vec<(u64, u64, u64)> {
+        stats
+            .iter()
+            .map(|s| {
+                let m = &s.maintenance;
+                (
+                    m.passes_ok.load(Relaxed),
+                    m.passes_skipped.load(Relaxed),
+                    m.passes_failed.load(Relaxed),
+                )
+            })
+            .collect()
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while stats
+    while ran()
         .iter()
-        .map(|s| s.maintenance.passes_ok.load(Relaxed) + s.maintenance.passes_skipped.load(Relaxed))
+        .map(|(ok, skipped, _)| ok + skipped)
         .sum::<u64>()
         < 8
     {
-        assert!(Instant::now() < deadline);
+        assert!(Instant::now() < deadline, "{:?}", ran());
         std::thread::sleep(Duration::from_millis(100));
     }
-    for m in maintainers {
-        m.stop();
-    }
-    let ran: Vec<(u64, u64, u64)> = stats
-        .iter()
-        .map(|s| {
-            let m = &s.maintenance;
-            (
-                m.passes_ok.load(Relaxed),
-                m.passes_skipped.load(Relaxed),
-                m.passes_failed.load(Relaxed),
-            )
-        })
-        .collect();
-    let holders = ran.iter().filter(|(ok, _, _)| *ok > 0).count();
-    assert_eq!(holders, 1, "{ran:?}");
+    // Counted while both run (the lease is renewed by every pass and runs for 30 s, so
+    // whoever holds it now has held it since its first pass).
+    let both = ran();
+    let holders: Vec<usize> = (0..2).filter(|i| both[*i].0 > 0).collect();
+    assert_eq!(holders.len(), 1, "{both:?}");
     assert!(
-        ran.iter()
+        both.iter()
             .all(|(ok, skipped, failed)| *failed == 0 && (*ok == 0) == (*skipped > 0)),
-        "{ran:?}"
+        "{both:?}"
+    );
+    let (holder, other) = (holders[0], 1 - holders[0]);
+    assert_eq!(stats[holder].maintenance.lease_held.load(Relaxed), 1);
+    assert_eq!(stats[other].maintenance.lease_held.load(Relaxed), 0);
+
+    // The holder stops and releases the lease: the other takes over within a few intervals.
+    let stopped = Instant::now();
+    maintainers[holder].take().unwrap().stop();
+    assert_eq!(stats[holder].maintenance.lease_held.load(Relaxed), 0);
+    while stats[other].maintenance.passes_ok.load(Relaxed) == 0 {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(15),
+            "no takeover: {:?}",
+            ran()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = ran();
+    assert_eq!(after[other].2, 0, "{after:?}");
+    assert_eq!(stats[other].maintenance.lease_held.load(Relaxed), 1);
+    maintainers[other].take().unwrap().stop();
+    eprintln!(
+        "lease: while both ran {both:?}; after the holder stopped {after:?}, taken over in {:?}",
+        stopped.elapsed()
     );
 }
 
 #[test]
-fn of_instances_racing_for_the_maintenance_lease_exactly_one_gets_it() {
+fn of_instances_racing_for_the_maintenance_lease_on_a_sqlite_catalog_exactly_one_gets_it() {
     let (_kafka, _topic, _dir, cfg) = setup("lease_sqlite", 1);
     race_for_the_lease(&cfg, 3);
     two_maintainers(&cfg);
+}
+
+#[test]
+fn of_instances_racing_for_the_maintenance_lease_on_a_postgresql_catalog_exactly_one_gets_it() {
     let pg = Postgres::start();
     let (_kafka, _topic, _dir, mut cfg) = setup("lease_pg", 1);
     pg.configure(&mut cfg.lake);
