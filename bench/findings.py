@@ -7,7 +7,6 @@ document comes from that file; the prose around the numbers is fixed text.
 import argparse
 import json
 import os
-import re
 import statistics
 
 import matplotlib
@@ -595,23 +594,20 @@ def fuzz_section(w, fz):
       "arrow-rs (`read_to_end` into a buffer of the declared size) is not bounded by the "
       "declared size, but by what the frame can expand to (255-fold) plus lz4_flex's block "
       "buffers (at most 12 MiB for 4 MiB blocks).\n")
-    # Sites as file:line in their crate; sluice's own as src/… whatever checkout built them.
-    sites = sorted({re.sub(r"^/(?!rustc/).*?/(src/)", r"\1", p.split(": ")[0])
-                    for r in rows for p in r.get("panic_sites", [])})
+    # Sites as scripts/fuzz records them: file:line in their crate (sluice's own as src/…).
+    sites = sorted({p.split(": ")[0] for r in rows for p in r.get("panic_sites", [])})
     ours = [x for x in sites if x.startswith("src/")]
-    theirs = len(sites) - len(ours)
+    overflow = "src/decode/mod.rs:181"
     if sites:
         w(f"Panics that `decode` caught and turned into a corrupt-payload error (the quarantine), "
-          f"{len(sites)} distinct sites, {theirs} in arrow-rs: on corrupt input (schemas with "
-          "unknown types, widths or units; buffers shorter than their lengths), and "
-          "`scalar.rs:190` on the misaligned dense union of (3), which `decode` then decodes "
-          "from a copy"
-          + (f"; {len(ours)} in sluice's own decoder ({', '.join(f'`{x}`' for x in ours)}: "
-             "a file block's declared metadata and body lengths added as i64, which the fuzz "
-             "build's overflow checks turn into a panic on lengths near i64::MAX; a release "
-             "build wraps, and the bounds check on the next line rejects the block)"
-             if ours == ["src/decode/mod.rs:181"] else
-             f"; {len(ours)} in sluice's own code: " + ", ".join(f"`{x}`" for x in ours))
+          f"{len(sites)} distinct sites, {len(sites) - len(ours)} in arrow-rs: on corrupt input "
+          "(schemas with unknown types, widths or units; buffers shorter than their lengths), "
+          "and `scalar.rs:190` on the misaligned dense union of (3), which `decode` then decodes "
+          "from a copy; " + f"{len(ours)} in sluice's own code"
+          + (f" (`{overflow}`: a file block's declared metadata and body lengths added as i64, "
+             "which the fuzz build's overflow checks turn into a panic on lengths near "
+             "i64::MAX; a release build wraps, and the bounds check on the next line rejects "
+             "the block)" if overflow in ours else "")
           + ". All of them: " + ", ".join(f"`{x}`" for x in sites)
           + ". The targets count these as handled, as "
           "production does (the release profile unwinds); a panic nothing catches, an abort, a "
