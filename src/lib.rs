@@ -33,4 +33,5 @@ pub mod pipeline;
 pub mod retry;
 pub mod sink;
 pub mod source;
+pub mod sql;
 pub mod sync;

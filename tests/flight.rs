@@ -49,6 +49,7 @@ fn start_with_flight(
     let ring = Ring::new(Retention {
         max_bytes: 1 << 30,
         max_age: Duration::from_secs(600),
+        max_uncommitted: 0,
     });
     let server = FlightServer::start(&ring);
     let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
@@ -214,6 +215,7 @@ fn a_slow_reader_is_cut_off_with_the_lag_while_ingestion_goes_on() {
     let ring = Ring::new(Retention {
         max_bytes: 1_100_000,
         max_age: Duration::from_secs(600),
+        max_uncommitted: 0,
     });
     let server = FlightServer::start(&ring);
     let lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
@@ -302,6 +304,7 @@ fn ingestion_and_live_publishing_continue_while_a_commit_is_held_open() {
     let ring = Ring::new(Retention {
         max_bytes: 1 << 30,
         max_age: Duration::from_secs(600),
+        max_uncommitted: 0,
     });
     let mut lake = Lake::open(&cfg.lake, &cfg.kafka.group_id).unwrap();
     lake.set_commit_hook(Some(std::sync::Arc::new(|_: &str| {
@@ -568,7 +571,7 @@ fn a_key_that_is_not_the_certificates_stops_the_start() {
     };
     cfg.validate().unwrap();
     let servers = Servers::new().unwrap();
-    let err = match sluice::live::start(&cfg, &servers) {
+    let err = match sluice::live::start(&cfg, &servers, 0) {
         Ok(_) => panic!("started with the client's key"),
         Err(e) => e.to_string(),
     };
@@ -581,7 +584,7 @@ fn a_key_that_is_not_the_certificates_stops_the_start() {
         )
     );
     cfg.tls_key_path = Some(pki.server.key.clone());
-    let (_, server) = sluice::live::start(&cfg, &servers).unwrap().unwrap();
+    let (_, server) = sluice::live::start(&cfg, &servers, 0).unwrap().unwrap();
     assert_eq!(server.url(), format!("grpc+tls://{}", server.addr));
     servers.stop();
 }

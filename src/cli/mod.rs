@@ -216,6 +216,8 @@ pub struct Assembled {
     pub pipeline: Pipeline,
     /// The live ring and the Flight endpoint serving it, if `live.enabled`.
     pub live: Option<(Arc<Ring>, FlightServer)>,
+    /// The Flight SQL endpoint, if `sql.enabled`.
+    pub sql: Option<crate::sql::SqlServer>,
     /// The HTTP endpoint's address, if `metrics.enabled`.
     pub metrics: Option<SocketAddr>,
     /// The runtime both endpoints run on.
@@ -229,11 +231,24 @@ pub fn assemble(cfg: &Config) -> Result<Assembled> {
     let stats = Arc::new(Stats::default());
     let pipeline = Pipeline::new(cfg, stats.clone())?;
     let servers = Servers::new().context("starting the server runtime")?;
-    let live = crate::live::start(&cfg.live, &servers)
+    let live = crate::live::start(&cfg.live, &servers, cfg.memory_budget().pending)
         .with_context(|| format!("starting the Flight endpoint on {}", cfg.live.address))?;
     if let Some((ring, _)) = &live {
         pipeline.attach_live(ring.clone());
     }
+    let sql = match (&live, cfg.sql.enabled) {
+        (Some((ring, _)), true) => {
+            let db = pipeline.another_lake()?.database().clone();
+            let views = crate::sql::install(cfg, &db, ring.clone())
+                .context("installing the real-time views")?;
+            Some(
+                crate::sql::serve(cfg, &servers, db, views).with_context(|| {
+                    format!("starting the Flight SQL endpoint on {}", cfg.sql.address)
+                })?,
+            )
+        }
+        _ => None,
+    };
     let metrics = if cfg.metrics.enabled {
         let addr: SocketAddr = cfg.metrics.address.parse()?;
         let sources = Sources {
@@ -268,6 +283,7 @@ pub fn assemble(cfg: &Config) -> Result<Assembled> {
         stats,
         pipeline,
         live,
+        sql,
         metrics,
         servers,
         maintainer,

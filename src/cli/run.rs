@@ -16,6 +16,9 @@ pub fn run(config: Option<&Path>) -> Result<()> {
     if let Some((_, server)) = &a.live {
         tracing::info!(url = %server.url(), "live Arrow Flight endpoint");
     }
+    if let Some(server) = &a.sql {
+        tracing::info!(url = %server.url(), "Flight SQL endpoint (real-time views: <table>_live)");
+    }
     if let Some(addr) = &a.metrics {
         tracing::info!(url = %format!("http://{addr}/metrics"), "metrics endpoint");
     }

@@ -11,6 +11,7 @@ mod log;
 mod maintenance;
 mod memory;
 mod metrics;
+mod sql;
 mod tables;
 
 use std::path::Path;
@@ -28,6 +29,7 @@ pub use log::{LogConfig, LogFormat};
 pub use maintenance::{MaintenanceConfig, MaintenanceTimes};
 pub use memory::{BASE_BYTES, MIN_LIMIT_BYTES, MemoryConfig, MemorySplit};
 pub use metrics::MetricsConfig;
+pub use sql::SqlConfig;
 pub use tables::{
     MetadataColumns, PARQUET_CODECS, PartitionField, SchemaEvolution, SortField, TableOptions,
     TablesConfig, is_topic_pattern, parse_size, table_name_from_topic,
@@ -102,6 +104,8 @@ pub struct Config {
     /// The live Arrow Flight endpoint (e.g. `pyarrow.flight.connect("grpc://127.0.0.1:8815")`;
     /// `grpc+tls://` with TLS).
     pub live: LiveConfig,
+    /// Arrow Flight SQL over the lake and its real-time views (`<table>_live`), off by default.
+    pub sql: SqlConfig,
     /// The operators' HTTP endpoint: Prometheus `/metrics`, and `/healthz` and `/readyz` for
     /// probes.
     pub metrics: MetricsConfig,
@@ -186,6 +190,7 @@ impl Config {
         self.tables.validate()?;
         self.flush.validate()?;
         self.live.validate()?;
+        self.sql.validate(self.live.enabled)?;
         self.metrics.validate()?;
         self.maintenance.validate()?;
         let names: Vec<&String> = (self.kafka.topics.iter())

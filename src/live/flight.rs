@@ -493,13 +493,33 @@ pub fn serve(
     access: Access,
 ) -> std::io::Result<FlightServer> {
     let stats = service.stats().clone();
+    let tls = access.tls.is_some();
+    let addr = serve_with(servers, "flight", addr, access, move |shutdown| {
+        LiveFlight {
+            shutdown,
+            ..service
+        }
+    })?;
+    Ok(FlightServer { addr, tls, stats })
+}
+
+/// Serves the Flight service `make` builds (given the token cancelled when the servers stop)
+/// on `addr` on `servers`, until they stop, as `access` says; returns the bound address.
+pub(crate) fn serve_with<S, F>(
+    servers: &Servers,
+    name: &'static str,
+    addr: SocketAddr,
+    access: Access,
+    make: F,
+) -> std::io::Result<SocketAddr>
+where
+    S: FlightService,
+    F: FnOnce(CancellationToken) -> S,
+{
     let mut server = builder(access.tls.as_ref())?;
     let token = access.token;
-    let addr = servers.spawn("flight", addr, move |listener, shutdown| {
-        let service = LiveFlight {
-            shutdown: shutdown.clone(),
-            ..service
-        };
+    servers.spawn(name, addr, move |listener, shutdown| {
+        let service = make(shutdown.clone());
         let check = move |req: tonic::Request<()>| match &token {
             Some(t) => authenticate(t, &req).map(|()| req),
             None => Ok(req),
@@ -513,10 +533,5 @@ pub fn serve(
                 )
                 .await
         }
-    })?;
-    Ok(FlightServer {
-        addr,
-        tls: access.tls.is_some(),
-        stats,
     })
 }

@@ -49,16 +49,20 @@ impl From<LiveError> for Status {
             LiveError::Read(ReadError::UnknownTopic(_)) => Status::not_found(text),
             LiveError::Read(ReadError::OutOfRange { .. }) => Status::out_of_range(text),
             LiveError::Read(ReadError::Lagged { .. }) => Status::resource_exhausted(text),
+            LiveError::Read(ReadError::Incomplete { .. }) => Status::unavailable(text),
             LiveError::Unsupported(_) => Status::unimplemented(text),
             LiveError::Encode(_) => Status::internal(text),
         }
     }
 }
 
-/// Creates the ring and serves Flight on `servers` if `cfg.enabled`.
+/// Creates the ring and serves Flight on `servers` if `cfg.enabled`. The ring may hold up to
+/// `max_uncommitted` bytes beyond its retention in batches not yet committed (the pending
+/// flush's share of the memory budget, whose memory they share).
 pub fn start(
     cfg: &LiveConfig,
     servers: &Servers,
+    max_uncommitted: u64,
 ) -> std::io::Result<Option<(Arc<ring::Ring>, flight::FlightServer)>> {
     if !cfg.enabled {
         return Ok(None);
@@ -72,30 +76,43 @@ pub fn start(
     let ring = ring::Ring::new(ring::Retention {
         max_bytes: cfg.retention_bytes,
         max_age: Duration::from_millis(cfg.retention_ms),
+        max_uncommitted,
     });
+    let access = access(cfg, "Flight", addr)?;
+    let server = flight::serve(servers, flight::LiveFlight::new(ring.clone()), addr, access)?;
+    Ok(Some((ring, server)))
+}
+
+/// Who may call a Flight endpoint on `addr` (`what` names it in warnings): `[live]`'s token and
+/// TLS files, read and checked. Warns if a non-loopback address is served without
+/// authentication, or with a token in plaintext.
+pub fn access(
+    cfg: &LiveConfig,
+    what: &str,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<flight::Access> {
     let tls = cfg
         .tls()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-    let ip: std::net::SocketAddr = addr;
+    let ip = addr;
     if !ip.ip().is_loopback() {
         let client_certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
         if cfg.auth_token.is_none() && !client_certs {
-            tracing::warn!(address = %ip, "Flight serves a non-loopback address without authentication (set live.auth_token or live.tls_client_ca_path)");
+            tracing::warn!(address = %ip, "{what} serves a non-loopback address without authentication (set live.auth_token or live.tls_client_ca_path)");
         } else if cfg.auth_token.is_some() && tls.is_none() {
-            tracing::warn!(address = %ip, "Flight takes live.auth_token in plaintext on a non-loopback address (set live.tls_cert_path and live.tls_key_path)");
+            tracing::warn!(address = %ip, "{what} takes live.auth_token in plaintext on a non-loopback address (set live.tls_cert_path and live.tls_key_path)");
         }
     }
     if let Some(t) = &tls {
         tracing::info!(
             cert = %t.cert_path.display(),
             client_ca = ?t.client_ca.as_ref().map(|(p, _)| p.display().to_string()),
-            "Flight serves TLS"
+            "{what} serves TLS"
         );
     }
     let access = flight::Access {
         token: cfg.auth_token.clone(),
         tls,
     };
-    let server = flight::serve(servers, flight::LiveFlight::new(ring.clone()), addr, access)?;
-    Ok(Some((ring, server)))
+    Ok(access)
 }

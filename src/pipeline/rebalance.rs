@@ -52,9 +52,20 @@ impl Line {
         watermarks: WatermarkProbe<'_>,
     ) -> Result<Vec<Offset>, PipelineError> {
         let retry = self.retries.failures;
+        self.release_live(list);
         self.partitions
             .assign(&self.lake, &retry, list, watermarks)
             .map_err(|e| self.assign_error(e))
+    }
+
+    /// The live ring forgets the uncommitted tails of `list` (revoked, or assigned afresh:
+    /// what an earlier assignment left there is not this one's).
+    fn release_live(&self, list: &[PartitionKey]) {
+        if let Some(ring) = &self.live {
+            for key in list {
+                ring.release(&key.topic, key.partition);
+            }
+        }
     }
 
     fn assign_error(&self, e: AssignError) -> PipelineError {
@@ -140,6 +151,7 @@ impl Line {
             }
         }
         self.partitions.revoke(list);
+        self.release_live(list);
         for key in list {
             self.pending.drop_partition(key);
         }

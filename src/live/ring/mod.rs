@@ -2,6 +2,13 @@
 //! copied), in arrival order, bounded by bytes and by age. Readers pull by sequence number, so
 //! the ingest loop never waits on them; a reader that falls behind the retained window gets a
 //! lag error saying by how much.
+//!
+//! The ring also keeps, per partition this instance consumes, every batch it decoded but has
+//! not yet committed to the lake ([`Ring::uncommitted`]): those are what the real-time views add
+//! to the lake's rows. Such a batch is not evicted before its commit passed
+//! ([`Ring::compact`]) — it shares its memory with the pending flush anyway — unless the ring
+//! outgrows `max_bytes + max_uncommitted`; then the partition is marked as missing a range, and
+//! the real-time views say so instead of answering without it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +26,9 @@ pub struct Retention {
     pub max_bytes: u64,
     /// Age after which batches are dropped.
     pub max_age: Duration,
+    /// Bytes beyond `max_bytes` the ring may hold in batches not yet committed (the pending
+    /// flush's memory, which they share) before it evicts those too.
+    pub max_uncommitted: u64,
 }
 
 /// One retained batch: all or part of one Kafka message.
@@ -43,6 +53,9 @@ pub struct LiveBatch {
     /// Whether the batch still references the Kafka message (not yet compacted).
     pub pinned: bool,
     arrived: Instant,
+    /// Read again since (a rewind), or of a partition this instance no longer consumes: not
+    /// part of [`Ring::uncommitted`].
+    superseded: bool,
 }
 
 /// What a topic's ring retains.
@@ -98,6 +111,30 @@ pub enum ReadError {
         /// Batches evicted past the reader's position.
         behind: u64,
     },
+    /// Batches not yet committed were evicted (the ring outgrew its bound): the uncommitted
+    /// tail of a partition is incomplete until the lake commits past them.
+    #[error(
+        "the live ring of topic {topic:?} dropped batches of partition {partition} not yet committed (below offset {below}; it outgrew live.retention_bytes plus the pending flush's share): its real-time view is incomplete until the lake commits them"
+    )]
+    Incomplete {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// One past the newest offset dropped.
+        below: i64,
+    },
+}
+
+/// What a topic's ring holds that the lake does not yet: per partition consumed here, the
+/// batches from the last commit the ring was told of on, in arrival order (a real-time view
+/// filters them by the lake's offsets of the snapshot it reads).
+#[derive(Debug, Clone)]
+pub struct Uncommitted {
+    /// Schema of the newest batch ever pushed for the topic.
+    pub schema: Option<SchemaRef>,
+    /// The batches.
+    pub batches: Vec<LiveBatch>,
 }
 
 #[derive(Default)]
@@ -105,6 +142,31 @@ struct TopicRing {
     entries: VecDeque<LiveBatch>,
     next_seq: u64,
     bytes: u64,
+    /// Partitions consumed here, by number.
+    lines: HashMap<i32, Line>,
+    /// Schema of the newest batch pushed (kept when its entries are evicted).
+    schema: Option<SchemaRef>,
+}
+
+/// What the ring knows of one partition this instance consumes.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    /// The lake's next offset as of the last commit the ring was told of (`-1`: none yet).
+    committed: i64,
+    /// The offset of the newest message pushed.
+    last: i64,
+    /// One past the newest uncommitted offset evicted under memory pressure (`-1`: none).
+    lost_below: i64,
+}
+
+impl Line {
+    fn new() -> Self {
+        Line {
+            committed: -1,
+            last: -1,
+            lost_below: -1,
+        }
+    }
 }
 
 impl TopicRing {
@@ -135,6 +197,15 @@ impl TopicRing {
             .join(", ")
     }
 
+    /// Whether `e` is a batch not yet committed of a partition consumed here.
+    fn uncommitted(&self, e: &LiveBatch) -> bool {
+        !e.superseded
+            && self
+                .lines
+                .get(&e.partition)
+                .is_some_and(|l| e.offset >= l.committed)
+    }
+
     fn evict(&mut self, retention: &Retention, now: Instant) {
         while let Some(front) = self.entries.front() {
             let too_big = self.bytes > retention.max_bytes;
@@ -142,8 +213,39 @@ impl TopicRing {
             if !(too_big || too_old) {
                 break;
             }
+            if self.uncommitted(front) {
+                if self.bytes
+                    <= retention
+                        .max_bytes
+                        .saturating_add(retention.max_uncommitted)
+                {
+                    break;
+                }
+                let (p, o) = (front.partition, front.offset);
+                if let Some(l) = self.lines.get_mut(&p) {
+                    if l.lost_below <= l.committed {
+                        tracing::warn!(
+                            partition = p,
+                            offset = o,
+                            "the live ring evicts batches not yet committed (it holds more than live.retention_bytes plus the pending flush's share); real-time views of this partition fail until its commit passes them"
+                        );
+                    }
+                    l.lost_below = l.lost_below.max(o + 1);
+                }
+            }
+            let Some(front) = self.entries.pop_front() else {
+                break;
+            };
             self.bytes -= front.bytes;
-            self.entries.pop_front();
+        }
+    }
+
+    /// Marks the retained batches of `partition` at or after `from` as superseded.
+    fn supersede(&mut self, partition: i32, from: i64) {
+        for e in self.entries.iter_mut() {
+            if e.partition == partition && e.offset >= from {
+                e.superseded = true;
+            }
         }
     }
 }
@@ -189,6 +291,17 @@ impl Ring {
             Some(r) => r,
             None => topics.entry(meta.topic.to_string()).or_default(),
         };
+        let line = ring.lines.entry(meta.partition).or_insert_with(Line::new);
+        let rewound = meta.offset <= line.last;
+        line.last = meta.offset;
+        if rewound {
+            // The partition is read again from here (a rewind): what was read of it before
+            // from this offset on is no longer its uncommitted tail.
+            ring.supersede(meta.partition, meta.offset);
+        }
+        if let Some(last) = batches.last() {
+            ring.schema = Some(last.schema());
+        }
         for (i, b) in batches.iter().enumerate() {
             let share = bytes * b.num_rows().max(1) as u64 / rows;
             ring.entries.push_back(LiveBatch {
@@ -202,6 +315,7 @@ impl Ring {
                 bytes: share,
                 pinned: in_kafka,
                 arrived: now,
+                superseded: false,
             });
             ring.next_seq += 1;
             ring.bytes += share;
@@ -317,6 +431,44 @@ impl Ring {
         Ok((out, next))
     }
 
+    /// The batches of `topic` not yet committed (see [`Uncommitted`]); `None` if the topic has
+    /// no ring. Fails if the ring had to drop some of them.
+    pub fn uncommitted(&self, topic: &str) -> Result<Option<Uncommitted>, ReadError> {
+        let topics = self.lock();
+        let Some(ring) = topics.get(topic) else {
+            return Ok(None);
+        };
+        for (p, l) in &ring.lines {
+            if l.lost_below > l.committed {
+                return Err(ReadError::Incomplete {
+                    topic: topic.to_string(),
+                    partition: *p,
+                    below: l.lost_below,
+                });
+            }
+        }
+        Ok(Some(Uncommitted {
+            schema: ring.schema.clone(),
+            batches: ring
+                .entries
+                .iter()
+                .filter(|e| ring.uncommitted(e))
+                .cloned()
+                .collect(),
+        }))
+    }
+
+    /// This instance no longer consumes `partition` of `topic` (revoked): its batches leave
+    /// [`Ring::uncommitted`] and may be evicted. Flight readers still see them.
+    pub fn release(&self, topic: &str, partition: i32) {
+        let mut topics = self.lock();
+        if let Some(ring) = topics.get_mut(topic) {
+            ring.lines.remove(&partition);
+            ring.supersede(partition, i64::MIN);
+            ring.evict(&self.retention, Instant::now());
+        }
+    }
+
     /// The next sequence number of `topic` (what a follower waits for).
     pub fn next_seq(&self, topic: &str) -> Option<u64> {
         self.lock().get(topic).map(|r| r.next_seq)
@@ -328,10 +480,13 @@ impl Ring {
     /// Returns the bytes copied into batches still retained.
     pub fn compact(&self, topic: &str, partition: i32, below: i64) -> u64 {
         let todo: Vec<(u64, RecordBatch)> = {
-            let topics = self.lock();
-            let Some(ring) = topics.get(topic) else {
+            let mut topics = self.lock();
+            let Some(ring) = topics.get_mut(topic) else {
                 return 0;
             };
+            if let Some(l) = ring.lines.get_mut(&partition) {
+                l.committed = l.committed.max(below);
+            }
             ring.entries
                 .iter()
                 .filter(|e| e.pinned && e.partition == partition && e.offset < below)
@@ -339,6 +494,9 @@ impl Ring {
                 .collect()
         };
         if todo.is_empty() {
+            if let Some(ring) = self.lock().get_mut(topic) {
+                ring.evict(&self.retention, Instant::now());
+            }
             return 0;
         }
         let copies: Vec<(u64, RecordBatch, u64)> = todo

@@ -50,6 +50,7 @@ fn ring(max_bytes: u64) -> Arc<Ring> {
     Ring::new(Retention {
         max_bytes,
         max_age: Duration::from_secs(3600),
+        max_uncommitted: 0,
     })
 }
 
@@ -210,19 +211,83 @@ fn age_retention() {
     let r = Ring::new(Retention {
         max_bytes: 1 << 30,
         max_age: Duration::from_millis(30),
+        max_uncommitted: 1 << 30,
     });
-    r.push(&meta("t", 0, 0, None), &[batch(0..1)], 10, true);
+    r.push(&meta("t", 0, 0, None), &[batch(0..1)], 10, false);
     std::thread::sleep(Duration::from_millis(60));
-    r.push(&meta("t", 0, 1, None), &[batch(1..2)], 10, true);
+    // Not committed yet: kept past its age.
+    assert_eq!(r.expire(), 10);
+    r.compact("t", 0, 1);
+    r.push(&meta("t", 0, 1, None), &[batch(1..2)], 10, false);
     assert_eq!(r.resolve("t", &Start::Earliest), Ok(1));
     let v = r.describe("t").unwrap();
     assert_eq!((v.rows, v.bytes), (1, 10));
     // An idle topic loses its old batches by age too, without a new push.
-    r.push(&meta("u", 0, 0, None), &[batch(0..1)], 7, true);
+    r.push(&meta("u", 0, 0, None), &[batch(0..1)], 7, false);
+    r.compact("t", 0, 2);
+    r.compact("u", 0, 1);
     assert_eq!(r.retained_bytes(), 17);
     std::thread::sleep(Duration::from_millis(60));
     assert_eq!(r.expire(), 0);
     assert_eq!(r.retained_bytes(), 0);
     assert_eq!(r.resolve("t", &Start::Earliest), Ok(2));
     assert_eq!(r.describe("u").unwrap().rows, 0);
+}
+
+fn offsets_of(u: &Uncommitted) -> Vec<(i32, i64)> {
+    u.batches.iter().map(|b| (b.partition, b.offset)).collect()
+}
+
+#[test]
+fn the_uncommitted_tail_survives_retention_until_its_commit_and_a_rewind_replaces_it() {
+    let r = Ring::new(Retention {
+        max_bytes: 25,
+        max_age: Duration::from_secs(3600),
+        max_uncommitted: 1000,
+    });
+    for o in 0..4 {
+        r.push(&meta("t", 0, o, None), &[batch(0..1)], 10, false);
+    }
+    r.push(&meta("t", 1, 0, None), &[batch(0..1)], 10, false);
+    // 50 bytes over a 25-byte retention: nothing is committed, so all of it stays.
+    assert_eq!(r.retained_bytes(), 50);
+    let u = r.uncommitted("t").unwrap().unwrap();
+    assert_eq!(offsets_of(&u), [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]);
+    // Partition 0 committed up to 2: offsets 0 and 1 leave the tail and are evicted.
+    r.compact("t", 0, 2);
+    assert_eq!(r.retained_bytes(), 30);
+    let u = r.uncommitted("t").unwrap().unwrap();
+    assert_eq!(offsets_of(&u), [(0, 2), (0, 3), (1, 0)]);
+    // Partition 0 is read again from offset 3 (a rewind): the first reading of 3 is replaced.
+    r.push(&meta("t", 0, 3, None), &[batch(5..6)], 10, false);
+    let u = r.uncommitted("t").unwrap().unwrap();
+    assert_eq!(offsets_of(&u), [(0, 2), (1, 0), (0, 3)]);
+    assert_eq!(u.batches[2].batch.num_rows(), 1);
+    // Partition 1 revoked: it leaves the tail.
+    r.release("t", 1);
+    let u = r.uncommitted("t").unwrap().unwrap();
+    assert_eq!(offsets_of(&u), [(0, 2), (0, 3)]);
+    assert_eq!(r.uncommitted("nope").unwrap().map(|u| u.batches.len()), None);
+}
+
+#[test]
+fn a_ring_past_retention_plus_the_uncommitted_allowance_evicts_and_says_the_tail_is_incomplete() {
+    let r = Ring::new(Retention {
+        max_bytes: 20,
+        max_age: Duration::from_secs(3600),
+        max_uncommitted: 10,
+    });
+    for o in 0..4 {
+        r.push(&meta("t", 2, o, None), &[batch(0..1)], 10, false);
+    }
+    // 40 bytes > 20 + 10: offset 0 went, uncommitted.
+    assert_eq!(r.retained_bytes(), 30);
+    assert_eq!(
+        r.uncommitted("t").unwrap_err().to_string(),
+        "the live ring of topic \"t\" dropped batches of partition 2 not yet committed (below offset 1; it outgrew live.retention_bytes plus the pending flush's share): its real-time view is incomplete until the lake commits them"
+    );
+    // Once the lake committed past it, the tail is whole again.
+    r.compact("t", 2, 1);
+    let u = r.uncommitted("t").unwrap().unwrap();
+    assert_eq!(offsets_of(&u), [(2, 1), (2, 2), (2, 3)]);
 }

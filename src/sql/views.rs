@@ -1,0 +1,124 @@
+//! The real-time views: for each lake table `t`, the view `t_live` in sluice's DuckDB is the
+//! table's rows united (by column name) with the live ring's rows of every topic feeding it
+//! whose offsets the lake has not committed.
+//!
+//! Why no row is missing or doubled at the commit boundary: a flush commits its rows and moves
+//! `sluice_offsets.next_offset` of its partitions in one DuckLake transaction, so every snapshot
+//! holds exactly the offsets below its own `next_offset` per partition (data inlined or not,
+//! compacted or not). A view's query reads the table and `sluice_offsets` in one transaction,
+//! hence from one snapshot, and takes from the ring exactly the rows at or above that
+//! snapshot's `next_offset`. The ring holds every batch this instance decoded and has not seen
+//! committed (it does not evict them; [`crate::live::ring`]), so the two parts meet without a
+//! gap, whenever the ring's own copy was taken. Partitions other instances consume add only
+//! their committed rows; quarantined messages are in neither part, as in the lake.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use crate::config::TablesConfig;
+use crate::live::ring::Ring;
+use crate::sink::duck::{ident, literal};
+use crate::sink::{LAKE_ALIAS, LEASE_TABLE, OFFSETS_TABLE, QUARANTINE_TABLE};
+use crate::sync::lock;
+
+use super::ring_scan::{FUNCTION, OFFSET_COLUMN, PARTITION_COLUMN};
+
+/// The suffix of a real-time view's name.
+pub const SUFFIX: &str = "_live";
+
+/// Keeps the real-time views in step with the lake's tables and the ring's topics.
+pub struct Views {
+    ring: Arc<Ring>,
+    tables: TablesConfig,
+    group: String,
+    schema: String,
+    /// The SQL each view was last created with.
+    made: Mutex<HashMap<String, String>>,
+}
+
+impl Views {
+    /// Views over the lake schema `schema` (offsets of consumer group `group`), with the
+    /// topics of `ring` named into tables as `tables` says.
+    pub fn new(ring: Arc<Ring>, tables: TablesConfig, group: &str, schema: &str) -> Self {
+        Views {
+            ring,
+            tables,
+            group: group.to_string(),
+            schema: schema.to_string(),
+            made: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Creates or replaces, on `conn`'s database, every view whose definition changed (a table
+    /// or a topic appeared); returns the views' names.
+    pub fn refresh(&self, conn: &duckdb::Connection) -> duckdb::Result<Vec<String>> {
+        let mut lake_tables: BTreeSet<String> = BTreeSet::new();
+        let mut stmt = conn.prepare(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?",
+        )?;
+        let rows = stmt.query_map([LAKE_ALIAS, self.schema.as_str()], |r| {
+            r.get::<_, String>(0)
+        })?;
+        for t in rows {
+            let t = t?;
+            if ![OFFSETS_TABLE, QUARANTINE_TABLE, LEASE_TABLE].contains(&t.as_str()) {
+                lake_tables.insert(t);
+            }
+        }
+        let mut feeds: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for topic in self.ring.topics() {
+            let has_schema = self
+                .ring
+                .describe(&topic)
+                .is_some_and(|v| v.schema.is_some());
+            if has_schema {
+                feeds
+                    .entry(self.tables.table_for(&topic))
+                    .or_default()
+                    .push(topic);
+            }
+        }
+        let names: BTreeSet<String> = lake_tables.iter().chain(feeds.keys()).cloned().collect();
+        let mut made = lock(&self.made);
+        let mut out = Vec::with_capacity(names.len());
+        for table in names {
+            let view = format!("{table}{SUFFIX}");
+            let topics = feeds.get(&table).map(Vec::as_slice).unwrap_or_default();
+            let sql = self.definition(&table, lake_tables.contains(&table), topics);
+            if made.get(&view) != Some(&sql) {
+                conn.execute_batch(&format!(
+                    "CREATE OR REPLACE VIEW memory.main.{} AS {sql}",
+                    ident(&view)
+                ))?;
+                made.insert(view.clone(), sql);
+            }
+            out.push(view);
+        }
+        Ok(out)
+    }
+
+    /// The query of `table`'s view: its lake rows (if the table exists yet), then each topic's
+    /// ring rows the same snapshot has not committed.
+    fn definition(&self, table: &str, in_lake: bool, topics: &[String]) -> String {
+        let schema = ident(&self.schema);
+        let mut parts = Vec::new();
+        if in_lake {
+            parts.push(format!(
+                "SELECT * FROM {LAKE_ALIAS}.{schema}.{}",
+                ident(table)
+            ));
+        }
+        for topic in topics {
+            let (p, o) = (ident(PARTITION_COLUMN), ident(OFFSET_COLUMN));
+            parts.push(format!(
+                "SELECT r.* EXCLUDE ({p}, {o}) FROM {FUNCTION}({topic}) r \
+                 WHERE r.{o} >= coalesce((SELECT c.next_offset FROM {LAKE_ALIAS}.{schema}.{offsets} c \
+                 WHERE c.consumer_group = {group} AND c.topic = {topic} AND c.\"partition\" = r.{p}), -1)",
+                topic = literal(topic),
+                offsets = ident(OFFSETS_TABLE),
+                group = literal(&self.group),
+            ));
+        }
+        parts.join(" UNION ALL BY NAME ")
+    }
+}
