@@ -12,7 +12,8 @@ Every run is a child process printing one JSON line; every wait is bounded.
 
 The other sections (--sections): latency (benches/live.rs), scaling (bench/scaling.py), readers
 (bench/readers.py), layout (bench/layout.py), freshness (bench/freshness.py: 100 rows/s for
---freshness-seconds with data inlining on and off, side by side).
+--freshness-seconds with data inlining on and off, side by side), realtime (bench/realtime.py:
+the real-time views over Flight SQL: freshness beside the lake's, queries, ingestion beside queries).
 """
 
 import argparse
@@ -255,10 +256,14 @@ def main():
     ap.add_argument("--layout-rows", type=int, default=1_000_000)
     ap.add_argument("--freshness-seconds", type=float, default=600.0,
                     help="length of the freshness section's paced run")
+    ap.add_argument("--realtime-seconds", type=float, default=60.0,
+                    help="length of the realtime section's paced run (lake vs Flight SQL view)")
+    ap.add_argument("--realtime-rows", default="1000000,10000000",
+                    help="table sizes of the realtime section's query and ingest runs")
     ap.add_argument("--freshness-maintenance-interval", default="5m",
                     help="maintenance.interval of the freshness runs (the lease is 3x)")
     ap.add_argument("--sections",
-                    default="throughput,latency,scaling,readers,layout,freshness",
+                    default="throughput,latency,scaling,readers,layout,freshness,realtime",
                     help="which sections to run")
     ap.add_argument("--merge", action="store_true",
                     help="replace only the sections run in an existing --out file")
@@ -270,7 +275,7 @@ def main():
         "scale": a.scale, "partitions": PARTITIONS, "producer": " ".join(PRODUCER),
         "flush_mib": 128, "fetch_wait_max_ms": 10, "catalog": "sqlite", "datasets": {}},
         "throughput": [], "compression": [], "latency": [], "gap": [], "scaling": [],
-        "readers": [], "layout": [], "freshness": {}}
+        "readers": [], "layout": [], "freshness": {}, "realtime": {}}
     started = time.monotonic()
     for name in a.datasets.split(",") if "throughput" in sections else []:
         spec = {k: max(1, int(v * a.scale)) if k != "rows_per_message" else v
@@ -298,13 +303,19 @@ def main():
         results["freshness"] = freshness.freshness(a, log, Tansu, a.freshness_seconds,
                                                    a.freshness_maintenance_interval)
         results["settings"]["freshness_seconds"] = a.freshness_seconds
+    if "realtime" in sections:
+        import realtime
+        sizes = [int(x) for x in a.realtime_rows.split(",") if x]
+        results["realtime"] = realtime.realtime(a, log, Tansu, a.realtime_seconds, sizes)
+        results["settings"]["realtime_seconds"] = a.realtime_seconds
+        results["settings"]["realtime_rows"] = sizes
     results["seconds"] = time.monotonic() - started
     if a.merge and os.path.exists(a.out):
         with open(a.out) as f:
             old = json.load(f)
         keep = {"throughput": ["throughput", "compression", "gap"], "latency": ["latency"],
                 "scaling": ["scaling"], "readers": ["readers"], "layout": ["layout"],
-                "freshness": ["freshness"]}
+                "freshness": ["freshness"], "realtime": ["realtime"]}
         for section, keys in keep.items():
             if section in sections:
                 for k in keys:
@@ -313,7 +324,8 @@ def main():
                     {"section": section, "date": results["machine"]["date"]})
         if "scaling" in sections:
             old["settings"]["scaling_rows"] = a.scaling_rows
-        for k in ("readers_rows", "layout_rows", "freshness_seconds"):
+        for k in ("readers_rows", "layout_rows", "freshness_seconds", "realtime_seconds",
+                  "realtime_rows"):
             if k in results["settings"]:
                 old["settings"][k] = results["settings"][k]
         results = old

@@ -236,6 +236,13 @@ fn a_group_by_on_the_uncommitted_view_equals_the_lake_after_commit_and_writes_ar
         )
     };
     let live = sql_client(&["adbc", &sluice.url, &group_by(&format!("\"{table}_live\""))]);
+    // Every value of every row, as DuckDB prints it: the ring's Arrow columns (timestamps with
+    // a zone, strings, nullable numbers, booleans) converted by sluice_ring equal what the lake
+    // stores after the commit.
+    let digest = |from: &str| {
+        format!("SELECT md5(string_agg(CAST(t AS VARCHAR), '|' ORDER BY seq)) FROM {from} t")
+    };
+    let live_digest = sql_client(&["adbc", &sluice.url, &digest(&format!("\"{table}_live\""))]);
     assert_eq!(
         sluice.stats.committed_messages.load(Relaxed),
         0,
@@ -261,6 +268,32 @@ fn a_group_by_on_the_uncommitted_view_equals_the_lake_after_commit_and_writes_ar
         })
         .collect();
     let live: Vec<Vec<i64>> = serde_json::from_str(live.trim()).unwrap();
+    let lake_digest = query(&cfg, &digest(&format!("lake.main.\"{table}\"")));
+    let lake_digest = format!("[[\"{}\"]]", lake_digest[0][0].as_ref().unwrap());
+    assert_eq!(live_digest.trim(), lake_digest);
     assert_eq!(live.len(), 3);
     assert_eq!(live, lake);
+}
+
+/// The endpoint takes `[live]`'s bearer token: refused without it or with a wrong one
+/// (UNAUTHENTICATED), answered with it.
+#[test]
+fn flight_sql_asks_for_the_live_token() {
+    let (kafka, topic, _dir, mut cfg) = sql_config("rt_auth", 1);
+    cfg.live.auth_token = Some(sluice::config::Secret::new("s3cret-token".to_string()));
+    let table = cfg.tables.table_for(&topic);
+    let sluice = Sluice::start(&cfg);
+    let p = kafka.producer(&topic, Encoding::default());
+    produce_events(&p, 1, 0, 4, 10);
+    sluice.wait_committed(4);
+    let out = sql_client(&[
+        "refused",
+        &sluice.url,
+        &format!("SELECT count(*) FROM \"{table}_live\""),
+        "s3cret-token",
+    ]);
+    assert_eq!(
+        out,
+        "{\"none\": \"UNAUTHENTICATED\"}\n{\"wrong\": \"UNAUTHENTICATED\"}\n{\"token\": [[40]]}\n"
+    );
 }

@@ -267,7 +267,10 @@ fn the_uncommitted_tail_survives_retention_until_its_commit_and_a_rewind_replace
     r.release("t", 1);
     let u = r.uncommitted("t").unwrap().unwrap();
     assert_eq!(offsets_of(&u), [(0, 2), (0, 3)]);
-    assert_eq!(r.uncommitted("nope").unwrap().map(|u| u.batches.len()), None);
+    assert_eq!(
+        r.uncommitted("nope").unwrap().map(|u| u.batches.len()),
+        None
+    );
 }
 
 #[test]
