@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::config::TablesConfig;
 use crate::live::ring::Ring;
@@ -34,7 +35,12 @@ pub struct Views {
     schema: String,
     /// The SQL each view was last created with.
     made: Mutex<HashMap<String, String>>,
+    /// The lake's tables as last listed, and when.
+    listed: Mutex<(BTreeSet<String>, Option<Instant>)>,
 }
+
+/// How often the lake's tables are listed again when no topic of the ring needs it.
+const LIST_EVERY: Duration = Duration::from_secs(5);
 
 impl Views {
     /// Views over the lake schema `schema` (offsets of consumer group `group`), with the
@@ -46,38 +52,35 @@ impl Views {
             group: group.to_string(),
             schema: schema.to_string(),
             made: Mutex::new(HashMap::new()),
+            listed: Mutex::new((BTreeSet::new(), None)),
         }
     }
 
     /// Creates or replaces, on `conn`'s database, every view whose definition changed (a table
     /// or a topic appeared); returns the views' names.
     pub fn refresh(&self, conn: &duckdb::Connection) -> duckdb::Result<Vec<String>> {
-        let mut lake_tables: BTreeSet<String> = BTreeSet::new();
-        let mut stmt = conn.prepare(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?",
-        )?;
-        let rows = stmt.query_map([LAKE_ALIAS, self.schema.as_str()], |r| {
-            r.get::<_, String>(0)
-        })?;
-        for t in rows {
-            let t = t?;
-            if ![OFFSETS_TABLE, QUARANTINE_TABLE, LEASE_TABLE].contains(&t.as_str()) {
-                lake_tables.insert(t);
-            }
-        }
         let mut feeds: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for topic in self.ring.topics() {
-            let has_schema = self
-                .ring
-                .describe(&topic)
-                .is_some_and(|v| v.schema.is_some());
-            if has_schema {
+            if self.ring.schema(&topic).is_some() {
                 feeds
                     .entry(self.tables.table_for(&topic))
                     .or_default()
                     .push(topic);
             }
         }
+        let lake_tables = {
+            let mut listed = lock(&self.listed);
+            // A table the ring feeds must be seen in the lake as soon as its first commit
+            // created it (its view then takes the lake's rows, and the ring's only above the
+            // committed offsets); tables only other instances feed are looked for every 5 s.
+            let stale = listed.1.is_none_or(|at| at.elapsed() >= LIST_EVERY)
+                || feeds.keys().any(|t| !listed.0.contains(t));
+            if stale {
+                listed.0 = self.lake_tables(conn)?;
+                listed.1 = Some(Instant::now());
+            }
+            listed.0.clone()
+        };
         let names: BTreeSet<String> = lake_tables.iter().chain(feeds.keys()).cloned().collect();
         let mut made = lock(&self.made);
         let mut out = Vec::with_capacity(names.len());
@@ -93,6 +96,24 @@ impl Views {
                 made.insert(view.clone(), sql);
             }
             out.push(view);
+        }
+        Ok(out)
+    }
+
+    /// The tables of the lake's schema (sluice's own excepted).
+    fn lake_tables(&self, conn: &duckdb::Connection) -> duckdb::Result<BTreeSet<String>> {
+        let mut stmt = conn.prepare(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?",
+        )?;
+        let rows = stmt.query_map([LAKE_ALIAS, self.schema.as_str()], |r| {
+            r.get::<_, String>(0)
+        })?;
+        let mut out = BTreeSet::new();
+        for t in rows {
+            let t = t?;
+            if ![OFFSETS_TABLE, QUARANTINE_TABLE, LEASE_TABLE].contains(&t.as_str()) {
+                out.insert(t);
+            }
         }
         Ok(out)
     }

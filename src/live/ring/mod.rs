@@ -349,6 +349,11 @@ impl Ring {
         })
     }
 
+    /// The schema of the newest batch ever pushed for `topic`.
+    pub fn schema(&self, topic: &str) -> Option<SchemaRef> {
+        self.lock().get(topic).and_then(|r| r.schema.clone())
+    }
+
     /// The sequence number a read starting at `start` begins with.
     pub fn resolve(&self, topic: &str, start: &Start) -> Result<u64, ReadError> {
         let topics = self.lock();
