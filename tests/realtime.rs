@@ -214,20 +214,24 @@ fn lock_push(v: &Mutex<Vec<(f64, i64)>>, t: f64, n: i64) {
     v.lock().unwrap().push((t, n));
 }
 
-/// A GROUP BY over the real-time view while nothing is committed yet equals the same query on
-/// the lake once it is; writes are refused.
+/// A GROUP BY over the real-time view while 900 of its 1,900 rows are not committed equals the
+/// same query on the lake once they are; so does every value of every row; writes are refused.
 #[test]
 fn a_group_by_on_the_uncommitted_view_equals_the_lake_after_commit_and_writes_are_refused() {
     let (kafka, topic, _dir, mut cfg) = sql_config("rt_group", 3);
-    cfg.flush.max_rows = 1_000_000;
+    cfg.flush.max_rows = 1_000;
     cfg.flush.max_age_ms = 600_000;
     let table = cfg.tables.table_for(&topic);
     let sluice = Sluice::start(&cfg);
     let p = kafka.producer(&topic, Encoding::default());
-    produce_events(&p, 3, 0, 30, 100);
+    // 1,000 rows: one flush by max_rows (the table's first commit creates it, and its view).
+    let next = produce_events(&p, 3, 0, 10, 100);
+    sluice.wait_committed(10);
+    // 900 more stay pending (under max_rows, long before max_age).
+    produce_events(&p, 3, next, 9, 100);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while sluice.stats.messages.load(Relaxed) < 30 {
-        assert!(Instant::now() < deadline, "30 messages not consumed");
+    while sluice.stats.messages.load(Relaxed) < 19 {
+        assert!(Instant::now() < deadline, "19 messages not consumed");
         std::thread::sleep(Duration::from_millis(20));
     }
     let group_by = |from: &str| {
@@ -245,7 +249,7 @@ fn a_group_by_on_the_uncommitted_view_equals_the_lake_after_commit_and_writes_ar
     let live_digest = sql_client(&["adbc", &sluice.url, &digest(&format!("\"{table}_live\""))]);
     assert_eq!(
         sluice.stats.committed_messages.load(Relaxed),
-        0,
+        10,
         "committed before the query"
     );
     let write = sql_client(&[
@@ -272,6 +276,7 @@ fn a_group_by_on_the_uncommitted_view_equals_the_lake_after_commit_and_writes_ar
     let lake_digest = format!("[[\"{}\"]]", lake_digest[0][0].as_ref().unwrap());
     assert_eq!(live_digest.trim(), lake_digest);
     assert_eq!(live.len(), 3);
+    assert_eq!(live.iter().map(|r| r[1]).sum::<i64>(), 1_900);
     assert_eq!(live, lake);
 }
 

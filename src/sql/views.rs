@@ -1,6 +1,7 @@
 //! The real-time views: for each lake table `t`, the view `t_live` in sluice's DuckDB is the
 //! table's rows united (by column name) with the live ring's rows of every topic feeding it
-//! whose offsets the lake has not committed.
+//! whose offsets the lake has not committed. A table's view appears with the table, at its
+//! first commit.
 //!
 //! Why no row is missing or doubled at the commit boundary: a flush commits its rows and moves
 //! `sluice_offsets.next_offset` of its partitions in one DuckLake transaction, so every snapshot
@@ -81,13 +82,15 @@ impl Views {
             }
             listed.0.clone()
         };
-        let names: BTreeSet<String> = lake_tables.iter().chain(feeds.keys()).cloned().collect();
+        // A view exists once its table does (the table's first commit creates it): its
+        // definition then never changes between "without the lake" and "with it", which would
+        // need the view replaced in the very transaction that commits.
         let mut made = lock(&self.made);
-        let mut out = Vec::with_capacity(names.len());
-        for table in names {
+        let mut out = Vec::with_capacity(lake_tables.len());
+        for table in lake_tables {
             let view = format!("{table}{SUFFIX}");
             let topics = feeds.get(&table).map(Vec::as_slice).unwrap_or_default();
-            let sql = self.definition(&table, lake_tables.contains(&table), topics);
+            let sql = self.definition(&table, topics);
             if made.get(&view) != Some(&sql) {
                 conn.execute_batch(&format!(
                     "CREATE OR REPLACE VIEW memory.main.{} AS {sql}",
@@ -118,17 +121,14 @@ impl Views {
         Ok(out)
     }
 
-    /// The query of `table`'s view: its lake rows (if the table exists yet), then each topic's
-    /// ring rows the same snapshot has not committed.
-    fn definition(&self, table: &str, in_lake: bool, topics: &[String]) -> String {
+    /// The query of `table`'s view: its lake rows, then each topic's ring rows the same
+    /// snapshot has not committed.
+    fn definition(&self, table: &str, topics: &[String]) -> String {
         let schema = ident(&self.schema);
-        let mut parts = Vec::new();
-        if in_lake {
-            parts.push(format!(
-                "SELECT * FROM {LAKE_ALIAS}.{schema}.{}",
-                ident(table)
-            ));
-        }
+        let mut parts = vec![format!(
+            "SELECT * FROM {LAKE_ALIAS}.{schema}.{}",
+            ident(table)
+        )];
         for topic in topics {
             let (p, o) = (ident(PARTITION_COLUMN), ident(OFFSET_COLUMN));
             parts.push(format!(
