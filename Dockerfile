@@ -14,7 +14,7 @@ RUN cargo build --release --locked --features bundled --bin sluice -p sluice \
 
 # DuckDB 1.5.5's extensions from the PyPI wheels duckdb-extension-<name>==1.5.5.
 RUN set -eux; dest=/opt/sluice/extensions/v1.5.5/linux_amd64; mkdir -p "$dest" /tmp/wheels; \
-    for e in ducklake httpfs postgres_scanner; do \
+    for e in ducklake httpfs postgres_scanner quack; do \
       pip3 download -q --no-deps -d /tmp/wheels "duckdb-extension-$(echo $e | tr _ -)==1.5.5"; \
     done; \
     for w in /tmp/wheels/*.whl; do \

@@ -36,7 +36,7 @@ impl Sluice {
         let cfg = cfg.clone();
         let handle = std::thread::spawn(move || {
             let a = sluice::cli::assemble(&cfg).expect("assemble");
-            let url = a.sql.as_ref().expect("sql enabled").url();
+            let url = a.sql.as_ref().map(|s| s.url()).unwrap_or_default();
             tx.send((url, a.stats.clone())).unwrap();
             sluice::cli::run_until(a, &s).expect("clean run");
         });
@@ -300,5 +300,59 @@ fn flight_sql_asks_for_the_live_token() {
     assert_eq!(
         out,
         "{\"none\": \"UNAUTHENTICATED\"}\n{\"wrong\": \"UNAUTHENTICATED\"}\n{\"token\": [[40]]}\n"
+    );
+}
+
+/// Stock DuckDB over Quack (`sql.quack_address`) reads the same real-time view, with committed
+/// and pending rows; a write and a wrong token are refused.
+#[test]
+fn stock_duckdb_reads_the_real_time_view_over_quack() {
+    let (kafka, topic, _dir, mut cfg) = sql_config("rt_quack", 2);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    cfg.sql.enabled = false;
+    cfg.sql.quack_address = Some(format!("127.0.0.1:{port}"));
+    cfg.live.auth_token = Some(sluice::config::Secret::new("quack-token-1".to_string()));
+    cfg.flush.max_rows = 500;
+    cfg.flush.max_age_ms = 600_000;
+    let table = cfg.tables.table_for(&topic);
+    let sluice = Sluice::start(&cfg);
+    let p = kafka.producer(&topic, Encoding::default());
+    let next = produce_events(&p, 2, 0, 5, 100);
+    sluice.wait_committed(5);
+    produce_events(&p, 2, next, 3, 100);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sluice.stats.messages.load(Relaxed) < 8 {
+        assert!(Instant::now() < deadline, "8 messages not consumed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let uri = format!("quack:127.0.0.1:{port}");
+    let ext = format!(
+        "{}/.duckdb/extensions/v1.5.5/linux_amd64/quack.duckdb_extension",
+        std::env::var("HOME").unwrap()
+    );
+    let ask = |token: &str, sql: &str| sql_client(&["quack", &uri, token, &ext, sql]);
+    let q = format!(
+        "SELECT (SELECT count(*) FROM lake.main.\"{table}\"), count(*), sum(seq)::BIGINT FROM \"{table}_live\""
+    );
+    // The view appears within a second of the table's first commit (Quack's refresh).
+    let mut got = String::new();
+    for _ in 0..50 {
+        got = ask("quack-token-1", &q);
+        if !got.contains("does not exist") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(got.trim(), "[[500, 800, 319600]]");
+    assert_eq!(
+        ask("quack-token-1", "DELETE FROM lake.main.sluice_offsets").trim(),
+        "\"Invalid Input Error: Authorization failed\""
+    );
+    assert_eq!(
+        ask("wrong-token", "SELECT 1").trim(),
+        "\"Invalid Input Error: Authentication failed\""
     );
 }

@@ -218,6 +218,8 @@ pub struct Assembled {
     pub live: Option<(Arc<Ring>, FlightServer)>,
     /// The Flight SQL endpoint, if `sql.enabled`.
     pub sql: Option<crate::sql::SqlServer>,
+    /// The Quack URI the real-time views are served on, if `sql.quack_address` is set.
+    pub quack: Option<String>,
     /// The HTTP endpoint's address, if `metrics.enabled`.
     pub metrics: Option<SocketAddr>,
     /// The runtime both endpoints run on.
@@ -236,18 +238,30 @@ pub fn assemble(cfg: &Config) -> Result<Assembled> {
     if let Some((ring, _)) = &live {
         pipeline.attach_live(ring.clone());
     }
-    let sql = match (&live, cfg.sql.enabled) {
-        (Some((ring, _)), true) => {
+    let (sql, quack) = match &live {
+        Some((ring, _)) if cfg.sql.enabled || cfg.sql.quack_address.is_some() => {
             let db = pipeline.another_lake()?.database().clone();
             let views = crate::sql::install(cfg, &db, ring.clone())
                 .context("installing the real-time views")?;
-            Some(
-                crate::sql::serve(cfg, &servers, db, views).with_context(|| {
-                    format!("starting the Flight SQL endpoint on {}", cfg.sql.address)
-                })?,
-            )
+            let sql = if cfg.sql.enabled {
+                Some(
+                    crate::sql::serve(cfg, &servers, db.clone(), views.clone()).with_context(
+                        || format!("starting the Flight SQL endpoint on {}", cfg.sql.address),
+                    )?,
+                )
+            } else {
+                None
+            };
+            let quack = match (&cfg.sql.quack_address, &cfg.live.auth_token) {
+                (Some(address), Some(token)) => Some(
+                    crate::sql::quack::serve(address, token.expose(), &db, views, &servers)
+                        .with_context(|| format!("starting Quack on {address}"))?,
+                ),
+                _ => None,
+            };
+            (sql, quack)
         }
-        _ => None,
+        _ => (None, None),
     };
     let metrics = if cfg.metrics.enabled {
         let addr: SocketAddr = cfg.metrics.address.parse()?;
@@ -284,6 +298,7 @@ pub fn assemble(cfg: &Config) -> Result<Assembled> {
         pipeline,
         live,
         sql,
+        quack,
         metrics,
         servers,
         maintainer,

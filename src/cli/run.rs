@@ -19,6 +19,9 @@ pub fn run(config: Option<&Path>) -> Result<()> {
     if let Some(server) = &a.sql {
         tracing::info!(url = %server.url(), "Flight SQL endpoint (real-time views: <table>_live)");
     }
+    if let Some(uri) = &a.quack {
+        tracing::info!(%uri, "Quack endpoint (real-time views: <table>_live)");
+    }
     if let Some(addr) = &a.metrics {
         tracing::info!(url = %format!("http://{addr}/metrics"), "metrics endpoint");
     }

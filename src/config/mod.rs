@@ -190,7 +190,8 @@ impl Config {
         self.tables.validate()?;
         self.flush.validate()?;
         self.live.validate()?;
-        self.sql.validate(self.live.enabled)?;
+        let token = self.live.auth_token.as_ref().map(|t| t.expose());
+        self.sql.validate(self.live.enabled, token)?;
         self.metrics.validate()?;
         self.maintenance.validate()?;
         let names: Vec<&String> = (self.kafka.topics.iter())

@@ -22,6 +22,12 @@ pub struct SqlConfig {
     /// The largest result a query may return, in bytes of Arrow data (a result is held from
     /// the query until the client fetches it, at most 60 s).
     pub max_result_bytes: u64,
+    /// Also serve the real-time views to stock DuckDB clients over DuckDB's Quack protocol
+    /// (experimental upstream) on this `host:port`: `FROM quack_query('quack:HOST:PORT', 'SELECT
+    /// … FROM events_live', token => '…')`. Needs `live.auth_token` (Quack's token, at least 4
+    /// characters) and the `quack` extension; read-only statements only. Unset: off.
+    #[schemars(example = &"127.0.0.1:8817")]
+    pub quack_address: Option<String>,
 }
 
 /// Loopback, the port after the live Flight endpoint's.
@@ -36,13 +42,30 @@ impl Default for SqlConfig {
             address: default_address(),
             max_concurrent_queries: 2,
             max_result_bytes: 256 * 1024 * 1024,
+            quack_address: None,
         }
     }
 }
 
 impl SqlConfig {
-    /// Checks the `[sql]` keys (only when it is enabled); `live_enabled` is `live.enabled`.
-    pub fn validate(&self, live_enabled: bool) -> Result<(), ConfigError> {
+    /// Checks the `[sql]` keys (only when it is enabled); `live_enabled` is `live.enabled`,
+    /// `token` `live.auth_token`.
+    pub fn validate(&self, live_enabled: bool, token: Option<&str>) -> Result<(), ConfigError> {
+        if let Some(q) = &self.quack_address {
+            if !live_enabled {
+                return Err(invalid(
+                    "sql.quack_address",
+                    "needs live.enabled = true: the real-time views read the live ring",
+                ));
+            }
+            check_address("sql.quack_address", q, "127.0.0.1:8817")?;
+            if token.is_none_or(|t| t.chars().count() < 4) {
+                return Err(invalid(
+                    "sql.quack_address",
+                    "needs live.auth_token, of at least 4 characters: Quack clients must present a token",
+                ));
+            }
+        }
         if !self.enabled {
             return Ok(());
         }

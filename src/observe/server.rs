@@ -63,6 +63,25 @@ impl Servers {
         Ok(bound)
     }
 
+    /// Runs `work` (blocking) every `period` until [`Servers::stop`], one run at a time.
+    pub fn every(&self, period: std::time::Duration, work: impl Fn() + Send + Sync + 'static) {
+        let work = std::sync::Arc::new(work);
+        let shutdown = self.shutdown.child_token();
+        self.tracker.spawn_on(
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(period) => {}
+                    }
+                    let w = work.clone();
+                    let _ = tokio::task::spawn_blocking(move || w()).await;
+                }
+            },
+            self.runtime.handle(),
+        );
+    }
+
     /// Stops every server (they stop accepting and end their open streams) and waits for
     /// them. Call it after ingestion stopped: readers see every committed batch until then.
     pub fn stop(self) {

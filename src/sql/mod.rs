@@ -1,8 +1,10 @@
 //! `sql`: SQL over the lake and the real-time views, served by Arrow Flight SQL (`[sql]`).
 //! [`ring_scan`] is the DuckDB table function that reads the live ring's uncommitted batches,
-//! [`views`] defines each table's `<table>_live` view with it, [`flight`] serves queries.
+//! [`views`] defines each table's `<table>_live` view with it, [`flight`] serves queries over
+//! Flight SQL and [`quack`] over DuckDB's Quack protocol.
 
 pub mod flight;
+pub mod quack;
 pub mod ring_scan;
 pub mod views;
 

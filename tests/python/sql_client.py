@@ -9,6 +9,9 @@
     sql_client.py pyarrow URL SQL           -- the same with pyarrow.flight alone (a hand-made
                                                CommandStatementQuery: GetFlightInfo, then DoGet)
     sql_client.py adbc_error URL SQL        -- the same, expecting an error: prints its text
+    sql_client.py quack URI TOKEN EXT SQL  -- stock DuckDB (Python client) with the quack extension
+                                               EXT: quack_query(URI, SQL) with TOKEN; prints its
+                                               rows as JSON, or the error's text
     sql_client.py refused URL SQL TOKEN     -- ADBC without a token, with a wrong one: prints the
                                                errors' codes; then with TOKEN: prints the rows
 """
@@ -104,6 +107,18 @@ def refused(url, sql, token):
     print(json.dumps({"token": rows_of(adbc_query(url, sql, token))}))
 
 
+def quack(uri, token, ext, sql):
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"LOAD '{ext}'")
+    try:
+        rows = con.execute("FROM quack_query(?, ?, token => ?)", [uri, sql, token]).fetchall()
+        return [list(r) for r in rows]
+    except Exception as e:
+        return str(e).splitlines()[0]
+
+
 def main():
     mode, url = sys.argv[1], sys.argv[2]
     if mode == "watch":
@@ -119,6 +134,8 @@ def main():
             sys.exit("the query was answered")
     elif mode == "pyarrow":
         print(json.dumps(rows_of(pyarrow_query(url, sys.argv[3])), default=str))
+    elif mode == "quack":
+        print(json.dumps(quack(url, sys.argv[3], sys.argv[4], sys.argv[5]), default=str))
     elif mode == "refused":
         refused(url, sys.argv[3], sys.argv[4])
     else:
