@@ -25,7 +25,7 @@ pub struct LiveConfig {
     /// calls are not authenticated (the default address is loopback). Never logged; better
     /// given as `SLUICE_LIVE__AUTH_TOKEN` than in the file. pyarrow sends it with
     /// `fl.FlightCallOptions(headers=[(b"authorization", b"Bearer …")])`.
-    #[schemars(example = &"…")]
+    #[schemars(example = &"<a long random token>")]
     pub auth_token: Option<Secret>,
     /// The server's certificate chain (PEM, leaf first): set with `tls_key_path`, Flight is
     /// served over TLS (`grpc+tls://`); unset, in plaintext.
