@@ -386,6 +386,63 @@ MEMORY_VARIANTS = {
 }
 
 
+def realtime_section(w, rt, settings):
+    """Section 14: the real-time views over Flight SQL."""
+    ms = lambda x: "n/a" if x is None else f"{x:,.0f}"  # noqa: E731
+    fr = rt["freshness"]
+    w("## 14. Real-time SQL: the lake and the live stream in one query\n")
+    w(f"One `sluice run` with Flight SQL on (`[sql]`), one one-partition topic on a tansu broker, "
+      f"{fr['rows'] / fr['seconds']:.0f} rows/s for {fr['seconds']:.0f} s (the freshness "
+      "section's producer: 10 events rows every 100 ms), `flush.max_age_ms` 1000, SQLite "
+      "catalog. Two readers poll every 100 ms side by side: stock DuckDB (Python, the lake "
+      "attached `READ_ONLY`, `SELECT max(seq)` of the table) and the ADBC Flight SQL driver "
+      "(`SELECT max(seq)` of the table's real-time view `<table>_live`: the lake's rows and "
+      "the live ring's rows the same snapshot has not committed). Produce → visible runs from "
+      "`produce()` to the end of the first query that saw the message, so it includes the "
+      "query itself (`bench/realtime.py`; reproduce with "
+      "`scripts/bench --sections realtime --merge`).\n")
+    w("| reader | produce → visible p50 | p99 | max | messages seen | query p50 | query p99 "
+      "| errors | max(seq) went down |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for name, label in (("lake", "lake table (stock DuckDB)"),
+                        ("sql_live", "`_live` view (Flight SQL, ADBC)")):
+        r = fr[name]
+        w(f"| {label} | {ms(r['p50_ms'])} ms | {ms(r['p99_ms'])} ms | {ms(r['max_ms'])} ms | "
+          f"{r['seen']:,} of {fr['messages']:,} | {r['read_ms_p50']:.0f} ms | "
+          f"{r['read_ms_p99']:.0f} ms | {r['errors']} | {r['regressions']} |")
+    w("")
+    if rt.get("sizes"):
+        w("Queries and ingestion: the events dataset produced into a 4-partition topic first; "
+          "then one `sluice run` ingests it alone (`flush.max_rows` 1,000,000, `max_age_ms` "
+          "5000), then another into a fresh lake with an ADBC client running `SELECT count(*), "
+          "sum(seq) FROM <table>_live` back to back. Rate = rows / seconds from start to the "
+          "last commit. After the second run, each query 5 times over the whole table "
+          "(median, min–max).\n")
+        w("| rows | ingest alone | ingest beside queries | queries meanwhile (p50 / p99) | "
+          "count+sum `_live` | count+sum lake | GROUP BY `_live` | GROUP BY lake |")
+        w("|---|---|---|---|---|---|---|---|")
+        for one in rt["sizes"]:
+            a, q = one["alone"], one["with_queries"]
+            aft = q.get("after", {})
+            cell = lambda k: (f"{aft[k]['median_ms']:,.0f} ms ({aft[k]['min_ms']:,.0f}–"  # noqa: E731
+                              f"{aft[k]['max_ms']:,.0f})") if k in aft else "n/a"
+            qs = q.get("queries", {})
+            w(f"| {one['rows']:,} | {a['rows_per_s']:,.0f} rows/s | {q['rows_per_s']:,.0f} "
+              f"rows/s ({q['rows_per_s'] / a['rows_per_s']:.2f}×) | {qs.get('n', 0):,} "
+              f"({ms(qs.get('p50_ms'))} / {ms(qs.get('p99_ms'))} ms) | {cell('count_sum_live')} | "
+              f"{cell('count_sum_lake')} | {cell('group_by_live')} | {cell('group_by_lake')} |")
+        w("")
+        checks = []
+        for one in rt["sizes"]:
+            aft = one["with_queries"].get("after", {})
+            if "count_sum_live" in aft:
+                checks.append(f"{one['rows']:,} rows: `_live` answered "
+                              f"{aft['count_sum_live']['result'][0]}, the lake "
+                              f"{aft['count_sum_lake']['result'][0]}")
+        if checks:
+            w("Exact-content check once everything was committed: " + "; ".join(checks) + ".\n")
+
+
 def memory_limit_section(w, m):
     """bench/memory.py's runs: one limit for the whole process (issue 14)."""
     def opt(x, fmt):
@@ -969,6 +1026,9 @@ def main():
     if os.path.exists(fuzz):
         with open(fuzz) as f:
             fuzz_section(w, json.load(f))
+    rt = res.get("realtime")
+    if rt and rt.get("freshness"):
+        realtime_section(w, rt, res.get("settings", {}))
     with open(a.markdown, "w") as f:
         f.write("\n".join(out).rstrip() + "\n")
     print(f"wrote {a.markdown} and {a.plots}/*.png")
