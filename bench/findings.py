@@ -415,8 +415,8 @@ def realtime_section(w, rt, settings):
         w("Queries and ingestion: the events dataset produced into a 4-partition topic first; "
           "then one `sluice run` ingests it alone (`flush.max_rows` 1,000,000, `max_age_ms` "
           "5000), then another into a fresh lake with an ADBC client running `SELECT count(*), "
-          "sum(seq) FROM <table>_live` back to back. Rate = rows / seconds from start to the "
-          "last commit. After the second run, each query 5 times over the whole table "
+          "sum(seq) FROM <table>_live` back to back. Rate = rows / seconds from the first row "
+          "decoded to the last commit. After the second run, each query 5 times over the whole table "
           "(median, min–max).\n")
         w("| rows | ingest alone | ingest beside queries | queries meanwhile (p50 / p99) | "
           "count+sum `_live` | count+sum lake | GROUP BY `_live` | GROUP BY lake |")

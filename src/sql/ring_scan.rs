@@ -121,9 +121,17 @@ fn scan_schema(newest: &SchemaRef, older: impl Iterator<Item = SchemaRef>) -> Sc
         }
     }
     fields.retain(|f| f.name() != PARTITION_COLUMN && f.name() != OFFSET_COLUMN);
+    // Dictionary-encoded columns are scanned decoded (as the lake stores them: DuckDB decodes
+    // them on insert), so every value is written as its own.
     let mut fields: Vec<Field> = fields
         .into_iter()
-        .map(|f| f.as_ref().clone().with_nullable(true))
+        .map(|f| {
+            let t = match f.data_type() {
+                DataType::Dictionary(_, v) => v.as_ref().clone(),
+                t => t.clone(),
+            };
+            f.as_ref().clone().with_data_type(t).with_nullable(true)
+        })
         .collect();
     fields.push(Field::new(PARTITION_COLUMN, DataType::Int32, false));
     fields.push(Field::new(OFFSET_COLUMN, DataType::Int64, false));
@@ -185,5 +193,18 @@ mod tests {
         assert_eq!(off.values(), &[41, 41]);
         let n = conform(&schema, &new, 0, 42).unwrap();
         assert_eq!(n.column(2).null_count(), 1);
+    }
+
+    #[test]
+    fn dictionary_columns_are_scanned_decoded() {
+        use arrow::array::{DictionaryArray, StringArray};
+        use arrow::datatypes::Int8Type;
+        let d: DictionaryArray<Int8Type> = vec!["a", "b", "a"].into_iter().collect();
+        let b = batch(&[("s", Arc::new(d))]);
+        let schema = scan_schema(&b.schema(), std::iter::empty());
+        assert_eq!(schema.field(0).data_type(), &DataType::Utf8);
+        let c = conform(&schema, &b, 1, 7).unwrap();
+        let s = c.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(s.iter().collect::<Vec<_>>(), [Some("a"), Some("b"), Some("a")]);
     }
 }
