@@ -73,6 +73,9 @@ impl SqlFlight {
 
     /// Runs `query` (blocking) and returns its schema and batches.
     fn run(&self, query: &str) -> Result<(SchemaRef, Vec<RecordBatch>, u64), Status> {
+        // Before the query's lake snapshot: whatever the query reads first, the ring's part of
+        // a view starts at or below that snapshot's offsets.
+        let _hold = self.views.ring().hold();
         let conn = self.db.crate_connection().map_err(internal)?;
         let search_path = format!("SET search_path = {}", self.search_path_literal());
         conn.execute_batch(&search_path).map_err(internal)?;

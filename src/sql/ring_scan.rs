@@ -205,6 +205,9 @@ mod tests {
         assert_eq!(schema.field(0).data_type(), &DataType::Utf8);
         let c = conform(&schema, &b, 1, 7).unwrap();
         let s = c.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-        assert_eq!(s.iter().collect::<Vec<_>>(), [Some("a"), Some("b"), Some("a")]);
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            [Some("a"), Some("b"), Some("a")]
+        );
     }
 }

@@ -121,14 +121,21 @@ impl Views {
         Ok(out)
     }
 
-    /// The query of `table`'s view: its lake rows, then each topic's ring rows the same
-    /// snapshot has not committed.
+    /// The ring these views read.
+    pub fn ring(&self) -> &Arc<Ring> {
+        &self.ring
+    }
+
+    /// The query of `table`'s view: each topic's ring rows the lake's snapshot has not
+    /// committed, then the table's rows. The ring's part comes first: DuckDB binds in that
+    /// order, so the ring's copy is taken before the lake's snapshot is (at the first access
+    /// to the lake's catalog), and a commit landing in between leaves its rows in both halves
+    /// for the offset filter to sort out, never in neither. (A query that reads the lake
+    /// before the view gets the same guarantee from a [`Ring::hold`] taken before it starts:
+    /// Flight SQL takes one.)
     fn definition(&self, table: &str, topics: &[String]) -> String {
         let schema = ident(&self.schema);
-        let mut parts = vec![format!(
-            "SELECT * FROM {LAKE_ALIAS}.{schema}.{}",
-            ident(table)
-        )];
+        let mut parts = Vec::new();
         for topic in topics {
             let (p, o) = (ident(PARTITION_COLUMN), ident(OFFSET_COLUMN));
             parts.push(format!(
@@ -140,6 +147,10 @@ impl Views {
                 group = literal(&self.group),
             ));
         }
+        parts.push(format!(
+            "SELECT * FROM {LAKE_ALIAS}.{schema}.{}",
+            ident(table)
+        ));
         parts.join(" UNION ALL BY NAME ")
     }
 }

@@ -146,6 +146,8 @@ struct TopicRing {
     lines: HashMap<i32, Line>,
     /// Schema of the newest batch pushed (kept when its entries are evicted).
     schema: Option<SchemaRef>,
+    /// Per [`Hold`] alive: each partition's committed offset when it was taken.
+    holds: BTreeMap<u64, HashMap<i32, i64>>,
 }
 
 /// What the ring knows of one partition this instance consumes.
@@ -197,13 +199,22 @@ impl TopicRing {
             .join(", ")
     }
 
+    /// The offset from which `partition`'s batches count as not committed: the last commit
+    /// the ring was told of, or an older one a [`Hold`] still sees; `None` if the partition is
+    /// not consumed here.
+    fn floor(&self, partition: i32) -> Option<i64> {
+        let l = self.lines.get(&partition)?;
+        Some(
+            self.holds
+                .values()
+                .filter_map(|h| h.get(&partition).copied())
+                .fold(l.committed, i64::min),
+        )
+    }
+
     /// Whether `e` is a batch not yet committed of a partition consumed here.
     fn uncommitted(&self, e: &LiveBatch) -> bool {
-        !e.superseded
-            && self
-                .lines
-                .get(&e.partition)
-                .is_some_and(|l| e.offset >= l.committed)
+        !e.superseded && self.floor(e.partition).is_some_and(|f| e.offset >= f)
     }
 
     fn evict(&mut self, retention: &Retention, now: Instant) {
@@ -444,7 +455,7 @@ impl Ring {
             return Ok(None);
         };
         for (p, l) in &ring.lines {
-            if l.lost_below > l.committed {
+            if ring.floor(*p).is_some_and(|f| l.lost_below > f) {
                 return Err(ReadError::Incomplete {
                     topic: topic.to_string(),
                     partition: *p,
@@ -461,6 +472,23 @@ impl Ring {
                 .cloned()
                 .collect(),
         }))
+    }
+
+    /// Keeps, while the returned [`Hold`] lives, every batch that counts as not committed now
+    /// in [`Ring::uncommitted`] and in the ring, even once its commit passes: a reader that
+    /// takes a hold before its lake snapshot gets from the ring at least everything from that
+    /// snapshot's offsets on, whichever commits land in between.
+    pub fn hold(self: &Arc<Self>) -> Hold {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for ring in self.lock().values_mut() {
+            let now = ring.lines.iter().map(|(p, l)| (*p, l.committed)).collect();
+            ring.holds.insert(id, now);
+        }
+        Hold {
+            ring: self.clone(),
+            id,
+        }
     }
 
     /// This instance no longer consumes `partition` of `topic` (revoked): its batches leave
@@ -562,6 +590,23 @@ impl Ring {
     pub fn compacted_bytes(&self) -> u64 {
         self.compacted_bytes
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// See [`Ring::hold`]; released when dropped.
+pub struct Hold {
+    ring: Arc<Ring>,
+    id: u64,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        for ring in self.ring.lock().values_mut() {
+            if ring.holds.remove(&self.id).is_some() {
+                ring.evict(&self.ring.retention, now);
+            }
+        }
     }
 }
 

@@ -294,3 +294,25 @@ fn a_ring_past_retention_plus_the_uncommitted_allowance_evicts_and_says_the_tail
     let u = r.uncommitted("t").unwrap().unwrap();
     assert_eq!(offsets_of(&u), [(2, 1), (2, 2), (2, 3)]);
 }
+
+#[test]
+fn a_hold_keeps_what_was_uncommitted_when_it_was_taken_until_it_is_dropped() {
+    let r = Ring::new(Retention {
+        max_bytes: 10,
+        max_age: Duration::from_secs(3600),
+        max_uncommitted: 1000,
+    });
+    for o in 0..3 {
+        r.push(&meta("t", 0, o, None), &[batch(0..1)], 10, false);
+    }
+    let hold = r.hold();
+    // A commit up to 2 lands while the hold lives: 0 and 1 stay, and stay in the tail.
+    r.compact("t", 0, 2);
+    assert_eq!(r.retained_bytes(), 30);
+    let u = r.uncommitted("t").unwrap().unwrap();
+    assert_eq!(offsets_of(&u), [(0, 0), (0, 1), (0, 2)]);
+    drop(hold);
+    assert_eq!(r.retained_bytes(), 10);
+    let u = r.uncommitted("t").unwrap().unwrap();
+    assert_eq!(offsets_of(&u), [(0, 2)]);
+}
