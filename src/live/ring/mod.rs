@@ -19,6 +19,10 @@ use arrow::datatypes::SchemaRef;
 
 use crate::source::MessageMeta;
 
+mod tail;
+use tail::Line;
+pub use tail::{Hold, Uncommitted};
+
 /// Retention bounds of one topic's ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -126,17 +130,6 @@ pub enum ReadError {
     },
 }
 
-/// What a topic's ring holds that the lake does not yet: per partition consumed here, the
-/// batches from the last commit the ring was told of on, in arrival order (a real-time view
-/// filters them by the lake's offsets of the snapshot it reads).
-#[derive(Debug, Clone)]
-pub struct Uncommitted {
-    /// Schema of the newest batch ever pushed for the topic.
-    pub schema: Option<SchemaRef>,
-    /// The batches.
-    pub batches: Vec<LiveBatch>,
-}
-
 #[derive(Default)]
 struct TopicRing {
     entries: VecDeque<LiveBatch>,
@@ -148,27 +141,6 @@ struct TopicRing {
     schema: Option<SchemaRef>,
     /// Per [`Hold`] alive: each partition's committed offset when it was taken.
     holds: BTreeMap<u64, HashMap<i32, i64>>,
-}
-
-/// What the ring knows of one partition this instance consumes.
-#[derive(Debug, Clone, Copy)]
-struct Line {
-    /// The lake's next offset as of the last commit the ring was told of (`-1`: none yet).
-    committed: i64,
-    /// The offset of the newest message pushed.
-    last: i64,
-    /// One past the newest uncommitted offset evicted under memory pressure (`-1`: none).
-    lost_below: i64,
-}
-
-impl Line {
-    fn new() -> Self {
-        Line {
-            committed: -1,
-            last: -1,
-            lost_below: -1,
-        }
-    }
 }
 
 impl TopicRing {
@@ -197,24 +169,6 @@ impl TopicRing {
             .map(|(p, (a, b))| format!("partition {p}: offsets {a}..={b}"))
             .collect::<Vec<_>>()
             .join(", ")
-    }
-
-    /// The offset from which `partition`'s batches count as not committed: the last commit
-    /// the ring was told of, or an older one a [`Hold`] still sees; `None` if the partition is
-    /// not consumed here.
-    fn floor(&self, partition: i32) -> Option<i64> {
-        let l = self.lines.get(&partition)?;
-        Some(
-            self.holds
-                .values()
-                .filter_map(|h| h.get(&partition).copied())
-                .fold(l.committed, i64::min),
-        )
-    }
-
-    /// Whether `e` is a batch not yet committed of a partition consumed here.
-    fn uncommitted(&self, e: &LiveBatch) -> bool {
-        !e.superseded && self.floor(e.partition).is_some_and(|f| e.offset >= f)
     }
 
     fn evict(&mut self, retention: &Retention, now: Instant) {
@@ -248,15 +202,6 @@ impl TopicRing {
                 break;
             };
             self.bytes -= front.bytes;
-        }
-    }
-
-    /// Marks the retained batches of `partition` at or after `from` as superseded.
-    fn supersede(&mut self, partition: i32, from: i64) {
-        for e in self.entries.iter_mut() {
-            if e.partition == partition && e.offset >= from {
-                e.superseded = true;
-            }
         }
     }
 }
@@ -447,61 +392,6 @@ impl Ring {
         Ok((out, next))
     }
 
-    /// The batches of `topic` not yet committed (see [`Uncommitted`]); `None` if the topic has
-    /// no ring. Fails if the ring had to drop some of them.
-    pub fn uncommitted(&self, topic: &str) -> Result<Option<Uncommitted>, ReadError> {
-        let topics = self.lock();
-        let Some(ring) = topics.get(topic) else {
-            return Ok(None);
-        };
-        for (p, l) in &ring.lines {
-            if ring.floor(*p).is_some_and(|f| l.lost_below > f) {
-                return Err(ReadError::Incomplete {
-                    topic: topic.to_string(),
-                    partition: *p,
-                    below: l.lost_below,
-                });
-            }
-        }
-        Ok(Some(Uncommitted {
-            schema: ring.schema.clone(),
-            batches: ring
-                .entries
-                .iter()
-                .filter(|e| ring.uncommitted(e))
-                .cloned()
-                .collect(),
-        }))
-    }
-
-    /// Keeps, while the returned [`Hold`] lives, every batch that counts as not committed now
-    /// in [`Ring::uncommitted`] and in the ring, even once its commit passes: a reader that
-    /// takes a hold before its lake snapshot gets from the ring at least everything from that
-    /// snapshot's offsets on, whichever commits land in between.
-    pub fn hold(self: &Arc<Self>) -> Hold {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        for ring in self.lock().values_mut() {
-            let now = ring.lines.iter().map(|(p, l)| (*p, l.committed)).collect();
-            ring.holds.insert(id, now);
-        }
-        Hold {
-            ring: self.clone(),
-            id,
-        }
-    }
-
-    /// This instance no longer consumes `partition` of `topic` (revoked): its batches leave
-    /// [`Ring::uncommitted`] and may be evicted. Flight readers still see them.
-    pub fn release(&self, topic: &str, partition: i32) {
-        let mut topics = self.lock();
-        if let Some(ring) = topics.get_mut(topic) {
-            ring.lines.remove(&partition);
-            ring.supersede(partition, i64::MIN);
-            ring.evict(&self.retention, Instant::now());
-        }
-    }
-
     /// The next sequence number of `topic` (what a follower waits for).
     pub fn next_seq(&self, topic: &str) -> Option<u64> {
         self.lock().get(topic).map(|r| r.next_seq)
@@ -590,23 +480,6 @@ impl Ring {
     pub fn compacted_bytes(&self) -> u64 {
         self.compacted_bytes
             .load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// See [`Ring::hold`]; released when dropped.
-pub struct Hold {
-    ring: Arc<Ring>,
-    id: u64,
-}
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        let now = Instant::now();
-        for ring in self.ring.lock().values_mut() {
-            if ring.holds.remove(&self.id).is_some() {
-                ring.evict(&self.ring.retention, now);
-            }
-        }
     }
 }
 
