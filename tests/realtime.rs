@@ -258,7 +258,7 @@ fn a_group_by_on_the_uncommitted_view_equals_the_lake_after_commit_and_writes_ar
         "DELETE FROM lake.main.sluice_offsets",
     ]);
     assert!(
-        write.contains("read-only queries (SELECT, EXPLAIN) only"),
+        write.contains("read-only queries (SELECT statements) only"),
         "{write}"
     );
     drop(sluice); // a clean stop commits

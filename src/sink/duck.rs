@@ -255,41 +255,6 @@ impl Connection {
         Ok(self.query(sql)?.rows_changed())
     }
 
-    /// Whether `sql` is one read-only query (a SELECT or an EXPLAIN), as DuckDB's parser and
-    /// binder see it (preparing it runs nothing). Errors if it does not prepare (the text
-    /// says why), e.g. several statements at once.
-    pub fn is_query(&self, sql: &str) -> Result<bool, DuckError> {
-        let q = cstring(sql)?;
-        let mut stmt: ffi::duckdb_prepared_statement = std::ptr::null_mut();
-        // SAFETY: live connection, NUL-terminated text, out-pointer to a local.
-        let state = unsafe { ffi::duckdb_prepare(self.raw, q.as_ptr(), &mut stmt) };
-        let result = if state == ffi::DuckDBSuccess {
-            // SAFETY: a successfully prepared statement.
-            let t = unsafe { ffi::duckdb_prepared_statement_type(stmt) };
-            Ok(t == ffi::duckdb_statement_type_DUCKDB_STATEMENT_TYPE_SELECT
-                || t == ffi::duckdb_statement_type_DUCKDB_STATEMENT_TYPE_EXPLAIN)
-        } else {
-            // SAFETY: a failed prepare still returns a statement holding its error (or null).
-            let msg = if stmt.is_null() {
-                std::ptr::null()
-            } else {
-                unsafe { ffi::duckdb_prepare_error(stmt) }
-            };
-            let message = if msg.is_null() {
-                "DuckDB could not prepare the statement".to_string()
-            } else {
-                // SAFETY: NUL-terminated text owned by the statement, copied before it is freed.
-                unsafe { CStr::from_ptr(msg) }
-                    .to_string_lossy()
-                    .into_owned()
-            };
-            Err(DuckError::new(message))
-        };
-        // SAFETY: destroys the statement once (a no-op on null).
-        unsafe { ffi::duckdb_destroy_prepare(&mut stmt) };
-        result
-    }
-
     /// Makes the batches of `stream` scannable as the view `name` (replacing any view of that
     /// name) through DuckDB's Arrow scan. The view can be scanned once; the stream must outlive
     /// every query that scans it, and the view should be dropped before the stream.

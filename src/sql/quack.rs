@@ -15,7 +15,8 @@ use crate::observe::server::Servers;
 use crate::sink::duck::{Database, literal};
 
 /// The authorization macro: a client's text is run only if it is one or more SELECT
-/// statements (`json_serialize_sql` serializes nothing else).
+/// statements (`json_serialize_sql` serializes nothing else): Flight SQL's rule
+/// ([`super::flight::READ_ONLY`]) as a macro Quack can call.
 const AUTHORIZE: &str = "CREATE OR REPLACE MACRO memory.main.sluice_quack_read_only(sid, query) AS \
      (coalesce(json_extract(json_serialize_sql(query::VARCHAR), '$.error')::BOOLEAN = false, false))";
 
