@@ -182,10 +182,22 @@ fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-/// Logs to stderr at `level` (or `RUST_LOG`), as text or JSON lines.
+/// Logs to stderr at `level` (or `RUST_LOG`), as text or JSON lines. A `RUST_LOG` the filter
+/// parser cannot take safely ([`crate::config::filter_problem`]) is ignored, saying why.
 pub fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let env = std::env::var("RUST_LOG").ok();
+    let env = match env
+        .as_deref()
+        .map(|v| (v, crate::config::filter_problem(v)))
+    {
+        Some((_, Some(why))) => {
+            eprintln!("RUST_LOG ignored: it {why}");
+            None
+        }
+        Some((v, None)) => tracing_subscriber::EnvFilter::try_new(v).ok(),
+        None => None,
+    };
+    let filter = env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

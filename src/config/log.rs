@@ -34,9 +34,26 @@ impl Default for LogConfig {
     }
 }
 
+/// Why `filter` must not reach tracing-subscriber's filter parser, if it must not: that parser
+/// (0.3.23) slices a directive at the indices of its trimmed text, so a directive starting with
+/// a non-ASCII space (e.g. U+00A0) makes it panic instead of failing (found by the `config`
+/// fuzz target).
+pub fn filter_problem(filter: &str) -> Option<String> {
+    let c = filter
+        .chars()
+        .find(|c| c.is_whitespace() && !c.is_ascii())?;
+    Some(format!(
+        "contains the non-ASCII space U+{:04X}; a filter is written in ASCII, e.g. info or sluice=debug",
+        c as u32
+    ))
+}
+
 impl LogConfig {
     /// Checks the `[log]` keys.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(why) = filter_problem(&self.level) {
+            return Err(invalid("log.level", why));
+        }
         match tracing_subscriber::EnvFilter::try_new(&self.level) {
             Ok(_) => Ok(()),
             Err(e) => Err(invalid("log.level", format!("is not a valid filter: {e}"))),
