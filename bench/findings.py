@@ -610,9 +610,10 @@ def fuzz_section(w, fz):
     short = [r for r in rows if not r["reached_runs"]]
     if fz["runs_per_target"] and short:
         w("Not run to " + f"{fz['runs_per_target']:,} executions: " + "; ".join(
-            f"{r['target']} ({r['executions']:,} in {r['duration_s'] / 60:.0f} min, the "
-            f"--max-time limit{'' if r.get('slices') else ' of a run before slices'}; "
-            f"{fz['runs_per_target']:,} at its rate would take "
+            f"{r['target']} ({r['executions']:,} in {r['duration_s'] / 60:.0f} min, "
+            + ("stopped by its crash; " if r["crashes"] else
+               f"the --max-time limit{'' if r.get('slices') else ' of a run before slices'}; ")
+            + f"{fz['runs_per_target']:,} at its rate would take "
             f"{fz['runs_per_target'] / r['exec_per_s'] / 3600:.1f} h)" for r in short)
           + ". A target with slices goes on with `scripts/fuzz --resume --only <target>`; the "
           "rates are each run's own, on 2 cores shared with builds and tests. Peak RSS includes "
@@ -654,6 +655,20 @@ def fuzz_section(w, fz):
       "arrow-rs (`read_to_end` into a buffer of the declared size) is not bounded by the "
       "declared size, but by what the frame can expand to (255-fold) plus lz4_flex's block "
       "buffers (at most 12 MiB for 4 MiB blocks).\n")
+    cfg_row = next((r for r in rows if r["target"] == "config"), None)
+    if cfg_row and "crash-829246f7ad92570e9dac951791ad94961062c99a" in cfg_row["artifacts"]:
+        w("What `config` found (the crash in its row above, after "
+          f"{cfg_row['executions']:,} executions): a `log.level` one of whose comma-separated "
+          "directives started with a non-ASCII space (U+00A0) panicked tracing-subscriber "
+          "0.3.23's filter parser (`directive.rs:155`: it slices the untrimmed text at the "
+          "trimmed text's indices, which lands inside the two-byte character), so `sluice` "
+          "would have panicked at start instead of naming the key. `LogConfig::validate` now "
+          "rejects a non-ASCII space in `log.level` (`` `log.level` contains the non-ASCII "
+          "space U+00A0; a filter is written in ASCII, e.g. info or sluice=debug ``) before the "
+          "parser sees it, and a `RUST_LOG` with one is ignored, saying why "
+          "(`a_log_filter_with_a_non_ascii_space_is_an_error_not_a_panic` in "
+          "`src/config/tests.rs`, which fails without the check). With the fix the target's "
+          "code changed, so its count starts again at the next slice.\n")
     # Sites as scripts/fuzz records them: file:line in their crate (sluice's own as src/…).
     sites = sorted({p.split(": ")[0] for r in rows for p in r.get("panic_sites", [])})
     ours = [x for x in sites if x.startswith("src/")]
