@@ -386,7 +386,7 @@ MEMORY_VARIANTS = {
 }
 
 
-def realtime_section(w, rt, settings):
+def realtime_section(w, rt):
     """Section 14: the real-time views over Flight SQL."""
     ms = lambda x: "n/a" if x is None else f"{x:,.0f}"  # noqa: E731
     fr = rt["freshness"]
@@ -1046,7 +1046,7 @@ def main():
             fuzz_section(w, json.load(f))
     rt = res.get("realtime")
     if rt and rt.get("freshness"):
-        realtime_section(w, rt, res.get("settings", {}))
+        realtime_section(w, rt)
     with open(a.markdown, "w") as f:
         f.write("\n".join(out).rstrip() + "\n")
     print(f"wrote {a.markdown} and {a.plots}/*.png")

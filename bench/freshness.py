@@ -97,11 +97,31 @@ print(json.dumps({"sent": sent, "started": started, "started_wall": started_wall
 
 READER = r"""
 import duckdb, json, os, resource, sys, time
-lake, table, final, stop, bound, poll = (sys.argv[1], sys.argv[2], int(sys.argv[3]),
+# SOURCE: a lake directory (stock DuckDB, the lake attached READ_ONLY, TABLE in it), or a
+# grpc:// URL (sluice's Flight SQL through the ADBC driver, TABLE a name it resolves).
+source, table, final, stop, bound, poll = (sys.argv[1], sys.argv[2], int(sys.argv[3]),
     sys.argv[4], float(sys.argv[5]), float(sys.argv[6]))
 deadline = time.monotonic() + bound
-con = duckdb.connect()
-attached = False
+if source.startswith("grpc"):
+    import adbc_driver_flightsql.dbapi as fsql
+    cur = fsql.connect(source).cursor()
+    def read():
+        cur.execute(f'SELECT max(seq) FROM "{table}"')
+        return cur.fetchone()[0]
+    def reset():
+        pass
+else:
+    state = {"con": duckdb.connect(), "attached": False}
+    def read():
+        con = state["con"]
+        if not state["attached"]:
+            con.execute(f"ATTACH 'ducklake:sqlite:{source}/bench.sqlite' AS lake "
+                        f"(DATA_PATH '{source}/data/', READ_ONLY)")
+            state["attached"] = True
+        return con.execute(f'SELECT max(seq) FROM lake."{table}"').fetchone()[0]
+    def reset():
+        state["con"].close()
+        state.update(con=duckdb.connect(), attached=False)
 samples, lat, errors, error_count = [], [], [], 0
 last = None
 started = time.monotonic()
@@ -109,11 +129,7 @@ k = 0
 while not os.path.exists(stop) and time.monotonic() < deadline:
     t0 = time.monotonic()
     try:
-        if not attached:
-            con.execute(f"ATTACH 'ducklake:sqlite:{lake}/bench.sqlite' AS lake "
-                        f"(DATA_PATH '{lake}/data/', READ_ONLY)")
-            attached = True
-        v = con.execute(f'SELECT max(seq) FROM lake."{table}"').fetchone()[0]
+        v = read()
         t1 = time.monotonic()
         lat.append(t1 - t0)
         if v != last:
@@ -122,13 +138,13 @@ while not os.path.exists(stop) and time.monotonic() < deadline:
         if v is not None and v >= final:
             break
     except Exception as e:
-        # Before sluice's first commit the catalog or the table does not exist yet.
+        # Before sluice's first commit the catalog or the table (or its view) does not exist.
         if samples:
             error_count += 1
             if len(errors) < 20:
                 errors.append(str(e))
         else:
-            con.close(); con = duckdb.connect(); attached = False
+            reset()
     k = max(k + 1, int((time.monotonic() - started) / poll))
     time.sleep(max(0.0, started + k * poll - time.monotonic()))
 ru = resource.getrusage(resource.RUSAGE_SELF)

@@ -36,45 +36,6 @@ POLL_S = 0.1
 # Messages of the first 5 s, left out of the "after warm-up" latencies.
 WARMUP_MESSAGES = 50
 
-SQL_READER = r"""
-import json, os, sys, time
-import adbc_driver_flightsql.dbapi as fsql
-url, view, final, stop, bound, poll = (sys.argv[1], sys.argv[2], int(sys.argv[3]),
-    sys.argv[4], float(sys.argv[5]), float(sys.argv[6]))
-deadline = time.monotonic() + bound
-samples, lat, errors, error_count = [], [], [], 0
-last = None
-started = time.monotonic()
-k = 0
-with fsql.connect(url) as conn, conn.cursor() as cur:
-    while not os.path.exists(stop) and time.monotonic() < deadline:
-        t0 = time.monotonic()
-        try:
-            cur.execute(f'SELECT max(seq) FROM "{view}"')
-            v = cur.fetchone()[0]
-            t1 = time.monotonic()
-            lat.append(t1 - t0)
-            if v != last:
-                samples.append((t0, t1, v))
-                last = v
-            if v is not None and v >= final:
-                break
-        except Exception as e:
-            # Before the topic's first batch the view does not exist.
-            if samples:
-                error_count += 1
-                if len(errors) < 20:
-                    errors.append(str(e))
-        k = max(k + 1, int((time.monotonic() - started) / poll))
-        time.sleep(max(0.0, started + k * poll - time.monotonic()))
-lat.sort()
-print(json.dumps({"samples": samples, "reads": len(lat), "errors": errors,
-                  "error_count": error_count,
-                  "read_ms_p50": lat[len(lat) // 2] * 1000 if lat else None,
-                  "read_ms_p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else None,
-                  "last": last}))
-"""
-
 QUERY_LOOP = r"""
 import json, os, sys, time
 import adbc_driver_flightsql.dbapi as fsql
@@ -210,7 +171,7 @@ def freshness_part(a, log, broker, root, seconds):
             subprocess.Popen([a.python, "-c", READER, d, topic, str(final), stop_lake,
                               str(bound), str(POLL_S)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True),
-            subprocess.Popen([a.python, "-c", SQL_READER, url, f"{topic}_live", str(final),
+            subprocess.Popen([a.python, "-c", READER, url, f"{topic}_live", str(final),
                               stop_sql, str(bound), str(POLL_S)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True),
         ]

@@ -49,15 +49,19 @@ impl Sluice {
         }
     }
 
-    fn wait_committed(&self, messages: u64) {
+    /// Waits until `cond` holds of the counters (60 s at most, then fails naming `what`).
+    fn wait(&self, what: &str, cond: impl Fn(&Stats) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while self.stats.committed_messages.load(Relaxed) < messages {
-            assert!(
-                Instant::now() < deadline,
-                "{messages} messages not committed in 60 s"
-            );
+        while !cond(&self.stats) {
+            assert!(Instant::now() < deadline, "{what}: not within 60 s");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    fn wait_committed(&self, messages: u64) {
+        self.wait(&format!("{messages} messages committed"), |s| {
+            s.committed_messages.load(Relaxed) >= messages
+        });
     }
 }
 
@@ -229,11 +233,7 @@ fn a_group_by_on_the_uncommitted_view_equals_the_lake_after_commit_and_writes_ar
     sluice.wait_committed(10);
     // 900 more stay pending (under max_rows, long before max_age).
     produce_events(&p, 3, next, 9, 100);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sluice.stats.messages.load(Relaxed) < 19 {
-        assert!(Instant::now() < deadline, "19 messages not consumed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sluice.wait("19 messages consumed", |s| s.messages.load(Relaxed) >= 19);
     let group_by = |from: &str| {
         format!(
             "SELECT \"_kafka_partition\", count(*), sum(seq)::BIGINT, min(seq), max(seq) FROM {from} GROUP BY 1 ORDER BY 1"
@@ -323,11 +323,7 @@ fn stock_duckdb_reads_the_real_time_view_over_quack() {
     let next = produce_events(&p, 2, 0, 5, 100);
     sluice.wait_committed(5);
     produce_events(&p, 2, next, 3, 100);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sluice.stats.messages.load(Relaxed) < 8 {
-        assert!(Instant::now() < deadline, "8 messages not consumed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sluice.wait("8 messages consumed", |s| s.messages.load(Relaxed) >= 8);
     let uri = format!("quack:127.0.0.1:{port}");
     let ext = format!(
         "{}/.duckdb/extensions/v1.5.5/linux_amd64/quack.duckdb_extension",

@@ -58,8 +58,8 @@ impl Views {
     }
 
     /// Creates or replaces, on `conn`'s database, every view whose definition changed (a table
-    /// or a topic appeared); returns the views' names.
-    pub fn refresh(&self, conn: &duckdb::Connection) -> duckdb::Result<Vec<String>> {
+    /// or a topic appeared).
+    pub fn refresh(&self, conn: &duckdb::Connection) -> duckdb::Result<()> {
         let mut feeds: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for topic in self.ring.topics() {
             if self.ring.schema(&topic).is_some() {
@@ -86,7 +86,6 @@ impl Views {
         // definition then never changes between "without the lake" and "with it", which would
         // need the view replaced in the very transaction that commits.
         let mut made = lock(&self.made);
-        let mut out = Vec::with_capacity(lake_tables.len());
         for table in lake_tables {
             let view = format!("{table}{SUFFIX}");
             let topics = feeds.get(&table).map(Vec::as_slice).unwrap_or_default();
@@ -96,11 +95,10 @@ impl Views {
                     "CREATE OR REPLACE VIEW memory.main.{} AS {sql}",
                     ident(&view)
                 ))?;
-                made.insert(view.clone(), sql);
+                made.insert(view, sql);
             }
-            out.push(view);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The tables of the lake's schema (sluice's own excepted).

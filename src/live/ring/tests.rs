@@ -47,10 +47,15 @@ fn meta(topic: &str, partition: i32, offset: i64, timestamp_ms: Option<i64>) -> 
 }
 
 fn ring(max_bytes: u64) -> Arc<Ring> {
+    ring_with(max_bytes, 0)
+}
+
+/// A ring of `max_bytes` that may hold `max_uncommitted` more in batches not yet committed.
+fn ring_with(max_bytes: u64, max_uncommitted: u64) -> Arc<Ring> {
     Ring::new(Retention {
         max_bytes,
         max_age: Duration::from_secs(3600),
-        max_uncommitted: 0,
+        max_uncommitted,
     })
 }
 
@@ -240,11 +245,7 @@ fn offsets_of(u: &Uncommitted) -> Vec<(i32, i64)> {
 
 #[test]
 fn the_uncommitted_tail_survives_retention_until_its_commit_and_a_rewind_replaces_it() {
-    let r = Ring::new(Retention {
-        max_bytes: 25,
-        max_age: Duration::from_secs(3600),
-        max_uncommitted: 1000,
-    });
+    let r = ring_with(25, 1000);
     for o in 0..4 {
         r.push(&meta("t", 0, o, None), &[batch(0..1)], 10, false);
     }
@@ -275,11 +276,7 @@ fn the_uncommitted_tail_survives_retention_until_its_commit_and_a_rewind_replace
 
 #[test]
 fn a_ring_past_retention_plus_the_uncommitted_allowance_evicts_and_says_the_tail_is_incomplete() {
-    let r = Ring::new(Retention {
-        max_bytes: 20,
-        max_age: Duration::from_secs(3600),
-        max_uncommitted: 10,
-    });
+    let r = ring_with(20, 10);
     for o in 0..4 {
         r.push(&meta("t", 2, o, None), &[batch(0..1)], 10, false);
     }
@@ -297,11 +294,7 @@ fn a_ring_past_retention_plus_the_uncommitted_allowance_evicts_and_says_the_tail
 
 #[test]
 fn a_hold_keeps_what_was_uncommitted_when_it_was_taken_until_it_is_dropped() {
-    let r = Ring::new(Retention {
-        max_bytes: 10,
-        max_age: Duration::from_secs(3600),
-        max_uncommitted: 1000,
-    });
+    let r = ring_with(10, 1000);
     for o in 0..3 {
         r.push(&meta("t", 0, o, None), &[batch(0..1)], 10, false);
     }
