@@ -15,6 +15,10 @@ pub struct MetadataColumns {
     pub partition: bool,
     /// `_kafka_offset BIGINT`.
     pub offset: bool,
+    /// `_kafka_batch INTEGER`: the index of the row's record batch within its message (0 in a
+    /// message of one batch). With `partition` and `offset`, a row's exact Kafka position:
+    /// Flight reads from positions older than the live ring read the lake by it.
+    pub batch: bool,
     /// `_kafka_timestamp TIMESTAMP WITH TIME ZONE` (milliseconds).
     pub timestamp: bool,
     /// `_kafka_key BLOB`.

@@ -85,18 +85,19 @@ pub fn ingest(
     })
 }
 
-/// Adds the configured Kafka metadata columns (constant per message).
+/// Adds the configured Kafka metadata columns (constant per batch).
 fn with_metadata(
     msg: &KafkaMessage,
     m: &MetadataColumns,
     batches: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>, String> {
-    if !(m.partition || m.offset || m.timestamp || m.key) {
+    if !(m.partition || m.offset || m.batch || m.timestamp || m.key) {
         return Ok(batches);
     }
     batches
         .into_iter()
-        .map(|b| {
+        .enumerate()
+        .map(|(i, b)| {
             let n = b.num_rows();
             let mut fields: Vec<Arc<Field>> = b.schema().fields().iter().cloned().collect();
             let mut cols: Vec<ArrayRef> = b.columns().to_vec();
@@ -115,6 +116,10 @@ fn with_metadata(
             if m.offset {
                 let col = Int64Array::from_value(msg.offset(), n);
                 add("_kafka_offset", DataType::Int64, Arc::new(col))?;
+            }
+            if m.batch {
+                let col = Int32Array::from_value(i as i32, n);
+                add("_kafka_batch", DataType::Int32, Arc::new(col))?;
             }
             if m.timestamp {
                 let utc = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
