@@ -143,8 +143,9 @@ impl Rig {
         let stats = Arc::new(Stats::default());
         let pipeline = Pipeline::new(&cfg, stats.clone())?;
         let servers = Servers::new()?;
-        let (ring, server) = sluice::live::start(&cfg.live, &servers, cfg.memory_budget().pending)?
-            .context("live is enabled")?;
+        let (ring, server) =
+            sluice::live::start(&cfg.live, &servers, cfg.memory_budget().pending, None)?
+                .context("live is enabled")?;
         pipeline.attach_live(ring.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let ingest = {

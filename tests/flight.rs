@@ -571,7 +571,7 @@ fn a_key_that_is_not_the_certificates_stops_the_start() {
     };
     cfg.validate().unwrap();
     let servers = Servers::new().unwrap();
-    let err = match sluice::live::start(&cfg, &servers, 0) {
+    let err = match sluice::live::start(&cfg, &servers, 0, None) {
         Ok(_) => panic!("started with the client's key"),
         Err(e) => e.to_string(),
     };
@@ -584,7 +584,9 @@ fn a_key_that_is_not_the_certificates_stops_the_start() {
         )
     );
     cfg.tls_key_path = Some(pki.server.key.clone());
-    let (_, server) = sluice::live::start(&cfg, &servers, 0).unwrap().unwrap();
+    let (_, server) = sluice::live::start(&cfg, &servers, 0, None)
+        .unwrap()
+        .unwrap();
     assert_eq!(server.url(), format!("grpc+tls://{}", server.addr));
     servers.stop();
 }

@@ -245,7 +245,18 @@ pub fn assemble(cfg: &Config) -> Result<Assembled> {
     let stats = Arc::new(Stats::default());
     let pipeline = Pipeline::new(cfg, stats.clone())?;
     let servers = Servers::new().context("starting the server runtime")?;
-    let live = crate::live::start(&cfg.live, &servers, cfg.memory_budget().pending)
+    let lake = if cfg.live.enabled {
+        let db = pipeline.another_lake()?.database().clone();
+        Some(Arc::new(crate::live::lake::LakeSource::new(
+            db,
+            cfg.tables.clone(),
+            &cfg.kafka.group_id,
+            &cfg.lake.schema,
+        )))
+    } else {
+        None
+    };
+    let live = crate::live::start(&cfg.live, &servers, cfg.memory_budget().pending, lake)
         .with_context(|| format!("starting the Flight endpoint on {}", cfg.live.address))?;
     if let Some((ring, _)) = &live {
         pipeline.attach_live(ring.clone());

@@ -2,40 +2,39 @@
 //! waits on them. Tickets are described in [`super::ticket`]. Every batch carries
 //! `{"topic", "partition", "offset", "batch", "batches"}` as `app_metadata`: to resume, pass
 //! `{"offsets": {"<partition>": [offset, batch + 1]}}` for every partition read so far (a
-//! partition without a position is read from its oldest retained batch).
+//! partition without a position is read from its oldest retained batch). A position older than
+//! the ring is read from the lake, then from the ring ([`super::read`]); so is a slow follower
+//! once the ring evicted what it had not read yet.
 //! A follower's stream ends cleanly when the topic's schema changes (resuming from the last
 //! `app_metadata` continues with the new schema) and when the server stops.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::Schema;
 use arrow::ipc::MessageHeader;
 use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
-use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
 };
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, StreamExt};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use tokio_util::sync::CancellationToken;
 
 use super::LiveError;
-use super::ring::{LiveBatch, ReadError, Ring, Start};
-use super::ticket::{TicketSpec, parse_ticket};
+use super::lake::LakeSource;
+use super::read::{ReadState, batches, first_schema};
+use super::ring::{ReadError, Ring};
+use super::ticket::parse_ticket;
 use crate::observe::server::Servers;
 use crate::sync::lock;
-
-/// Batches a reader takes from the ring at a time: its bounded queue. Batches still in the
-/// ring when the reader gets to them are never lost to it; once evicted, the reader is cut off.
-const READ_CHUNK: usize = 4;
 
 use crate::config::{LiveTls, Secret};
 pub use crate::observe::FlightStats;
@@ -44,6 +43,8 @@ pub use crate::observe::FlightStats;
 #[derive(Clone)]
 pub struct LiveFlight {
     ring: Arc<Ring>,
+    /// Where positions older than the ring are read from, if anywhere.
+    lake: Option<Arc<LakeSource>>,
     stats: Arc<FlightStats>,
     /// Cancelled when the server stops: followers' streams end.
     shutdown: CancellationToken,
@@ -54,8 +55,17 @@ impl LiveFlight {
     pub fn new(ring: Arc<Ring>) -> Self {
         LiveFlight {
             ring,
+            lake: None,
             stats: Arc::new(FlightStats::default()),
             shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// The same service, reading positions older than the ring from `lake`.
+    pub fn with_lake(self, lake: Arc<LakeSource>) -> Self {
+        LiveFlight {
+            lake: Some(lake),
+            ..self
         }
     }
 
@@ -107,6 +117,8 @@ impl LiveFlight {
             "topics": topics,
             "readers": self.stats.readers.load(Relaxed),
             "lag_disconnects": self.stats.lag_disconnects.load(Relaxed),
+            "lake_catchups": self.stats.lake_catchups.load(Relaxed),
+            "lake_batches": self.stats.lake_batches.load(Relaxed),
             "compacted_bytes": self.ring.compacted_bytes(),
         })
     }
@@ -117,109 +129,6 @@ fn descriptor_topic(d: &FlightDescriptor) -> Result<String, LiveError> {
         [topic] => Ok(topic.clone()),
         _ => Err(LiveError::BadDescriptor(d.path.clone())),
     }
-}
-
-/// Decrements the reader gauge when a stream ends or is dropped (client cancel).
-struct ReaderGuard(Arc<FlightStats>);
-
-impl Drop for ReaderGuard {
-    fn drop(&mut self) {
-        self.0.readers.fetch_sub(1, Relaxed);
-    }
-}
-
-struct ReadState {
-    ring: Arc<Ring>,
-    stats: Arc<FlightStats>,
-    _guard: ReaderGuard,
-    spec: TicketSpec,
-    next: u64,
-    schema: SchemaRef,
-    buffered: VecDeque<LiveBatch>,
-    changes: tokio::sync::watch::Receiver<u64>,
-    shutdown: CancellationToken,
-    metadata: Arc<Mutex<VecDeque<bytes::Bytes>>>,
-    done: bool,
-}
-
-impl ReadState {
-    fn keep(&self, e: &LiveBatch) -> bool {
-        if let Some(ps) = &self.spec.partitions
-            && !ps.contains(&e.partition)
-        {
-            return false;
-        }
-        if let Start::Offsets(pos) = &self.spec.start
-            && let Some(&(o, b)) = pos.get(&e.partition)
-        {
-            return (e.offset, e.batch_index) >= (o, b);
-        }
-        true
-    }
-
-    /// Fills `buffered` from the ring; `Ok(false)` if nothing new is there.
-    fn fill(&mut self) -> Result<bool, ReadError> {
-        let (batches, next) = {
-            let spec_keep = |e: &LiveBatch| self.keep(e);
-            self.ring
-                .read(&self.spec.topic, self.next, READ_CHUNK, spec_keep)?
-        };
-        let moved = next != self.next;
-        self.next = next;
-        self.buffered.extend(batches);
-        Ok(moved)
-    }
-}
-
-type BatchStream = BoxStream<'static, Result<arrow::array::RecordBatch, FlightError>>;
-
-fn batches(st: ReadState) -> BatchStream {
-    stream::unfold(st, |mut st| async move {
-        loop {
-            if let Some(e) = st.buffered.pop_front() {
-                if e.batch.schema() != st.schema {
-                    // Schema change: end this stream cleanly (documented in the module docs).
-                    return None;
-                }
-                let meta = serde_json::json!({
-                    "topic": st.spec.topic,
-                    "partition": e.partition,
-                    "offset": e.offset,
-                    "batch": e.batch_index,
-                    "batches": e.batches_in_message,
-                })
-                .to_string();
-                lock(&st.metadata).push_back(meta.into());
-                return Some((Ok(e.batch), st));
-            }
-            if st.done {
-                return None;
-            }
-            match st.fill() {
-                Ok(true) => continue,
-                Ok(false) if !st.spec.follow => return None,
-                Ok(false) => {
-                    // New batches first: a follower reads everything pushed before the stop.
-                    tokio::select! {
-                        biased;
-                        changed = st.changes.changed() => if changed.is_err() {
-                            return None;
-                        },
-                        () = st.shutdown.cancelled() => return None,
-                    }
-                }
-                Err(e) => {
-                    if matches!(e, ReadError::Lagged { .. }) {
-                        st.stats.lag_disconnects.fetch_add(1, Relaxed);
-                    }
-                    st.done = true;
-                    let status = Status::from(LiveError::from(e));
-                    return Some((Err(FlightError::Tonic(Box::new(status))), st));
-                }
-            }
-        }
-    })
-    .boxed()
 }
 
 fn is_record_batch(fd: &FlightData) -> bool {
@@ -296,36 +205,17 @@ impl FlightService for LiveFlight {
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let spec = parse_ticket(&request.get_ref().ticket).map_err(LiveError::BadTicket)?;
-        let next = self
-            .ring
-            .resolve(&spec.topic, &spec.start)
-            .map_err(LiveError::from)?;
-        self.stats.readers.fetch_add(1, Relaxed);
-        let guard = ReaderGuard(self.stats.clone());
-        let changes = self.ring.subscribe();
-        let mut st = ReadState {
-            ring: self.ring.clone(),
-            stats: self.stats.clone(),
-            _guard: guard,
+        let mut st = ReadState::start(
+            self.ring.clone(),
+            self.lake.clone(),
+            self.stats.clone(),
             spec,
-            next,
-            schema: Arc::new(Schema::empty()),
-            buffered: VecDeque::new(),
-            changes,
-            shutdown: self.shutdown.clone(),
-            metadata: Arc::new(Mutex::new(VecDeque::new())),
-            done: false,
-        };
+            self.shutdown.clone(),
+        )
+        .await?;
         // The stream's schema is that of its first batch (or the topic's newest, if none yet).
-        st.fill().map_err(LiveError::from)?;
-        st.schema = match st.buffered.front() {
-            Some(e) => e.batch.schema(),
-            None => self
-                .ring
-                .describe(&st.spec.topic)
-                .and_then(|v| v.schema)
-                .unwrap_or_else(|| Arc::new(Schema::empty())),
-        };
+        st.fill().await?;
+        st.schema = first_schema(&st);
         let schema = st.schema.clone();
         let metadata = st.metadata.clone();
         let encoded = FlightDataEncoderBuilder::new()

@@ -1,9 +1,12 @@
 //! `live`: what Flight readers see. [`ring`] retains the decoded batches per topic, bounded by
 //! bytes and age, without copying them ([`compact`] copies those whose commit passed);
-//! [`flight`] serves them; [`ticket`] parses what a reader asks for.
+//! [`flight`] serves them; [`ticket`] parses what a reader asks for; [`lake`] reads back from
+//! the lake what the ring no longer holds.
 
 pub mod compact;
 pub mod flight;
+pub mod lake;
+mod read;
 pub mod ring;
 pub mod ticket;
 
@@ -58,11 +61,13 @@ impl From<LiveError> for Status {
 
 /// Creates the ring and serves Flight on `servers` if `cfg.enabled`. The ring may hold up to
 /// `max_uncommitted` bytes beyond its retention in batches not yet committed (the pending
-/// flush's share of the memory budget, whose memory they share).
+/// flush's share of the memory budget, whose memory they share). Readers of positions older
+/// than the ring read them from `lake`, if given.
 pub fn start(
     cfg: &LiveConfig,
     servers: &Servers,
     max_uncommitted: u64,
+    lake: Option<Arc<lake::LakeSource>>,
 ) -> std::io::Result<Option<(Arc<ring::Ring>, flight::FlightServer)>> {
     if !cfg.enabled {
         return Ok(None);
@@ -79,7 +84,11 @@ pub fn start(
         max_uncommitted,
     });
     let access = access(cfg, "Flight", addr)?;
-    let server = flight::serve(servers, flight::LiveFlight::new(ring.clone()), addr, access)?;
+    let mut service = flight::LiveFlight::new(ring.clone());
+    if let Some(lake) = lake {
+        service = service.with_lake(lake);
+    }
+    let server = flight::serve(servers, service, addr, access)?;
     Ok(Some((ring, server)))
 }
 

@@ -265,6 +265,18 @@ fn process(o: &mut Out, src: &Sources) {
             "Flight readers cut off because they fell behind retention.",
             f.lag_disconnects.load(Relaxed),
         );
+        o.one(
+            "sluice_flight_lake_catchups_total",
+            "counter",
+            "Times a Flight reader that fell behind retention went on reading from the lake.",
+            f.lake_catchups.load(Relaxed),
+        );
+        o.one(
+            "sluice_flight_lake_batches_total",
+            "counter",
+            "Batches Flight readers got from the lake (positions older than the live ring).",
+            f.lake_batches.load(Relaxed),
+        );
     }
     o.one(
         "sluice_resident_memory_bytes",

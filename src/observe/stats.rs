@@ -121,6 +121,10 @@ pub struct FlightStats {
     pub readers: AtomicU64,
     /// Readers disconnected because they fell behind retention.
     pub lag_disconnects: AtomicU64,
+    /// Times a reader that fell behind retention went on reading from the lake.
+    pub lake_catchups: AtomicU64,
+    /// Batches readers got from the lake (positions older than the ring).
+    pub lake_batches: AtomicU64,
 }
 
 /// Process-wide counters. Monotonic unless named as a gauge.

@@ -1,4 +1,4 @@
-"""pyarrow.flight checks driven by tests/flight.rs.
+"""pyarrow.flight checks driven by tests/flight.rs and tests/flight_lake.rs.
 
     flight_client.py replay URL TOPIC N         -- list, schema, full replay, resume, bad tickets
     flight_client.py follow URL TOPIC FIRST N   -- prints "following", then expects seq FIRST..FIRST+N
@@ -8,6 +8,10 @@
     flight_client.py mtls URL TOPIC N CA CERT KEY OTHER_CERT OTHER_KEY
                                                 -- refused without a client certificate and with one
                                                    of another CA; reads with CERT
+    flight_client.py lake_replay URL TOPIC N    -- a read from offset 0 (lake, then ring) and a
+                                                   resume after each of its batches
+    flight_client.py slow_lake URL TOPIC STALL FIRST END
+                                                -- a follower stalls STALL s, then expects FIRST..END
 """
 
 import json
@@ -297,6 +301,74 @@ def mtls(url, topic, n, ca, cert, key, other_cert, other_key):
     print(f"read {n} rows with the client certificate", file=sys.stderr)
 
 
+def per_partition(batches):
+    """{partition: [seq, ...]} in the order read."""
+    out = {}
+    for b, m in batches:
+        out.setdefault(m["partition"], []).extend(b.column("seq").to_pylist())
+    return out
+
+
+def positions_after(batches):
+    """The resume position of every partition read: [offset, batch + 1] of its last batch."""
+    last = {}
+    for _, m in batches:
+        last[str(m["partition"])] = [m["offset"], m["batch"] + 1]
+    return last
+
+
+def lake_replay(url, topic, n):
+    """A read from offset 0 of every partition returns seq 0..n once, each partition's batches
+    in (offset, batch) order; resuming after any batch of it gives exactly the rest."""
+    client = fl.connect(url)
+    start = {"topic": topic, "from": {"offsets": {"0": 0, "1": 0}}}
+    full = read(client, start)
+    if sorted(seqs(full)) != list(range(n)):
+        fail(f"read from offset 0: {len(seqs(full))} rows, not seq 0..{n} once each")
+    seen = {}
+    for _, m in full:
+        pos = (m["offset"], m["batch"])
+        if pos <= seen.get(m["partition"], (-1, -1)):
+            fail(f"partition {m['partition']}: {pos} after {seen[m['partition']]}")
+        seen[m["partition"]] = pos
+    stats = json.loads(next(iter(client.do_action(fl.Action("stats", b"")))).body.to_pybytes())
+    want = per_partition(full)
+    for cut in range(len(full) + 1):
+        first = full[:cut]
+        rest = read(client, {"topic": topic, "from": {"offsets": {"0": 0, "1": 0, **positions_after(first)}}})
+        got = per_partition(first)
+        for p, s in per_partition(rest).items():
+            got.setdefault(p, []).extend(s)
+        if got != want:
+            fail(f"resume after {cut} batches differs from the uninterrupted read")
+    print(f"read {n} rows from offset 0 in {len(full)} batches, {stats['lake_batches']} from the lake; "
+          "every resume exact", file=sys.stderr)
+
+
+def slow_lake(url, topic, stall, first, end):
+    """Follows from latest, reads one batch, stalls `stall` s; then expects seq first..end once
+    each, in order, without being cut off."""
+    import os
+    import threading
+    import time
+
+    threading.Timer(120, lambda: os._exit(3)).start()  # never hang the test
+    client = fl.connect(url)
+    reader = client.do_get(fl.Ticket(json.dumps({"topic": topic, "from": "latest", "follow": True})))
+    reader.schema
+    print("following", flush=True)
+    got = reader.read_chunk().data.column("seq").to_pylist()
+    print("stalling", flush=True)
+    time.sleep(stall)
+    while len(got) < end - first:
+        got.extend(reader.read_chunk().data.column("seq").to_pylist())
+    reader.cancel()
+    if got != list(range(first, end)):
+        fail(f"the slow follower got {len(got)} rows, {len(set(got))} distinct, not seq {first}..{end} in order")
+    print(f"the slow follower received seq {first}..{end} once each, in order", file=sys.stderr, flush=True)
+    os._exit(0)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "replay":
@@ -315,5 +387,9 @@ if __name__ == "__main__":
         mtls(sys.argv[2], sys.argv[3], int(sys.argv[4]), *sys.argv[5:10])
     elif cmd == "slow":
         slow(sys.argv[2], sys.argv[3])
+    elif cmd == "lake_replay":
+        lake_replay(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif cmd == "slow_lake":
+        slow_lake(sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     else:
         fail(f"unknown command {cmd}")

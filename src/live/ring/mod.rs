@@ -19,7 +19,10 @@ use arrow::datatypes::SchemaRef;
 
 use crate::source::MessageMeta;
 
+mod marks;
 mod tail;
+use marks::Marks;
+pub use marks::{Position, after};
 use tail::Line;
 pub use tail::{Hold, Uncommitted};
 
@@ -141,6 +144,8 @@ struct TopicRing {
     schema: Option<SchemaRef>,
     /// Per [`Hold`] alive: each partition's committed offset when it was taken.
     holds: BTreeMap<u64, HashMap<i32, i64>>,
+    /// Per partition ever pushed: where it began, its newest batch and its newest evicted.
+    marks: HashMap<i32, Marks>,
 }
 
 impl TopicRing {
@@ -202,6 +207,9 @@ impl TopicRing {
                 break;
             };
             self.bytes -= front.bytes;
+            if let Some(m) = self.marks.get_mut(&front.partition) {
+                m.evicted = Some((front.offset, front.batch_index));
+            }
         }
     }
 }
@@ -273,6 +281,10 @@ impl Ring {
                 arrived: now,
                 superseded: false,
             });
+            ring.marks
+                .entry(meta.partition)
+                .or_insert_with(|| Marks::new(ring.next_seq, (meta.offset, i as u32)))
+                .last = (meta.offset, i as u32);
             ring.next_seq += 1;
             ring.bytes += share;
         }

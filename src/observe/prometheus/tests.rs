@@ -86,7 +86,7 @@ fn fill(s: &Stats) {
 /// help texts and order that dashboards, alerts and `tests/metrics.rs` rely on. The file was
 /// rendered by the hand-written renderer this one replaced (commit ab6185a), plus the
 /// `sluice_schema_changes_total` family since (issue 12), and the `offset_gap` flush trigger
-/// and `sluice_offset_gaps_total` (issue 13).
+/// and `sluice_offset_gaps_total` (issue 13), and the Flight lake counters (issue 16).
 #[test]
 fn the_exposition_is_exactly_the_established_one() {
     let f = Arc::new(crate::observe::FlightStats::default());

@@ -1,0 +1,458 @@
+//! Flight reads older than the live ring: a topic's rows read back from the lake by their Kafka
+//! position (the lineage columns `_kafka_partition`, `_kafka_offset` and `_kafka_batch`, which
+//! `[tables.metadata]` adds), up to what the lake has committed.
+//!
+//! A round reads, in one DuckLake snapshot, each asked partition's `sluice_offsets.next_offset`
+//! and its rows from the asked position up to that offset, in windows of offsets sized so a
+//! round holds about [`ROUND_ROWS`] rows. Rows come back ordered by position (offset, batch,
+//! then `rowid`) and are cut into one batch per record batch of the original message, so a
+//! reader's `app_metadata` means what the ring's means. Since a commit moves a partition's
+//! `next_offset` with its rows, the round ends exactly where the ring's uncommitted batches
+//! begin (see [`super::ring`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Int32Type, Int64Type};
+
+use crate::config::TablesConfig;
+use crate::sink::duck::{Database, ident};
+use crate::sink::{LAKE_ALIAS, OFFSETS_TABLE};
+
+/// The lineage columns a lake read needs, in position order.
+pub const LINEAGE: [&str; 3] = ["_kafka_partition", "_kafka_offset", "_kafka_batch"];
+
+/// Rows a round aims at per partition: what one reader holds at most from the lake (besides
+/// a single record batch larger than this, which is read whole).
+pub const ROUND_ROWS: usize = 65_536;
+
+/// A position in a partition: (offset, index of the batch within its message).
+pub type Position = (i64, u32);
+
+/// Why the lake cannot serve a read.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    /// The table lacks the lineage columns.
+    #[error(
+        "the lake table {table:?} has no column {missing}: reading positions older than the live ring from the lake needs [tables.metadata] partition, offset and batch = true"
+    )]
+    NoLineage {
+        /// Table.
+        table: String,
+        /// The first lineage column it lacks.
+        missing: &'static str,
+    },
+    /// Several topics write the table, and its rows do not say which.
+    #[error(
+        "the lake table {table:?} takes the topics {topics:?}, and its rows do not record their topic: the lake cannot serve reads of one of them"
+    )]
+    Shared {
+        /// Table.
+        table: String,
+        /// The topics mapped to it.
+        topics: Vec<String>,
+    },
+    /// Rows ingested before the lineage columns were enabled have no position.
+    #[error(
+        "partition {partition} of the lake table {table:?} has rows only from offset {first} on with a position (lineage), and {unplaced} rows without one (ingested before [tables.metadata] partition, offset and batch were enabled): offset {requested} cannot be placed"
+    )]
+    Unplaced {
+        /// Table.
+        table: String,
+        /// Partition.
+        partition: i32,
+        /// What was asked for.
+        requested: i64,
+        /// The oldest offset with lineage (`-1`: none).
+        first: i64,
+        /// Rows without lineage.
+        unplaced: u64,
+    },
+    /// DuckDB failed.
+    #[error("reading the lake: {0}")]
+    Duck(String),
+}
+
+impl From<duckdb::Error> for LakeError {
+    fn from(e: duckdb::Error) -> Self {
+        LakeError::Duck(e.to_string())
+    }
+}
+
+/// One batch read back: the rows of one record batch of one message.
+#[derive(Debug, Clone)]
+pub struct LakeBatch {
+    /// Kafka partition.
+    pub partition: i32,
+    /// Kafka offset of its message.
+    pub offset: i64,
+    /// Index of the batch within its message.
+    pub batch_index: u32,
+    /// Batches of its message the lake holds rows of.
+    pub batches_in_message: u32,
+    /// The rows, with the table's columns.
+    pub batch: RecordBatch,
+}
+
+/// What one round read.
+#[derive(Debug, Default)]
+pub struct Round {
+    /// The batches, per partition in position order.
+    pub batches: Vec<LakeBatch>,
+    /// Per partition asked for: the lake's `next_offset` in the snapshot read (absent: the
+    /// lake has committed nothing of it).
+    pub committed: BTreeMap<i32, i64>,
+    /// Per partition asked for: the position up to which it has been read (everything below
+    /// it that the lake holds is in `batches` or was read before).
+    pub reached: BTreeMap<i32, Position>,
+}
+
+/// Reads topics' rows back from the lake.
+pub struct LakeSource {
+    db: Arc<Database>,
+    tables: TablesConfig,
+    group: String,
+    schema: String,
+    round_rows: usize,
+}
+
+/// Offsets a partition's next window spans, learnt per reader from the rows per offset seen.
+#[derive(Debug, Default, Clone)]
+pub struct Windows(BTreeMap<i32, i64>);
+
+impl Windows {
+    const FIRST: i64 = 256;
+    const MAX: i64 = 1 << 24;
+
+    fn get(&self, p: i32) -> i64 {
+        self.0.get(&p).copied().unwrap_or(Self::FIRST)
+    }
+}
+
+impl LakeSource {
+    /// Reads from the lake on `db` (schema `schema`, offsets of consumer group `group`), with
+    /// topics named into tables as `tables` says.
+    pub fn new(db: Arc<Database>, tables: TablesConfig, group: &str, schema: &str) -> Self {
+        LakeSource {
+            db,
+            tables,
+            group: group.to_string(),
+            schema: schema.to_string(),
+            round_rows: ROUND_ROWS,
+        }
+    }
+
+    /// The same, with rounds of about `rows` rows per partition instead of [`ROUND_ROWS`].
+    pub fn with_round_rows(self, rows: usize) -> Self {
+        LakeSource {
+            round_rows: rows.max(1),
+            ..self
+        }
+    }
+
+    /// One round of `topic`: per partition of `from`, its rows from that position on, up to
+    /// the lake's committed offset (blocking).
+    pub fn read(
+        &self,
+        topic: &str,
+        from: &BTreeMap<i32, Position>,
+        windows: &mut Windows,
+    ) -> Result<Round, LakeError> {
+        let conn = self
+            .db
+            .crate_connection()
+            .map_err(|e| LakeError::Duck(e.to_string()))?;
+        // One transaction: the offsets and the rows from one snapshot.
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let round = self.read_in(&conn, topic, from, windows);
+        conn.execute_batch("ROLLBACK")?;
+        round
+    }
+
+    fn read_in(
+        &self,
+        conn: &duckdb::Connection,
+        topic: &str,
+        from: &BTreeMap<i32, Position>,
+        windows: &mut Windows,
+    ) -> Result<Round, LakeError> {
+        let schema = ident(&self.schema);
+        let offsets = format!("{LAKE_ALIAS}.{schema}.{}", ident(OFFSETS_TABLE));
+        let mut round = Round::default();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT \"partition\", next_offset FROM {offsets} \
+             WHERE consumer_group = ? AND topic = ? AND \"partition\" >= 0 AND next_offset >= 0"
+        ))?;
+        let rows = stmt.query_map([self.group.as_str(), topic], |r| {
+            Ok((r.get::<_, i32>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for r in rows {
+            let (p, next) = r?;
+            if from.contains_key(&p) {
+                round.committed.insert(p, next);
+            }
+        }
+        round.reached = from.clone();
+        if round
+            .committed
+            .iter()
+            .all(|(p, w)| from.get(p).is_none_or(|(o, _)| o >= w))
+        {
+            return Ok(round);
+        }
+        let table = self.tables.table_for(topic);
+        self.check_table(conn, &offsets, &table)?;
+        let qualified = format!("{LAKE_ALIAS}.{schema}.{}", ident(&table));
+        for (&p, &(o, b)) in from {
+            let Some(&w) = round.committed.get(&p) else {
+                continue;
+            };
+            if o >= w {
+                continue;
+            }
+            let (batches, reached) =
+                self.read_partition(conn, &qualified, p, (o, b), w, windows)?;
+            round.batches.extend(batches);
+            round.reached.insert(p, reached);
+        }
+        Ok(round)
+    }
+
+    /// Fails unless `table` has the lineage columns and no other topic writes it.
+    fn check_table(
+        &self,
+        conn: &duckdb::Connection,
+        offsets: &str,
+        table: &str,
+    ) -> Result<(), LakeError> {
+        let mut stmt = conn.prepare(
+            "SELECT column_name FROM duckdb_columns() \
+             WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+        )?;
+        let columns: BTreeSet<String> = stmt
+            .query_map([LAKE_ALIAS, self.schema.as_str(), table], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if let Some(missing) = LINEAGE.iter().find(|c| !columns.contains(**c)) {
+            return Err(LakeError::NoLineage {
+                table: table.to_string(),
+                missing,
+            });
+        }
+        let mut stmt = conn.prepare(&format!(
+            "SELECT DISTINCT topic FROM {offsets} WHERE \"partition\" >= 0"
+        ))?;
+        let topics: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|t| self.tables.table_for(t) == table)
+            .collect();
+        if topics.len() > 1 {
+            let mut topics = topics;
+            topics.sort();
+            return Err(LakeError::Shared {
+                table: table.to_string(),
+                topics,
+            });
+        }
+        Ok(())
+    }
+
+    /// The rows of partition `p` from `from` on, below offset `committed`, one window of
+    /// offsets; and the position read up to.
+    fn read_partition(
+        &self,
+        conn: &duckdb::Connection,
+        table: &str,
+        p: i32,
+        from: Position,
+        committed: i64,
+        windows: &mut Windows,
+    ) -> Result<(Vec<LakeBatch>, Position), LakeError> {
+        let (o, b) = from;
+        let [cp, co, cb] = LINEAGE.map(ident);
+        let window = windows.get(p);
+        let hi = committed.min(o.saturating_add(window));
+        let select = format!(
+            "SELECT * FROM {table} WHERE {cp} = {p} AND {co} >= {o} AND {co} < {hi} \
+             AND {cb} IS NOT NULL AND ({co} > {o} OR {cb} >= {b}) ORDER BY {co}, {cb}, rowid \
+             LIMIT {}",
+            self.round_rows + 1
+        );
+        let mut batches = query(conn, &select)?;
+        let mut groups = split(&batches, p)?;
+        let rows: usize = groups.iter().map(|g| g.batch.num_rows()).sum();
+        let mut reached = (hi, 0);
+        if rows > self.round_rows {
+            // The window held more rows than a round takes: the last record batch may be cut,
+            // so it is read in the next round (or alone, whole, if it is the only one).
+            let last = groups.pop().expect("rows > 0");
+            if groups.is_empty() {
+                let one = format!(
+                    "SELECT * FROM {table} WHERE {cp} = {p} AND {co} = {} AND {cb} = {} ORDER BY rowid",
+                    last.offset, last.batch_index
+                );
+                batches = query(conn, &one)?;
+                groups = split(&batches, p)?;
+                reached = (last.offset, last.batch_index + 1);
+            } else {
+                reached = (last.offset, last.batch_index);
+            }
+            windows.0.insert(p, (window / 2).max(1));
+            // The round ends inside a message, perhaps: how many batches it has, from the lake.
+            if let Some(last) = groups.last().map(|g| g.offset) {
+                let n: Option<i32> = conn.query_row(
+                    &format!("SELECT max({cb}) FROM {table} WHERE {cp} = {p} AND {co} = {last}"),
+                    [],
+                    |r| r.get(0),
+                )?;
+                let n = n.map_or(1, |n| n.max(0) as u32 + 1);
+                for g in groups.iter_mut().rev().take_while(|g| g.offset == last) {
+                    g.batches_in_message = n;
+                }
+            }
+        } else if rows < self.round_rows / 4 && hi < committed {
+            windows
+                .0
+                .insert(p, window.saturating_mul(2).min(Windows::MAX));
+        }
+        Ok((groups, reached))
+    }
+
+    /// Fails unless the lake can place a read of `topic` starting at each position of `from`:
+    /// its table has the lineage columns, no other topic writes it, and no rows without
+    /// lineage (ingested before the columns were enabled) could lie between a position and the
+    /// partition's oldest row with lineage (blocking).
+    pub fn check_start(
+        &self,
+        topic: &str,
+        from: &BTreeMap<i32, Position>,
+    ) -> Result<(), LakeError> {
+        let conn = self
+            .db
+            .crate_connection()
+            .map_err(|e| LakeError::Duck(e.to_string()))?;
+        let schema = ident(&self.schema);
+        let offsets = format!("{LAKE_ALIAS}.{schema}.{}", ident(OFFSETS_TABLE));
+        let table = self.tables.table_for(topic);
+        let exists: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM duckdb_tables() \
+             WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+            [LAKE_ALIAS, self.schema.as_str(), table.as_str()],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Ok(());
+        }
+        self.check_table(&conn, &offsets, &table)?;
+        let qualified = format!("{LAKE_ALIAS}.{schema}.{}", ident(&table));
+        let [cp, co, cb] = LINEAGE.map(ident);
+        let unplaced: i64 = conn.query_row(
+            &format!("SELECT count(*) FROM {qualified} WHERE {cp} IS NULL OR {co} IS NULL OR {cb} IS NULL"),
+            [],
+            |r| r.get(0),
+        )?;
+        if unplaced == 0 {
+            return Ok(());
+        }
+        for (&p, &(offset, _)) in from {
+            let first: Option<i64> = conn.query_row(
+                &format!("SELECT min({co}) FROM {qualified} WHERE {cp} = {p} AND {cb} IS NOT NULL"),
+                [],
+                |r| r.get(0),
+            )?;
+            if first.is_none_or(|f| f > offset) {
+                return Err(LakeError::Unplaced {
+                    table: table.clone(),
+                    partition: p,
+                    requested: offset,
+                    first: first.unwrap_or(-1),
+                    unplaced: unplaced as u64,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn query(conn: &duckdb::Connection, sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
+    let mut stmt = conn.prepare(sql)?;
+    Ok(stmt.query_arrow([])?.collect())
+}
+
+/// Cuts position-ordered rows of partition `p` into one batch per (offset, batch index).
+fn split(batches: &[RecordBatch], p: i32) -> Result<Vec<LakeBatch>, LakeError> {
+    let mut out: Vec<LakeBatch> = Vec::new();
+    // Pieces of the current group, which may span DuckDB's result chunks.
+    let mut pieces: Vec<RecordBatch> = Vec::new();
+    let mut current: Option<Position> = None;
+    let flush = |pieces: &mut Vec<RecordBatch>, pos: Position, out: &mut Vec<LakeBatch>| {
+        let batch = if pieces.len() == 1 {
+            pieces.pop().expect("one piece")
+        } else {
+            let b = arrow::compute::concat_batches(&pieces[0].schema(), pieces.iter())
+                .map_err(|e| LakeError::Duck(e.to_string()))?;
+            pieces.clear();
+            b
+        };
+        out.push(LakeBatch {
+            partition: p,
+            offset: pos.0,
+            batch_index: pos.1,
+            batches_in_message: pos.1 + 1,
+            batch,
+        });
+        Ok::<(), LakeError>(())
+    };
+    for b in batches {
+        let column = |name: &str| {
+            b.column_by_name(name)
+                .ok_or_else(|| LakeError::Duck(format!("the lake's rows lack {name}")))
+        };
+        let offsets = column(LINEAGE[1])?.as_primitive::<Int64Type>().clone();
+        let indexes = column(LINEAGE[2])?.as_primitive::<Int32Type>().clone();
+        let mut start = 0;
+        for i in 0..b.num_rows() {
+            let pos = (offsets.value(i), indexes.value(i).max(0) as u32);
+            if current != Some(pos) {
+                if i > start {
+                    pieces.push(b.slice(start, i - start));
+                }
+                if let Some(c) = current
+                    && !pieces.is_empty()
+                {
+                    flush(&mut pieces, c, &mut out)?;
+                }
+                current = Some(pos);
+                start = i;
+            }
+        }
+        if b.num_rows() > start {
+            pieces.push(b.slice(start, b.num_rows() - start));
+        }
+        debug_assert!(offsets.null_count() == 0 && indexes.null_count() == 0);
+    }
+    if let Some(c) = current
+        && !pieces.is_empty()
+    {
+        flush(&mut pieces, c, &mut out)?;
+    }
+    // The batches of each message the lake holds, told on each of its batches.
+    let mut i = 0;
+    while i < out.len() {
+        let mut j = i;
+        while j < out.len() && out[j].offset == out[i].offset {
+            j += 1;
+        }
+        let n = out[j - 1].batch_index + 1;
+        for g in &mut out[i..j] {
+            g.batches_in_message = n;
+        }
+        i = j;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
