@@ -3,7 +3,9 @@
 //! 1. Ingest rate with 0 and with N followers (default 20) reading every batch over Flight, on
 //!    librdkafka's mock cluster, the producer paced like `sluice demo`. The ring's retained bytes
 //!    are sampled against `live.retention_bytes`, and the process's resident memory against the
-//!    budget `flush.memory_cap_bytes` + `live.retention_bytes` per topic.
+//!    budget `flush.memory_cap_bytes` + `live.retention_bytes` per topic. A follower the ring
+//!    evicted ahead of goes on from the lake (the tables carry the lineage columns); how many
+//!    followers received every row exactly once is printed.
 //! 2. Produce → Flight receipt latency: a producer sends one small message every millisecond;
 //!    followers (1, then N) record when each batch arrives. p50/p99/p999/max are printed.
 //!
@@ -136,6 +138,10 @@ impl Rig {
             cfg.flush.max_age_ms = age;
         }
         cfg.live.retention_bytes = a.retention_mib * MIB;
+        // The lineage columns: a follower that falls behind the ring goes on from the lake.
+        cfg.tables.metadata.partition = true;
+        cfg.tables.metadata.offset = true;
+        cfg.tables.metadata.batch = true;
         // 256 MiB for pending data on top of what live retention and prefetch reserve.
         let reserved = cfg.memory_budget();
         cfg.flush.memory_cap_bytes = 256 * MIB + reserved.live + reserved.prefetch;
@@ -143,8 +149,15 @@ impl Rig {
         let stats = Arc::new(Stats::default());
         let pipeline = Pipeline::new(&cfg, stats.clone())?;
         let servers = Servers::new()?;
+        let lake = sluice::live::lake::LakeSource::new(
+            pipeline.another_lake()?.database().clone(),
+            cfg.tables.clone(),
+            &cfg.kafka.group_id,
+            &cfg.lake.schema,
+        );
+        let pending = cfg.memory_budget().pending;
         let (ring, server) =
-            sluice::live::start(&cfg.live, &servers, cfg.memory_budget().pending, None)?
+            sluice::live::start(&cfg.live, &servers, pending, Some(Arc::new(lake)))?
                 .context("live is enabled")?;
         pipeline.attach_live(ring.clone());
         let stop = Arc::new(AtomicBool::new(false));
@@ -218,6 +231,9 @@ struct Seen {
     batches: u64,
     /// Receipt time of each batch's first `seq`.
     arrivals: Vec<(i64, Instant)>,
+    /// The `seq` values received (a bit each), and how many arrived twice.
+    received: Vec<u64>,
+    twice: u64,
     error: Option<String>,
 }
 
@@ -252,6 +268,20 @@ async fn follow(
                     .context("no seq column")?;
                 if !seq.is_empty() {
                     seen.arrivals.push((seq.value(0), now));
+                }
+            }
+            if !keep_arrivals {
+                let seq = batch
+                    .column_by_name("seq")
+                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                    .context("no seq column")?;
+                for &v in seq.values() {
+                    let (word, bit) = ((v as u64 / 64) as usize, v as u64 % 64);
+                    if seen.received.len() <= word {
+                        seen.received.resize(word + 1, 0);
+                    }
+                    seen.twice += (seen.received[word] >> bit) & 1;
+                    seen.received[word] |= 1 << bit;
                 }
             }
             seen.rows += batch.num_rows() as u64;
@@ -369,7 +399,12 @@ fn throughput(a: &Args, followers: usize) -> Result<()> {
         produced as f64 / lake_secs,
     );
     if followers > 0 {
-        let complete = seen.iter().filter(|s| s.rows >= target).count();
+        // Every row once: `target` distinct seq 0..target, none twice.
+        let exact = |s: &Seen| {
+            let distinct: u64 = s.received.iter().map(|w| u64::from(w.count_ones())).sum();
+            s.twice == 0 && distinct == target && s.received.len() as u64 <= target.div_ceil(64)
+        };
+        let complete = seen.iter().filter(|s| exact(s)).count();
         let delivered: u64 = seen.iter().map(|s| s.rows).sum();
         println!(
             "    Flight delivered {delivered} rows to {followers} followers in {readers_secs:.2} s = {:.0} rows/s in total",
@@ -377,12 +412,14 @@ fn throughput(a: &Args, followers: usize) -> Result<()> {
         );
         let errors: Vec<&str> = seen.iter().filter_map(|s| s.error.as_deref()).collect();
         println!(
-            "    followers: {complete}/{followers} received all {target} rows, the last at {readers_secs:.2} s; {} errors{}",
+            "    followers: {complete}/{followers} received all {target} rows once each, the last at {readers_secs:.2} s; {} errors{}; followers behind the ring went on from the lake {} times, reading {} batches there",
             errors.len(),
             errors
                 .first()
                 .map(|e| format!(" (first: {e})"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            rig.server.stats.lake_catchups.load(Relaxed),
+            rig.server.stats.lake_batches.load(Relaxed),
         );
     }
     let cap = rig.cfg.live.retention_bytes;

@@ -23,8 +23,8 @@ use crate::sink::{LAKE_ALIAS, OFFSETS_TABLE};
 /// The lineage columns a lake read needs, in position order.
 pub const LINEAGE: [&str; 3] = ["_kafka_partition", "_kafka_offset", "_kafka_batch"];
 
-/// Rows a round aims at per partition: what one reader holds at most from the lake (besides
-/// a single record batch larger than this, which is read whole).
+/// Rows a round aims at: what one reader holds at most from the lake (about; a partition's
+/// window is cut at a record batch, and a single record batch larger than this is read whole).
 pub const ROUND_ROWS: usize = 65_536;
 
 /// A position in a partition: (offset, index of the batch within its message).
@@ -106,6 +106,15 @@ pub struct Round {
     /// Per partition asked for: the position up to which it has been read (everything below
     /// it that the lake holds is in `batches` or was read before).
     pub reached: BTreeMap<i32, Position>,
+}
+
+/// What a round reads of one partition: its rows from `from` on, below offset `committed`, at
+/// most `budget` of them (or one record batch).
+struct Span {
+    partition: i32,
+    from: Position,
+    committed: i64,
+    budget: usize,
 }
 
 /// Reads topics' rows back from the lake.
@@ -204,15 +213,23 @@ impl LakeSource {
         let table = self.tables.table_for(topic);
         self.check_table(conn, &offsets, &table)?;
         let qualified = format!("{LAKE_ALIAS}.{schema}.{}", ident(&table));
+        let mut rows = 0;
         for (&p, &(o, b)) in from {
             let Some(&w) = round.committed.get(&p) else {
                 continue;
             };
-            if o >= w {
+            // One round's rows over all partitions: the rest wait for the next round.
+            if o >= w || rows >= self.round_rows {
                 continue;
             }
-            let (batches, reached) =
-                self.read_partition(conn, &qualified, p, (o, b), w, windows)?;
+            let span = Span {
+                partition: p,
+                from: (o, b),
+                committed: w,
+                budget: self.round_rows - rows,
+            };
+            let (batches, reached) = self.read_partition(conn, &qualified, span, windows)?;
+            rows += batches.iter().map(|g| g.batch.num_rows()).sum::<usize>();
             round.batches.extend(batches);
             round.reached.insert(p, reached);
         }
@@ -259,18 +276,20 @@ impl LakeSource {
         Ok(())
     }
 
-    /// The rows of partition `p` from `from` on, below offset `committed`, one window of
-    /// offsets; and the position read up to.
+    /// The rows of `span`, one window of offsets of it; and the position read up to.
     fn read_partition(
         &self,
         conn: &duckdb::Connection,
         table: &str,
-        p: i32,
-        from: Position,
-        committed: i64,
+        span: Span,
         windows: &mut Windows,
     ) -> Result<(Vec<LakeBatch>, Position), LakeError> {
-        let (o, b) = from;
+        let Span {
+            partition: p,
+            from: (o, b),
+            committed,
+            budget,
+        } = span;
         let [cp, co, cb] = LINEAGE.map(ident);
         let window = windows.get(p);
         let hi = committed.min(o.saturating_add(window));
@@ -278,13 +297,13 @@ impl LakeSource {
             "SELECT * FROM {table} WHERE {cp} = {p} AND {co} >= {o} AND {co} < {hi} \
              AND {cb} IS NOT NULL AND ({co} > {o} OR {cb} >= {b}) ORDER BY {co}, {cb}, rowid \
              LIMIT {}",
-            self.round_rows + 1
+            budget + 1
         );
         let mut batches = query(conn, &select)?;
         let mut groups = split(&batches, p)?;
         let rows: usize = groups.iter().map(|g| g.batch.num_rows()).sum();
         let mut reached = (hi, 0);
-        if rows > self.round_rows {
+        if rows > budget {
             // The window held more rows than a round takes: the last record batch may be cut,
             // so it is read in the next round (or alone, whole, if it is the only one).
             let last = groups.pop().expect("rows > 0");
@@ -312,7 +331,7 @@ impl LakeSource {
                     g.batches_in_message = n;
                 }
             }
-        } else if rows < self.round_rows / 4 && hi < committed {
+        } else if rows < budget / 4 && hi < committed {
             windows
                 .0
                 .insert(p, window.saturating_mul(2).min(Windows::MAX));

@@ -116,7 +116,7 @@ impl ReadState {
         if !(known || lake_only) {
             return Err(LiveError::from(ReadError::UnknownTopic(spec.topic.clone())).into());
         }
-        let (mut positions, began) = ring.positions(&spec.topic, &spec.start);
+        let (mut positions, first, began) = ring.positions(&spec.topic, &spec.start);
         if let Some(ps) = &spec.partitions {
             positions.retain(|p, _| ps.contains(p));
         }
@@ -149,9 +149,10 @@ impl ReadState {
                 .map_err(|e| Status::internal(format!("lake read task: {e}")))?
                 .map_err(lake_status)?;
         }
+        // From the positions' moment: a batch evicted since is a lag, not a silent gap.
         let next = match spec.start {
             Start::Latest => began,
-            _ => ring.first_seq(&spec.topic).unwrap_or(began),
+            _ => first,
         };
         stats.readers.fetch_add(1, Relaxed);
         Ok(ReadState {

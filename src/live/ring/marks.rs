@@ -63,15 +63,16 @@ impl TopicRing {
 
 impl Ring {
     /// Where each partition of `topic` the ring has seen stands for a read starting at
-    /// `start` (positions a read delivers from), and the sequence number the read starts at.
-    pub fn positions(&self, topic: &str, start: &Start) -> (BTreeMap<i32, Position>, u64) {
+    /// `start` (positions a read delivers from), and, at that moment, the sequence numbers of
+    /// the oldest batch retained and of the next one pushed.
+    pub fn positions(&self, topic: &str, start: &Start) -> (BTreeMap<i32, Position>, u64, u64) {
         let listed = match start {
             Start::Offsets(pos) => pos.clone(),
             _ => BTreeMap::new(),
         };
         let topics = self.lock();
         let Some(ring) = topics.get(topic) else {
-            return (listed, 0);
+            return (listed, 0, 0);
         };
         let oldest = |p: i32| {
             ring.entries
@@ -95,7 +96,7 @@ impl Ring {
             out.insert(p, at);
         }
         out.extend(listed);
-        (out, ring.next_seq)
+        (out, ring.first_seq(), ring.next_seq)
     }
 
     /// The sequence number of `topic`'s oldest retained batch (the next one pushed if none).
