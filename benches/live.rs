@@ -42,6 +42,9 @@ struct Args {
     retention_mib: u64,
     fetch_wait_ms: u64,
     lake_threads: Option<u32>,
+    /// Followers of the throughput run with the lake behind the ring (`on`), without it (`off`:
+    /// one that falls behind is cut off), or both, one run each.
+    lake: Vec<bool>,
     /// Which measurements: throughput, latency, visibility.
     parts: Vec<String>,
     /// `flush.max_age_ms` values of the lake-visibility runs.
@@ -58,6 +61,7 @@ fn args() -> Result<Args> {
         retention_mib: 64,
         fetch_wait_ms: 10,
         lake_threads: None,
+        lake: vec![true],
         parts: vec!["throughput".into(), "latency".into()],
         visibility_ages_ms: vec![1000, 60_000],
         json: false,
@@ -85,6 +89,15 @@ fn args() -> Result<Args> {
                 a.json = true;
                 continue;
             }
+            "--lake" => {
+                a.lake = match it.next().as_deref() {
+                    Some("on") => vec![true],
+                    Some("off") => vec![false],
+                    Some("both") => vec![false, true],
+                    other => bail!("--lake takes on, off or both, not {other:?}"),
+                };
+                continue;
+            }
             _ => {}
         }
         let mut value = |name: &str| -> Result<u64> {
@@ -101,7 +114,7 @@ fn args() -> Result<Args> {
             // cargo bench passes --bench to every bench target.
             "--bench" => {}
             other => bail!(
-                "unknown argument {other:?} (--rows N, --followers N, --latency-secs N, --retention-mib N, --fetch-wait-ms N, --lake-threads N, --parts throughput,latency,visibility, --visibility-ages-ms 1000,60000, --json)"
+                "unknown argument {other:?} (--rows N, --followers N, --latency-secs N, --retention-mib N, --fetch-wait-ms N, --lake-threads N, --lake on|off|both, --parts throughput,latency,visibility, --visibility-ages-ms 1000,60000, --json)"
             ),
         }
     }
@@ -123,7 +136,7 @@ struct Rig {
 }
 
 impl Rig {
-    fn start(a: &Args, max_age_ms: Option<u64>) -> Result<Rig> {
+    fn start(a: &Args, max_age_ms: Option<u64>, lake: bool) -> Result<Rig> {
         let cluster = MockCluster::new(1)?;
         cluster.create_topic(TOPIC, PARTITIONS, 1)?;
         let brokers = cluster.bootstrap_servers();
@@ -149,16 +162,16 @@ impl Rig {
         let stats = Arc::new(Stats::default());
         let pipeline = Pipeline::new(&cfg, stats.clone())?;
         let servers = Servers::new()?;
-        let lake = sluice::live::lake::LakeSource::new(
+        let lake_source = sluice::live::lake::LakeSource::new(
             pipeline.another_lake()?.database().clone(),
             cfg.tables.clone(),
             &cfg.kafka.group_id,
             &cfg.lake.schema,
         );
         let pending = cfg.memory_budget().pending;
+        let lake = lake.then(|| Arc::new(lake_source));
         let (ring, server) =
-            sluice::live::start(&cfg.live, &servers, pending, Some(Arc::new(lake)))?
-                .context("live is enabled")?;
+            sluice::live::start(&cfg.live, &servers, pending, lake)?.context("live is enabled")?;
         pipeline.attach_live(ring.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let ingest = {
@@ -338,8 +351,8 @@ fn memory() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn throughput(a: &Args, followers: usize) -> Result<()> {
-    let mut rig = Rig::start(a, None)?;
+fn throughput(a: &Args, followers: usize, lake: bool) -> Result<()> {
+    let mut rig = Rig::start(a, None, lake)?;
     let rt = runtime()?;
     let producer = rig.producer("2")?;
     let mut gen_ = EventGen::new(7);
@@ -398,12 +411,12 @@ fn throughput(a: &Args, followers: usize) -> Result<()> {
         bytes as f64 / 1e6 / decoded_secs,
         produced as f64 / lake_secs,
     );
+    // Every row once: `target` distinct seq 0..target, none twice.
+    let exact = |s: &Seen| {
+        let distinct: u64 = s.received.iter().map(|w| u64::from(w.count_ones())).sum();
+        s.twice == 0 && distinct == target && s.received.len() as u64 <= target.div_ceil(64)
+    };
     if followers > 0 {
-        // Every row once: `target` distinct seq 0..target, none twice.
-        let exact = |s: &Seen| {
-            let distinct: u64 = s.received.iter().map(|w| u64::from(w.count_ones())).sum();
-            s.twice == 0 && distinct == target && s.received.len() as u64 <= target.div_ceil(64)
-        };
         let complete = seen.iter().filter(|s| exact(s)).count();
         let delivered: u64 = seen.iter().map(|s| s.rows).sum();
         println!(
@@ -412,7 +425,12 @@ fn throughput(a: &Args, followers: usize) -> Result<()> {
         );
         let errors: Vec<&str> = seen.iter().filter_map(|s| s.error.as_deref()).collect();
         println!(
-            "    followers: {complete}/{followers} received all {target} rows once each, the last at {readers_secs:.2} s; {} errors{}; followers behind the ring went on from the lake {} times, reading {} batches there",
+            "    followers ({}): {complete}/{followers} received all {target} rows once each, the last at {readers_secs:.2} s; {} errors{}; followers behind the ring went on from the lake {} times, reading {} batches there",
+            if lake {
+                "the lake behind the ring"
+            } else {
+                "no lake behind the ring"
+            },
             errors.len(),
             errors
                 .first()
@@ -420,6 +438,18 @@ fn throughput(a: &Args, followers: usize) -> Result<()> {
                 .unwrap_or_default(),
             rig.server.stats.lake_catchups.load(Relaxed),
             rig.server.stats.lake_batches.load(Relaxed),
+        );
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"measure": "flight_followers", "followers": followers,
+                "lake": lake, "rows": produced, "ingest_rows_per_s": produced as f64 / decoded_secs,
+                "complete": seen.iter().filter(|s| exact(s)).count(),
+                "errors": seen.iter().filter(|s| s.error.is_some()).count(),
+                "last_s": readers_secs, "rss_mib": rss / MIB,
+                "lake_catchups": rig.server.stats.lake_catchups.load(Relaxed),
+                "lake_batches": rig.server.stats.lake_batches.load(Relaxed)})
         );
     }
     let cap = rig.cfg.live.retention_bytes;
@@ -442,7 +472,7 @@ fn throughput(a: &Args, followers: usize) -> Result<()> {
 }
 
 fn latency(a: &Args, followers: usize) -> Result<()> {
-    let rig = Rig::start(a, None)?;
+    let rig = Rig::start(a, None, true)?;
     let rt = runtime()?;
     let producer = rig.producer("0")?;
     let mut gen_ = EventGen::new(11);
@@ -533,7 +563,7 @@ fn print_json(mut head: serde_json::Value, micros: &[u64]) {
 /// the first sample whose count covers every row produced up to it (flushes commit whole
 /// tables, in consumption order).
 fn visibility(a: &Args, age_ms: u64) -> Result<()> {
-    let rig = Rig::start(a, Some(age_ms))?;
+    let rig = Rig::start(a, Some(age_ms), true)?;
     let producer = rig.producer("0")?;
     let mut gen_ = EventGen::new(13);
     rig.warm_up(&producer, &mut gen_)?;
@@ -631,8 +661,10 @@ fn main() -> Result<()> {
     );
     let part = |p: &str| a.parts.iter().any(|x| x == p);
     if part("throughput") {
-        throughput(&a, 0)?;
-        throughput(&a, a.followers)?;
+        throughput(&a, 0, true)?;
+        for &lake in &a.lake {
+            throughput(&a, a.followers, lake)?;
+        }
     }
     if part("latency") {
         latency(&a, 1)?;

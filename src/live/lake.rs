@@ -25,7 +25,11 @@ pub const LINEAGE: [&str; 3] = ["_kafka_partition", "_kafka_offset", "_kafka_bat
 
 /// Rows a round aims at: what one reader holds at most from the lake (about; a partition's
 /// window is cut at a record batch, and a single record batch larger than this is read whole).
-pub const ROUND_ROWS: usize = 65_536;
+pub const ROUND_ROWS: usize = 16_384;
+
+/// Rounds that run at once, over all readers: lake reads share sluice's DuckDB (its threads
+/// and memory) with the commits, and a crowd of readers catching up must not crowd those out.
+pub const CONCURRENT_ROUNDS: usize = 2;
 
 /// A position in a partition: (offset, index of the batch within its message).
 pub type Position = (i64, u32);
@@ -124,6 +128,7 @@ pub struct LakeSource {
     group: String,
     schema: String,
     round_rows: usize,
+    rounds: Arc<tokio::sync::Semaphore>,
 }
 
 /// Offsets a partition's next window spans, learnt per reader from the rows per offset seen.
@@ -149,7 +154,13 @@ impl LakeSource {
             group: group.to_string(),
             schema: schema.to_string(),
             round_rows: ROUND_ROWS,
+            rounds: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_ROUNDS)),
         }
+    }
+
+    /// A turn to run a round (at most [`CONCURRENT_ROUNDS`] run at once); `None` once closed.
+    pub async fn turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.rounds.clone().acquire_owned().await.ok()
     }
 
     /// The same, with rounds of about `rows` rows per partition instead of [`ROUND_ROWS`].

@@ -261,7 +261,9 @@ impl ReadState {
         let topic = self.spec.topic.clone();
         let mut windows = std::mem::take(&mut self.windows);
         let asked = from.clone();
+        let turn = lake.turn().await;
         let (round, windows) = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let round = lake.read(&topic, &asked, &mut windows);
             (round, windows)
         })
