@@ -912,6 +912,27 @@ def main():
           "is the time until the flush holding the row committed (sampled every 2 ms).\n")
         w(f"![latency]({rel}/latency.png)\n")
 
+    fol = res.get("followers", [])
+    if fol:
+        w("### Flight followers at full ingest rate\n")
+        w("| followers | behind the ring | ingest rows/s | received every row exactly once | "
+          "errors | last row after | lake catch-ups | batches read from the lake |")
+        w("|---|---|---|---|---|---|---|---|")
+        for f in fol:
+            behind = "the lake" if f["lake"] else "nothing (cut off)"
+            if f["followers"] == 0:
+                behind = "—"
+            w(f"| {f['followers']} | {behind} | {f['ingest_rows_per_s']:,.0f} | "
+              f"{f['complete']}/{f['followers']} | {f['errors']} | {f['last_s']:.1f} s | "
+              f"{f['lake_catchups']:,} | {f['lake_batches']:,} |")
+        w("")
+        w(f"{fol[0]['rows']:,} rows of ~1 KB in 100-row messages, 4 partitions, a 64 MiB ring, "
+          "librdkafka's mock cluster in-process (benches/live.rs `--lake both`): the followers "
+          "start from the earliest position with ingestion and share the 2 cores with it; a "
+          "follower counts only if it received every `seq` exactly once within 300 s of the last "
+          "commit ('last row after': when the last of them did, from the start). With the lake behind the ring, a follower the ring evicted ahead of goes on "
+          "from the lake (at most two lake rounds at once) instead of being cut off.\n")
+
     gap = res.get("gap", [])
     if gap and ev:
         w("## 7. Closing the gap\n")

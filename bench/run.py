@@ -274,7 +274,8 @@ def main():
         "repeats": a.repeats, "py_seconds": a.py_seconds, "memory_cap_mib": a.memory_cap_mib,
         "scale": a.scale, "partitions": PARTITIONS, "producer": " ".join(PRODUCER),
         "flush_mib": 128, "fetch_wait_max_ms": 10, "catalog": "sqlite", "datasets": {}},
-        "throughput": [], "compression": [], "latency": [], "gap": [], "scaling": [],
+        "throughput": [], "compression": [], "latency": [], "followers": [], "gap": [],
+        "scaling": [],
         "readers": [], "layout": [], "freshness": {}, "realtime": {}}
     started = time.monotonic()
     for name in a.datasets.split(",") if "throughput" in sections else []:
@@ -313,7 +314,7 @@ def main():
     if a.merge and os.path.exists(a.out):
         with open(a.out) as f:
             old = json.load(f)
-        keep = {"throughput": ["throughput", "compression", "gap"], "latency": ["latency"],
+        keep = {"throughput": ["throughput", "compression", "gap"], "latency": ["latency", "followers"],
                 "scaling": ["scaling"], "readers": ["readers"], "layout": ["layout"],
                 "freshness": ["freshness"], "realtime": ["realtime"]}
         for section, keys in keep.items():
@@ -336,9 +337,10 @@ def main():
 
 
 def latency(a, results):
-    log("latency: produce -> Flight receipt and produce -> visible in the lake (mock cluster)")
-    cmd = [a.live, "--parts", "latency,visibility", "--followers", str(a.followers),
-           "--latency-secs", str(a.latency_secs), "--visibility-ages-ms",
+    log("latency: produce -> Flight receipt and produce -> visible in the lake (mock cluster); "
+        "followers at full ingest rate without and with the lake behind the ring")
+    cmd = [a.live, "--parts", "throughput,latency,visibility", "--followers", str(a.followers),
+           "--lake", "both", "--latency-secs", str(a.latency_secs), "--visibility-ages-ms",
            a.visibility_ages_ms, "--json"]
     log("  $", " ".join(cmd))
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
@@ -346,7 +348,8 @@ def latency(a, results):
         raise SystemExit(f"latency runs failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
     for line in p.stdout.splitlines():
         if line.startswith("{"):
-            results["latency"].append(json.loads(line))
+            row = json.loads(line)
+            results["followers" if row["measure"] == "flight_followers" else "latency"].append(row)
         else:
             log("   ", line)
 

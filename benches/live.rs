@@ -45,6 +45,10 @@ struct Args {
     /// Followers of the throughput run with the lake behind the ring (`on`), without it (`off`:
     /// one that falls behind is cut off), or both, one run each.
     lake: Vec<bool>,
+    /// Lake rounds at once over all followers (`LakeSource::with_concurrent_rounds`).
+    lake_rounds: usize,
+    /// Seconds the followers get after the last commit to receive every row.
+    follow_secs: u64,
     /// Which measurements: throughput, latency, visibility.
     parts: Vec<String>,
     /// `flush.max_age_ms` values of the lake-visibility runs.
@@ -62,6 +66,8 @@ fn args() -> Result<Args> {
         fetch_wait_ms: 10,
         lake_threads: None,
         lake: vec![true],
+        lake_rounds: sluice::live::lake::CONCURRENT_ROUNDS,
+        follow_secs: 300,
         parts: vec!["throughput".into(), "latency".into()],
         visibility_ages_ms: vec![1000, 60_000],
         json: false,
@@ -111,10 +117,12 @@ fn args() -> Result<Args> {
             "--retention-mib" => a.retention_mib = value("--retention-mib")?,
             "--fetch-wait-ms" => a.fetch_wait_ms = value("--fetch-wait-ms")?,
             "--lake-threads" => a.lake_threads = Some(value("--lake-threads")? as u32),
+            "--lake-rounds" => a.lake_rounds = value("--lake-rounds")? as usize,
+            "--follow-secs" => a.follow_secs = value("--follow-secs")?,
             // cargo bench passes --bench to every bench target.
             "--bench" => {}
             other => bail!(
-                "unknown argument {other:?} (--rows N, --followers N, --latency-secs N, --retention-mib N, --fetch-wait-ms N, --lake-threads N, --lake on|off|both, --parts throughput,latency,visibility, --visibility-ages-ms 1000,60000, --json)"
+                "unknown argument {other:?} (--rows N, --followers N, --latency-secs N, --retention-mib N, --fetch-wait-ms N, --lake-threads N, --lake on|off|both, --lake-rounds N, --follow-secs N, --parts throughput,latency,visibility, --visibility-ages-ms 1000,60000, --json)"
             ),
         }
     }
@@ -169,7 +177,7 @@ impl Rig {
             &cfg.lake.schema,
         );
         let pending = cfg.memory_budget().pending;
-        let lake = lake.then(|| Arc::new(lake_source));
+        let lake = lake.then(|| Arc::new(lake_source.with_concurrent_rounds(a.lake_rounds)));
         let (ring, server) =
             sluice::live::start(&cfg.live, &servers, pending, lake)?.context("live is enabled")?;
         pipeline.attach_live(ring.clone());
@@ -307,14 +315,15 @@ async fn follow(
     seen
 }
 
-/// The followers' results, giving them at most 60 s more (then they are told to stop).
+/// The followers' results, giving them at most `secs` s more (then they are told to stop).
 fn collect(
     rt: &tokio::runtime::Runtime,
     readers: Vec<tokio::task::JoinHandle<Seen>>,
     stop: &AtomicBool,
+    secs: u64,
 ) -> Vec<Seen> {
     rt.block_on(async {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         let mut all = Vec::new();
         for mut r in readers {
             let seen = match tokio::time::timeout_at(deadline, &mut r).await {
@@ -399,7 +408,7 @@ fn throughput(a: &Args, followers: usize, lake: bool) -> Result<()> {
     if committed != produced + 1 {
         bail!("the lake holds {committed} rows, expected {}", produced + 1);
     }
-    let seen = collect(&rt, readers, &stop);
+    let seen = collect(&rt, readers, &stop, a.follow_secs);
     let readers_secs = started.elapsed().as_secs_f64();
     sample();
     let bytes = rig.stats.payload_bytes.load(Relaxed);
@@ -501,7 +510,7 @@ fn latency(a: &Args, followers: usize) -> Result<()> {
         producer.poll();
     }
     producer.flush(Duration::from_secs(30))?;
-    let seen = collect(&rt, readers, &stop);
+    let seen = collect(&rt, readers, &stop, 60);
     let sent = sent.into_inner().unwrap();
     let mut micros: Vec<u64> = seen
         .iter()

@@ -13,10 +13,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Int32Type, Int64Type};
 
 use crate::config::TablesConfig;
+use crate::live::ring::after;
 use crate::sink::duck::{Database, ident};
 use crate::sink::{LAKE_ALIAS, OFFSETS_TABLE};
 
@@ -112,13 +113,13 @@ pub struct Round {
     pub reached: BTreeMap<i32, Position>,
 }
 
-/// What a round reads of one partition: its rows from `from` on, below offset `committed`, at
-/// most `budget` of them (or one record batch).
+/// What a round reads of one partition: its rows from `from` on, below offset `to` (one window
+/// of offsets, up to the lake's `committed` offset at most).
 struct Span {
     partition: i32,
     from: Position,
     committed: i64,
-    budget: usize,
+    to: i64,
 }
 
 /// Reads topics' rows back from the lake.
@@ -129,7 +130,12 @@ pub struct LakeSource {
     schema: String,
     round_rows: usize,
     rounds: Arc<tokio::sync::Semaphore>,
+    /// Tables found fit for lake reads, and when (checked again after [`CHECKED_FOR`]).
+    checked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// How long a table found fit for lake reads is not checked again.
+const CHECKED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Offsets a partition's next window spans, learnt per reader from the rows per offset seen.
 #[derive(Debug, Default, Clone)]
@@ -155,6 +161,15 @@ impl LakeSource {
             schema: schema.to_string(),
             round_rows: ROUND_ROWS,
             rounds: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_ROUNDS)),
+            checked: Default::default(),
+        }
+    }
+
+    /// The same, with at most `n` rounds at once instead of [`CONCURRENT_ROUNDS`].
+    pub fn with_concurrent_rounds(self, n: usize) -> Self {
+        LakeSource {
+            rounds: Arc::new(tokio::sync::Semaphore::new(n.max(1))),
+            ..self
         }
     }
 
@@ -224,31 +239,43 @@ impl LakeSource {
         let table = self.tables.table_for(topic);
         self.check_table(conn, &offsets, &table)?;
         let qualified = format!("{LAKE_ALIAS}.{schema}.{}", ident(&table));
-        let mut rows = 0;
-        for (&p, &(o, b)) in from {
-            let Some(&w) = round.committed.get(&p) else {
-                continue;
-            };
-            // One round's rows over all partitions: the rest wait for the next round.
-            if o >= w || rows >= self.round_rows {
-                continue;
-            }
-            let span = Span {
-                partition: p,
-                from: (o, b),
-                committed: w,
-                budget: self.round_rows - rows,
-            };
-            let (batches, reached) = self.read_partition(conn, &qualified, span, windows)?;
-            rows += batches.iter().map(|g| g.batch.num_rows()).sum::<usize>();
-            round.batches.extend(batches);
-            round.reached.insert(p, reached);
-        }
+        let spans: Vec<Span> = from
+            .iter()
+            .filter_map(|(&p, &at)| {
+                let w = *round.committed.get(&p)?;
+                (at.0 < w).then(|| Span {
+                    partition: p,
+                    from: at,
+                    committed: w,
+                    to: w.min(at.0.saturating_add(windows.get(p))),
+                })
+            })
+            .collect();
+        let (batches, reached) = self.read_spans(conn, &qualified, &spans, windows)?;
+        round.batches = batches;
+        round.reached.extend(reached);
         Ok(round)
     }
 
-    /// Fails unless `table` has the lineage columns and no other topic writes it.
+    /// Fails unless `table` has the lineage columns and no other topic writes it (as found at
+    /// most [`CHECKED_FOR`] ago).
     fn check_table(
+        &self,
+        conn: &duckdb::Connection,
+        offsets: &str,
+        table: &str,
+    ) -> Result<(), LakeError> {
+        let fresh = crate::sync::lock(&self.checked)
+            .get(table)
+            .is_some_and(|at| at.elapsed() < CHECKED_FOR);
+        if !fresh {
+            self.check_table_now(conn, offsets, table)?;
+            crate::sync::lock(&self.checked).insert(table.to_string(), std::time::Instant::now());
+        }
+        Ok(())
+    }
+
+    fn check_table_now(
         &self,
         conn: &duckdb::Connection,
         offsets: &str,
@@ -285,69 +312,6 @@ impl LakeSource {
             });
         }
         Ok(())
-    }
-
-    /// The rows of `span`, one window of offsets of it; and the position read up to.
-    fn read_partition(
-        &self,
-        conn: &duckdb::Connection,
-        table: &str,
-        span: Span,
-        windows: &mut Windows,
-    ) -> Result<(Vec<LakeBatch>, Position), LakeError> {
-        let Span {
-            partition: p,
-            from: (o, b),
-            committed,
-            budget,
-        } = span;
-        let [cp, co, cb] = LINEAGE.map(ident);
-        let window = windows.get(p);
-        let hi = committed.min(o.saturating_add(window));
-        let select = format!(
-            "SELECT * FROM {table} WHERE {cp} = {p} AND {co} >= {o} AND {co} < {hi} \
-             AND {cb} IS NOT NULL AND ({co} > {o} OR {cb} >= {b}) ORDER BY {co}, {cb}, rowid \
-             LIMIT {}",
-            budget + 1
-        );
-        let mut batches = query(conn, &select)?;
-        let mut groups = split(&batches, p)?;
-        let rows: usize = groups.iter().map(|g| g.batch.num_rows()).sum();
-        let mut reached = (hi, 0);
-        if rows > budget {
-            // The window held more rows than a round takes: the last record batch may be cut,
-            // so it is read in the next round (or alone, whole, if it is the only one).
-            let last = groups.pop().expect("rows > 0");
-            if groups.is_empty() {
-                let one = format!(
-                    "SELECT * FROM {table} WHERE {cp} = {p} AND {co} = {} AND {cb} = {} ORDER BY rowid",
-                    last.offset, last.batch_index
-                );
-                batches = query(conn, &one)?;
-                groups = split(&batches, p)?;
-                reached = (last.offset, last.batch_index + 1);
-            } else {
-                reached = (last.offset, last.batch_index);
-            }
-            windows.0.insert(p, (window / 2).max(1));
-            // The round ends inside a message, perhaps: how many batches it has, from the lake.
-            if let Some(last) = groups.last().map(|g| g.offset) {
-                let n: Option<i32> = conn.query_row(
-                    &format!("SELECT max({cb}) FROM {table} WHERE {cp} = {p} AND {co} = {last}"),
-                    [],
-                    |r| r.get(0),
-                )?;
-                let n = n.map_or(1, |n| n.max(0) as u32 + 1);
-                for g in groups.iter_mut().rev().take_while(|g| g.offset == last) {
-                    g.batches_in_message = n;
-                }
-            }
-        } else if rows < budget / 4 && hi < committed {
-            windows
-                .0
-                .insert(p, window.saturating_mul(2).min(Windows::MAX));
-        }
-        Ok((groups, reached))
     }
 
     /// Fails unless the lake can place a read of `topic` starting at each position of `from`:
@@ -404,6 +368,99 @@ impl LakeSource {
         }
         Ok(())
     }
+
+    /// The rows of `spans`, in one query ordered by position, at most the round's rows (or one
+    /// record batch); and the position each partition was read up to.
+    fn read_spans(
+        &self,
+        conn: &duckdb::Connection,
+        table: &str,
+        spans: &[Span],
+        windows: &mut Windows,
+    ) -> Result<(Vec<LakeBatch>, BTreeMap<i32, Position>), LakeError> {
+        let mut reached = BTreeMap::new();
+        if spans.is_empty() {
+            return Ok((Vec::new(), reached));
+        }
+        let [cp, co, cb] = LINEAGE.map(ident);
+        let wanted: Vec<String> = spans
+            .iter()
+            .map(|s| {
+                let (p, (o, b), to) = (s.partition, s.from, s.to);
+                format!(
+                    "({cp} = {p} AND {co} >= {o} AND {co} < {to} AND ({co} > {o} OR {cb} >= {b}))"
+                )
+            })
+            .collect();
+        let select = format!(
+            "SELECT * FROM {table} WHERE {cb} IS NOT NULL AND ({}) \
+             ORDER BY {cp}, {co}, {cb}, rowid LIMIT {}",
+            wanted.join(" OR "),
+            self.round_rows + 1
+        );
+        let batches = query(conn, &select)?;
+        let mut groups = split(&batches)?;
+        let rows: usize = groups.iter().map(|g| g.batch.num_rows()).sum();
+        // Partitions after the one a cut round ended in are not read this round.
+        let mut cut: Option<(i32, Position)> = None;
+        if rows > self.round_rows {
+            // The round ended inside the last record batch, perhaps: it is read in the next
+            // round (or alone, whole, if it is the only one).
+            let last = groups.pop().expect("rows > 0");
+            let mut at = (last.offset, last.batch_index);
+            if groups.is_empty() {
+                let one = format!(
+                    "SELECT * FROM {table} WHERE {cp} = {} AND {co} = {} AND {cb} = {} ORDER BY rowid",
+                    last.partition, last.offset, last.batch_index
+                );
+                groups = split(&query(conn, &one)?)?;
+                at = after(at);
+            }
+            cut = Some((last.partition, at));
+            let window = windows.get(last.partition);
+            windows.0.insert(last.partition, (window / 2).max(1));
+            // How many batches the message the round ended in has, from the lake.
+            if let Some(g) = groups.last().filter(|g| g.partition == last.partition) {
+                let (p, o) = (g.partition, g.offset);
+                let n: Option<i32> = conn.query_row(
+                    &format!("SELECT max({cb}) FROM {table} WHERE {cp} = {p} AND {co} = {o}"),
+                    [],
+                    |r| r.get(0),
+                )?;
+                let n = n.map_or(1, |n| n.max(0) as u32 + 1);
+                for g in groups
+                    .iter_mut()
+                    .rev()
+                    .take_while(|g| (g.partition, g.offset) == (p, o))
+                {
+                    g.batches_in_message = n;
+                }
+            }
+        }
+        let per_span = self.round_rows / 4 / spans.len();
+        for s in spans {
+            let p = s.partition;
+            match cut {
+                Some((q, at)) if q == p => {
+                    reached.insert(p, at);
+                }
+                Some((q, _)) if q < p => {}
+                _ => {
+                    reached.insert(p, (s.to, 0));
+                    let n: usize = groups
+                        .iter()
+                        .filter(|g| g.partition == p)
+                        .map(|g| g.batch.num_rows())
+                        .sum();
+                    if n < per_span && s.to < s.committed {
+                        let w = windows.get(p);
+                        windows.0.insert(p, w.saturating_mul(2).min(Windows::MAX));
+                    }
+                }
+            }
+        }
+        Ok((groups, reached))
+    }
 }
 
 fn query(conn: &duckdb::Connection, sql: &str) -> Result<Vec<RecordBatch>, LakeError> {
@@ -411,13 +468,15 @@ fn query(conn: &duckdb::Connection, sql: &str) -> Result<Vec<RecordBatch>, LakeE
     Ok(stmt.query_arrow([])?.collect())
 }
 
-/// Cuts position-ordered rows of partition `p` into one batch per (offset, batch index).
-fn split(batches: &[RecordBatch], p: i32) -> Result<Vec<LakeBatch>, LakeError> {
+/// Cuts position-ordered rows into one batch per (partition, offset, batch index).
+fn split(batches: &[RecordBatch]) -> Result<Vec<LakeBatch>, LakeError> {
+    /// A row's key: (partition, offset, batch index).
+    type Key = (i32, i64, u32);
     let mut out: Vec<LakeBatch> = Vec::new();
     // Pieces of the current group, which may span DuckDB's result chunks.
     let mut pieces: Vec<RecordBatch> = Vec::new();
-    let mut current: Option<Position> = None;
-    let flush = |pieces: &mut Vec<RecordBatch>, pos: Position, out: &mut Vec<LakeBatch>| {
+    let mut current: Option<Key> = None;
+    let flush = |pieces: &mut Vec<RecordBatch>, key: Key, out: &mut Vec<LakeBatch>| {
         let batch = if pieces.len() == 1 {
             pieces.pop().expect("one piece")
         } else {
@@ -427,10 +486,10 @@ fn split(batches: &[RecordBatch], p: i32) -> Result<Vec<LakeBatch>, LakeError> {
             b
         };
         out.push(LakeBatch {
-            partition: p,
-            offset: pos.0,
-            batch_index: pos.1,
-            batches_in_message: pos.1 + 1,
+            partition: key.0,
+            offset: key.1,
+            batch_index: key.2,
+            batches_in_message: key.2 + 1,
             batch,
         });
         Ok::<(), LakeError>(())
@@ -440,12 +499,17 @@ fn split(batches: &[RecordBatch], p: i32) -> Result<Vec<LakeBatch>, LakeError> {
             b.column_by_name(name)
                 .ok_or_else(|| LakeError::Duck(format!("the lake's rows lack {name}")))
         };
+        let partitions = column(LINEAGE[0])?.as_primitive::<Int32Type>().clone();
         let offsets = column(LINEAGE[1])?.as_primitive::<Int64Type>().clone();
         let indexes = column(LINEAGE[2])?.as_primitive::<Int32Type>().clone();
         let mut start = 0;
         for i in 0..b.num_rows() {
-            let pos = (offsets.value(i), indexes.value(i).max(0) as u32);
-            if current != Some(pos) {
+            let key = (
+                partitions.value(i),
+                offsets.value(i),
+                indexes.value(i).max(0) as u32,
+            );
+            if current != Some(key) {
                 if i > start {
                     pieces.push(b.slice(start, i - start));
                 }
@@ -454,14 +518,13 @@ fn split(batches: &[RecordBatch], p: i32) -> Result<Vec<LakeBatch>, LakeError> {
                 {
                     flush(&mut pieces, c, &mut out)?;
                 }
-                current = Some(pos);
+                current = Some(key);
                 start = i;
             }
         }
         if b.num_rows() > start {
             pieces.push(b.slice(start, b.num_rows() - start));
         }
-        debug_assert!(offsets.null_count() == 0 && indexes.null_count() == 0);
     }
     if let Some(c) = current
         && !pieces.is_empty()
@@ -472,7 +535,8 @@ fn split(batches: &[RecordBatch], p: i32) -> Result<Vec<LakeBatch>, LakeError> {
     let mut i = 0;
     while i < out.len() {
         let mut j = i;
-        while j < out.len() && out[j].offset == out[i].offset {
+        let message = |g: &LakeBatch| (g.partition, g.offset);
+        while j < out.len() && message(&out[j]) == message(&out[i]) {
             j += 1;
         }
         let n = out[j - 1].batch_index + 1;

@@ -7,6 +7,16 @@ use arrow::array::Int64Array;
 /// 0..10 of two record batches of three rows each (`seq` = offset * 10 + batch * 3 + row),
 /// with `sluice_offsets` at `committed` for consumer group `g1`.
 fn lake_with_messages(dir: &std::path::Path, committed: i64) -> (Lake, LakeSource) {
+    lake_with_partitions(dir, committed, 1)
+}
+
+/// The same, for `partitions` partitions (`seq` + 1000 * partition), stored partition after
+/// partition in reverse order, so that storage order is not position order.
+fn lake_with_partitions(
+    dir: &std::path::Path,
+    committed: i64,
+    partitions: i32,
+) -> (Lake, LakeSource) {
     let cfg = LakeConfig {
         catalog: dir.join("cat.catalog").display().to_string(),
         data_path: format!("{}/data/", dir.display()),
@@ -16,8 +26,8 @@ fn lake_with_messages(dir: &std::path::Path, committed: i64) -> (Lake, LakeSourc
     let conn = lake.database().crate_connection().unwrap();
     conn.execute_batch(&format!(
         "CREATE TABLE lake.main.ev (seq BIGINT, _kafka_partition INTEGER, _kafka_offset BIGINT, _kafka_batch INTEGER);
-         INSERT INTO lake.main.ev SELECT o * 10 + b * 3 + r, 0, o, b, FROM range(10) t(o), range(2) u(b), range(3) v(r) ORDER BY o, b, r;
-         INSERT INTO lake.main.sluice_offsets VALUES ('g1', 'ev', 0, {committed}, now());"
+         INSERT INTO lake.main.ev SELECT p * 1000 + o * 10 + b * 3 + r, p, o, b, FROM range({partitions}) s(p), range(10) t(o), range(2) u(b), range(3) v(r) ORDER BY p DESC, o, b, r;
+         INSERT INTO lake.main.sluice_offsets SELECT 'g1', 'ev', p, {committed}, now() FROM range({partitions}) s(p);"
     ))
     .unwrap();
     let source = LakeSource::new(
@@ -29,7 +39,7 @@ fn lake_with_messages(dir: &std::path::Path, committed: i64) -> (Lake, LakeSourc
     (lake, source)
 }
 
-/// (offset, batch, batches, seq values) of each batch read.
+/// (offset, batch, batches, seq values) of each batch read (of partition 0).
 fn described(batches: &[LakeBatch]) -> Vec<(i64, u32, u32, Vec<i64>)> {
     batches
         .iter()
@@ -167,4 +177,42 @@ fn a_start_before_the_rows_with_lineage_is_refused_when_rows_without_it_exist() 
         err.to_string(),
         "partition 0 of the lake table \"ev\" has rows only from offset 3 on with a position (lineage), and 1 rows without one (ingested before [tables.metadata] partition, offset and batch were enabled): offset 1 cannot be placed"
     );
+}
+
+#[test]
+fn a_round_reads_several_partitions_in_position_order_within_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_lake, source) = lake_with_partitions(dir.path(), 8, 3);
+    let source = source.with_round_rows(20);
+    let mut windows = Windows::default();
+    let mut at = BTreeMap::from([(0, (2, 1)), (1, (0, 0)), (2, (7, 1))]);
+    let mut got: Vec<(i32, i64, u32, Vec<i64>)> = Vec::new();
+    let mut rounds = 0;
+    while at.values().any(|p| *p < (8, 0)) {
+        let round = source.read("ev", &at, &mut windows).unwrap();
+        let n: usize = round.batches.iter().map(|b| b.batch.num_rows()).sum();
+        assert!(n <= 20, "a round of {n} rows");
+        for b in &round.batches {
+            let seq = b.batch.column_by_name("seq").unwrap();
+            let seq = seq.as_any().downcast_ref::<Int64Array>().unwrap();
+            got.push((b.partition, b.offset, b.batch_index, seq.values().to_vec()));
+        }
+        at = round.reached;
+        rounds += 1;
+        assert!(rounds < 100);
+    }
+    let mut want = Vec::new();
+    for (p, from) in [(0, (2, 1)), (1, (0, 0)), (2, (7, 1))] {
+        for o in 0..8i64 {
+            for b in 0..2u32 {
+                if (o, b) >= from {
+                    let first = i64::from(p) * 1000 + o * 10 + i64::from(b) * 3;
+                    want.push((p, o, b, vec![first, first + 1, first + 2]));
+                }
+            }
+        }
+    }
+    // 11 + 16 + 1 batches of 3 rows, at most 6 per round of 20 rows (the 7th is cut).
+    assert_eq!(got, want);
+    assert_eq!(rounds, 5);
 }
