@@ -101,15 +101,26 @@ fn client(args: &[&str]) -> String {
 /// committed and evicted from a ring of about 10 messages, the last 1,000 wait uncommitted in
 /// the ring. A read from offset 0 reads the lake, then the ring: every row once, in order per
 /// partition; resuming after any batch of it from the last `app_metadata` per partition gives
-/// exactly the rest of that read, across the lake→ring seam too.
+/// exactly the rest of that read, across the lake→ring seam too. A read from the time between
+/// the 10th and the 11th message starts at the 11th, in the lake.
 #[test]
 fn a_read_from_offset_0_after_eviction_reads_the_lake_then_the_ring_exactly() {
     let (kafka, topic, _dir, mut cfg) = setup("lake_read", 2);
     lineage(&mut cfg);
+    cfg.tables.metadata.timestamp = true;
     cfg.flush.max_rows = 2_000;
     cfg.flush.max_age_ms = 600_000;
     let p = kafka.producer(&topic, Encoding::default());
-    produce_two_batch_messages(&p, 2, 0, 30);
+    produce_two_batch_messages(&p, 2, 0, 10);
+    // The messages from seq 1,000 on are stamped after `middle` (the producer's clock).
+    std::thread::sleep(Duration::from_millis(1_100));
+    let middle = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(100));
+    produce_two_batch_messages(&p, 2, 1_000, 20);
     let s = LakeBacked::start(&cfg, 1_100_000);
     s.run.wait(
         "2,000 rows committed and 3,000 read",
@@ -122,6 +133,13 @@ fn a_read_from_offset_0_after_eviction_reads_the_lake_then_the_ring_exactly() {
         stderr.contains(
             "read 3000 rows from offset 0 in 60 batches, 40 from the lake; every resume exact"
         ),
+        "{stderr}"
+    );
+    // From a time: the lake's offsets for it (its first 1,000 rows are committed and evicted),
+    // then the ring.
+    let stderr = client(&["lake_time", &s.url, &topic, &middle, "1000", "3000"]);
+    assert!(
+        stderr.contains("read seq 1000..3000 once each from timestamp"),
         "{stderr}"
     );
     assert_eq!(s.stats.lag_disconnects.load(Relaxed), 0);

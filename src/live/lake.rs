@@ -24,6 +24,9 @@ use crate::sink::{LAKE_ALIAS, OFFSETS_TABLE};
 /// The lineage columns a lake read needs, in position order.
 pub const LINEAGE: [&str; 3] = ["_kafka_partition", "_kafka_offset", "_kafka_batch"];
 
+/// The Kafka timestamp column (`[tables.metadata] timestamp`), which timestamp starts need.
+pub const TIMESTAMP: &str = "_kafka_timestamp";
+
 /// Rows a round aims at: what one reader holds at most from the lake (about; a partition's
 /// window is cut at a record batch, and a single record batch larger than this is read whole).
 pub const ROUND_ROWS: usize = 16_384;
@@ -114,11 +117,10 @@ pub struct Round {
 }
 
 /// What a round reads of one partition: its rows from `from` on, below offset `to` (one window
-/// of offsets, up to the lake's `committed` offset at most).
+/// of offsets, up to the lake's committed offset at most).
 struct Span {
     partition: i32,
     from: Position,
-    committed: i64,
     to: i64,
 }
 
@@ -137,16 +139,30 @@ pub struct LakeSource {
 /// How long a table found fit for lake reads is not checked again.
 const CHECKED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Offsets a partition's next window spans, learnt per reader from the rows per offset seen.
+/// Per partition, the rows per offset a reader has seen in the lake: a round's window of offsets
+/// per partition is its share of the round's rows over that (so a round reads about what it
+/// returns), or a small probe before anything was seen.
 #[derive(Debug, Default, Clone)]
-pub struct Windows(BTreeMap<i32, i64>);
+pub struct Windows(BTreeMap<i32, f64>);
 
 impl Windows {
-    const FIRST: i64 = 256;
+    /// Offsets a partition's first window spans.
+    const PROBE: i64 = 16;
     const MAX: i64 = 1 << 24;
 
-    fn get(&self, p: i32) -> i64 {
-        self.0.get(&p).copied().unwrap_or(Self::FIRST)
+    /// Offsets the next window of `p` spans, for `rows` rows.
+    fn span(&self, p: i32, rows: usize) -> i64 {
+        match self.0.get(&p) {
+            Some(per_offset) => ((rows as f64 / per_offset.max(1e-3)) as i64).clamp(1, Self::MAX),
+            None => Self::PROBE,
+        }
+    }
+
+    /// Notes that `rows` rows of `p` spanned `offsets` offsets.
+    fn saw(&mut self, p: i32, rows: usize, offsets: i64) {
+        if offsets > 0 && rows > 0 {
+            self.0.insert(p, rows as f64 / offsets as f64);
+        }
     }
 }
 
@@ -239,6 +255,7 @@ impl LakeSource {
         let table = self.tables.table_for(topic);
         self.check_table(conn, &offsets, &table)?;
         let qualified = format!("{LAKE_ALIAS}.{schema}.{}", ident(&table));
+        let share = self.round_rows / from.len().max(1);
         let spans: Vec<Span> = from
             .iter()
             .filter_map(|(&p, &at)| {
@@ -246,8 +263,10 @@ impl LakeSource {
                 (at.0 < w).then(|| Span {
                     partition: p,
                     from: at,
-                    committed: w,
-                    to: w.min(at.0.saturating_add(windows.get(p))),
+                    // From inside a message: its rest and at least the next one.
+                    to: w.min(
+                        at.0.saturating_add(windows.span(p, share).max(1 + i64::from(at.1 > 0))),
+                    ),
                 })
             })
             .collect();
@@ -369,6 +388,42 @@ impl LakeSource {
         Ok(())
     }
 
+    /// Per partition of `topic`'s table, the oldest offset of a row with lineage whose Kafka
+    /// timestamp (`_kafka_timestamp`) is at or after `ms` (Kafka's offsets-for-times), among
+    /// what the lake has committed; empty if the table does not exist yet or has no
+    /// `_kafka_timestamp` (blocking).
+    pub fn offsets_for_time(&self, topic: &str, ms: i64) -> Result<BTreeMap<i32, i64>, LakeError> {
+        let conn = self
+            .db
+            .crate_connection()
+            .map_err(|e| LakeError::Duck(e.to_string()))?;
+        let table = self.tables.table_for(topic);
+        let mut stmt = conn.prepare(
+            "SELECT column_name FROM duckdb_columns() \
+             WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+        )?;
+        let columns: BTreeSet<String> = stmt
+            .query_map([LAKE_ALIAS, self.schema.as_str(), table.as_str()], |r| {
+                r.get(0)
+            })?
+            .collect::<Result<_, _>>()?;
+        if !columns.contains(TIMESTAMP) || LINEAGE.iter().any(|c| !columns.contains(*c)) {
+            return Ok(BTreeMap::new());
+        }
+        let schema = ident(&self.schema);
+        let offsets = format!("{LAKE_ALIAS}.{schema}.{}", ident(OFFSETS_TABLE));
+        self.check_table(&conn, &offsets, &table)?;
+        let [cp, co, cb] = LINEAGE.map(ident);
+        let ts = ident(TIMESTAMP);
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {cp}, min({co}) FROM {LAKE_ALIAS}.{schema}.{} \
+             WHERE epoch_ms({ts}) >= ? AND {co} IS NOT NULL AND {cb} IS NOT NULL GROUP BY {cp}",
+            ident(&table)
+        ))?;
+        let rows = stmt.query_map([ms], |r| Ok((r.get::<_, i32>(0)?, r.get::<_, i64>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The rows of `spans`, in one query ordered by position, at most the round's rows (or one
     /// record batch); and the position each partition was read up to.
     fn read_spans(
@@ -417,8 +472,6 @@ impl LakeSource {
                 at = after(at);
             }
             cut = Some((last.partition, at));
-            let window = windows.get(last.partition);
-            windows.0.insert(last.partition, (window / 2).max(1));
             // How many batches the message the round ended in has, from the lake.
             if let Some(g) = groups.last().filter(|g| g.partition == last.partition) {
                 let (p, o) = (g.partition, g.offset);
@@ -437,27 +490,20 @@ impl LakeSource {
                 }
             }
         }
-        let per_span = self.round_rows / 4 / spans.len();
         for s in spans {
             let p = s.partition;
-            match cut {
-                Some((q, at)) if q == p => {
-                    reached.insert(p, at);
-                }
-                Some((q, _)) if q < p => {}
-                _ => {
-                    reached.insert(p, (s.to, 0));
-                    let n: usize = groups
-                        .iter()
-                        .filter(|g| g.partition == p)
-                        .map(|g| g.batch.num_rows())
-                        .sum();
-                    if n < per_span && s.to < s.committed {
-                        let w = windows.get(p);
-                        windows.0.insert(p, w.saturating_mul(2).min(Windows::MAX));
-                    }
-                }
-            }
+            let at = match cut {
+                Some((q, at)) if q == p => at,
+                Some((q, _)) if q < p => continue,
+                _ => (s.to, 0),
+            };
+            reached.insert(p, at);
+            let rows: usize = groups
+                .iter()
+                .filter(|g| g.partition == p)
+                .map(|g| g.batch.num_rows())
+                .sum();
+            windows.saw(p, rows, at.0 - s.from.0 + i64::from(at.1 > 0));
         }
         Ok((groups, reached))
     }

@@ -110,9 +110,11 @@ impl ReadState {
         spec: TicketSpec,
         shutdown: CancellationToken,
     ) -> Result<ReadState, Status> {
-        // A topic the ring does not know yet may still be read from the lake, at given offsets.
+        // A topic the ring does not know yet may still be read from the lake, from given
+        // offsets or a time.
         let known = ring.next_seq(&spec.topic).is_some();
-        let lake_only = matches!(spec.start, Start::Offsets(_)) && lake.is_some();
+        let lake_only =
+            matches!(spec.start, Start::Offsets(_) | Start::Timestamp(_)) && lake.is_some();
         if !(known || lake_only) {
             return Err(LiveError::from(ReadError::UnknownTopic(spec.topic.clone())).into());
         }
@@ -125,16 +127,30 @@ impl ReadState {
             ring.resolve(&spec.topic, &spec.start)
                 .map_err(LiveError::from)?;
         }
+        if let (Start::Timestamp(t), Some(lake)) = (&spec.start, &lake) {
+            // The lake's committed rows from `t` on may start before the ring's.
+            let (lake, topic, t) = (lake.clone(), spec.topic.clone(), *t);
+            let found = tokio::task::spawn_blocking(move || lake.offsets_for_time(&topic, t))
+                .await
+                .map_err(|e| Status::internal(format!("lake read task: {e}")))?
+                .map_err(lake_status)?;
+            for (p, o) in found {
+                if spec.partitions.as_ref().is_none_or(|ps| ps.contains(&p)) {
+                    let at = positions.entry(p).or_insert((o, 0));
+                    *at = (*at).min((o, 0));
+                }
+            }
+        }
         let mut from_lake = BTreeSet::new();
-        if let (Start::Offsets(wanted), Some(_)) = (&spec.start, &lake) {
-            for (p, at) in wanted {
+        if lake.is_some() && matches!(spec.start, Start::Offsets(_) | Start::Timestamp(_)) {
+            for (p, at) in &positions {
                 if at.0 < 0 {
                     return Err(Status::out_of_range(format!(
                         "position partition {p} offset {} of topic {:?} is not a Kafka offset",
                         at.0, spec.topic
                     )));
                 }
-                if ring.continue_at(&spec.topic, *p, *at).is_none() && positions.contains_key(p) {
+                if ring.continue_at(&spec.topic, *p, *at).is_none() {
                     from_lake.insert(*p);
                 }
             }

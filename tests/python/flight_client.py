@@ -10,6 +10,8 @@
                                                    of another CA; reads with CERT
     flight_client.py lake_replay URL TOPIC N    -- a read from offset 0 (lake, then ring) and a
                                                    resume after each of its batches
+    flight_client.py lake_time URL TOPIC MS FIRST END
+                                                -- a read from a timestamp returns FIRST..END
     flight_client.py slow_lake URL TOPIC STALL FIRST END
                                                 -- a follower stalls STALL s, then expects FIRST..END
 """
@@ -369,6 +371,16 @@ def slow_lake(url, topic, stall, first, end):
     os._exit(0)
 
 
+def lake_time(url, topic, ms, first, end):
+    """A read from timestamp `ms` (no follow) returns exactly seq first..end, once each."""
+    client = fl.connect(url)
+    got = seqs(read(client, {"topic": topic, "from": {"timestamp_ms": ms}}))
+    if sorted(got) != list(range(first, end)):
+        fail(f"read from timestamp {ms}: {len(got)} rows, {len(set(got))} distinct, "
+             f"from {min(got, default=None)} to {max(got, default=None)}, not seq {first}..{end}")
+    print(f"read seq {first}..{end} once each from timestamp {ms}", file=sys.stderr)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "replay":
@@ -389,6 +401,8 @@ if __name__ == "__main__":
         slow(sys.argv[2], sys.argv[3])
     elif cmd == "lake_replay":
         lake_replay(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif cmd == "lake_time":
+        lake_time(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     elif cmd == "slow_lake":
         slow_lake(sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     else:
