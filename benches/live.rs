@@ -465,9 +465,11 @@ fn throughput(a: &Args, followers: usize, lake: bool) -> Result<()> {
     let b = rig.cfg.memory_budget();
     let mib = |n: u64| n as f64 / MIB as f64;
     println!(
-        "    live ring: max {:.1} MiB retained of the {:.0} MiB cap; {:.1} MB compacted; process RSS {:.0} MiB now, {:.0} MiB peak; Arrow budget {:.0} MiB = {:.0} pending + {:.0} live + {:.0} prefetch",
+        "    live ring: max {:.1} MiB retained of the {:.0} MiB cap ({:.0} MiB retention + up to {:.0} MiB not yet committed, shared with the pending flush); {:.1} MB compacted; process RSS {:.0} MiB now, {:.0} MiB peak; Arrow budget {:.0} MiB = {:.0} pending + {:.0} live + {:.0} prefetch",
         mib(max_retained.load(Relaxed)),
+        mib(cap + b.pending),
         mib(cap),
+        mib(b.pending),
         rig.stats.compacted_bytes.load(Relaxed) as f64 / 1e6,
         mib(rss),
         mib(hwm),
