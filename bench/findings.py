@@ -623,7 +623,7 @@ def fuzz_section(w, fz):
       "final status line's; the corpus is what the run kept, seeds included. Bounds: every run "
       f"has `-rss_limit_mb={rows[0]['rss_limit_mb']}` and `-malloc_limit_mb` as in the table, "
       "which fails a run on any single allocation of that size or more (AddressSanitizer's "
-      "allocator hooks), and `-timeout=10` s per input. The decoders' limit follows from the "
+      "allocator hooks), and a per-input timeout (`-timeout`) of 10 s for the decoder and ticket runs and 120 s for config's (at the lowest priority beside a benchmark, a 1.4 s config input waited over 10 s for the CPU and was written as a timeout). The decoders' limit follows from the "
       "payload-size bound `decode` now enforces before arrow-rs allocates a declared "
       "decompressed size: each compressed buffer may declare at most 255 × its compressed "
       "length under LZ4 and 32,768 × under ZSTD (the most each codec can expand: an LZ4 "
@@ -656,19 +656,24 @@ def fuzz_section(w, fz):
       "declared size, but by what the frame can expand to (255-fold) plus lz4_flex's block "
       "buffers (at most 12 MiB for 4 MiB blocks).\n")
     cfg_row = next((r for r in rows if r["target"] == "config"), None)
-    if cfg_row and "crash-829246f7ad92570e9dac951791ad94961062c99a" in cfg_row["artifacts"]:
-        w("What `config` found (the crash in its row above, after "
-          f"{cfg_row['executions']:,} executions): a `log.level` one of whose comma-separated "
-          "directives started with a non-ASCII space (U+00A0) panicked tracing-subscriber "
-          "0.3.23's filter parser (`directive.rs:155`: it slices the untrimmed text at the "
-          "trimmed text's indices, which lands inside the two-byte character), so `sluice` "
-          "would have panicked at start instead of naming the key. `LogConfig::validate` now "
-          "rejects a non-ASCII space in `log.level` (`` `log.level` contains the non-ASCII "
-          "space U+00A0; a filter is written in ASCII, e.g. info or sluice=debug ``) before the "
-          "parser sees it, and a `RUST_LOG` with one is ignored, saying why "
-          "(`a_log_filter_with_a_non_ascii_space_is_an_error_not_a_panic` in "
-          "`src/config/tests.rs`, which fails without the check). With the fix the target's "
-          "code changed, so its count starts again at the next slice.\n")
+    if cfg_row and cfg_row["crashes"]:
+        w("What `config` found, twice, both in tracing-subscriber 0.3.23's filter parser, "
+          "which walks a directive's trimmed text but slices the untrimmed one at those indices "
+          "(`directive.rs`): whitespace before a directive followed by a multi-byte character "
+          "lands the slice inside the character, and `sluice` would have panicked at start "
+          "instead of naming the key. (1) After 3,063,444 executions (commit 319280e): a "
+          "directive starting with a non-ASCII space (U+00A0; `directive.rs:155`). "
+          "`LogConfig::validate` then rejected non-ASCII spaces in `log.level` (`` `log.level` "
+          "contains the non-ASCII space U+00A0; a filter is written in ASCII, e.g. info or "
+          "sluice=debug ``; `a_log_filter_with_a_non_ascii_space_is_an_error_not_a_panic`). "
+          f"(2) The crash in its row above, after {cfg_row['executions']:,} executions of the "
+          "next count: tabs before a directive with U+00E0 in it (`directive.rs:178`): that "
+          "check treated the symptom. Now every comma-separated directive is trimmed before "
+          "the parser sees it (`config::env_filter`, for `log.level` and `RUST_LOG` alike), so "
+          "its indices agree (`a_log_filter_with_whitespace_before_a_multibyte_character_is_an_"
+          "error_not_a_panic` in `src/config/tests.rs`; the fuzz build of the code before it "
+          "panics on the artifact). With each fix the target's code changed, so its count "
+          "starts again at the next slice.\n")
     # Sites as scripts/fuzz records them: file:line in their crate (sluice's own as src/…).
     sites = sorted({p.split(": ")[0] for r in rows for p in r.get("panic_sites", [])})
     ours = [x for x in sites if x.startswith("src/")]

@@ -182,22 +182,24 @@ fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-/// Logs to stderr at `level` (or `RUST_LOG`), as text or JSON lines. A `RUST_LOG` the filter
-/// parser cannot take safely ([`crate::config::filter_problem`]) is ignored, saying why.
+/// Logs to stderr at `level` (or `RUST_LOG`), as text or JSON lines. A `RUST_LOG` that is no
+/// filter ([`crate::config::env_filter`]) is ignored, saying why.
 pub fn init_logging(level: &str, format: LogFormat) {
-    let env = std::env::var("RUST_LOG").ok();
-    let env = match env
-        .as_deref()
-        .map(|v| (v, crate::config::filter_problem(v)))
+    let env = match std::env::var("RUST_LOG")
+        .ok()
+        .map(|v| crate::config::env_filter(&v))
     {
-        Some((_, Some(why))) => {
+        Some(Err(why)) => {
             eprintln!("RUST_LOG ignored: it {why}");
             None
         }
-        Some((v, None)) => tracing_subscriber::EnvFilter::try_new(v).ok(),
+        Some(Ok(f)) => Some(f),
         None => None,
     };
-    let filter = env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
+    let filter = env.unwrap_or_else(|| {
+        crate::config::env_filter(level)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    });
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -25,7 +25,7 @@ pub use flush::{FlushConfig, RetryConfig};
 pub use kafka::{DEFAULT_KAFKA_PROPERTIES, KafkaConfig, OnOffsetGap, SET_BY_SLUICE, StartFrom};
 pub use lake::{CatalogKind, LakeConfig, S3Config, S3Resolved, Secret, UrlStyle};
 pub use live::{LiveConfig, LiveTls};
-pub use log::{LogConfig, LogFormat, filter_problem};
+pub use log::{LogConfig, LogFormat, env_filter, filter_problem};
 pub use maintenance::{MaintenanceConfig, MaintenanceTimes};
 pub use memory::{BASE_BYTES, MIN_LIMIT_BYTES, MemoryConfig, MemorySplit};
 pub use metrics::MetricsConfig;

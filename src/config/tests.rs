@@ -601,3 +601,16 @@ fn a_log_filter_with_a_non_ascii_space_is_an_error_not_a_panic() {
         "configuration error: `log.level` contains the non-ASCII space U+2003; a filter is written in ASCII, e.g. info or sluice=debug"
     );
 }
+
+#[test]
+fn a_log_filter_with_whitespace_before_a_multibyte_character_is_an_error_not_a_panic() {
+    // Found by the config fuzz target after 1,350,501 executions: tabs, then U+00E0.
+    let crash = "[kafka]\ntopics = [\"a\"]\n[log]\nlevel = \",\t\t\t[\t\t\t\t\t\t\t\t\t\u{e0}w={ka\t\t\t\t\"\n";
+    assert_eq!(
+        load_in_jail(crash).unwrap_err().to_string(),
+        "configuration error: `log.level` is not a valid filter: invalid filter directive"
+    );
+    // Whitespace around a directive is no part of it.
+    let spaced = "[kafka]\ntopics = [\"a\"]\n[log]\nlevel = \" info ,\t\u{e9}t\u{e9}=debug \"\n";
+    load_in_jail(spaced).unwrap();
+}
