@@ -3,9 +3,10 @@
 //! `[tables.metadata]` adds), up to what the lake has committed.
 //!
 //! A round reads, in one DuckLake snapshot, each asked partition's `sluice_offsets.next_offset`
-//! and its rows from the asked position up to that offset, in windows of offsets sized so a
-//! round holds about [`ROUND_ROWS`] rows. Rows come back ordered by position (offset, batch,
-//! then `rowid`) and are cut into one batch per record batch of the original message, so a
+//! and, in one query, the partitions' rows from the asked positions up to those offsets, in
+//! windows of offsets sized so a round holds about [`ROUND_ROWS`] rows. Rows come back ordered
+//! by position (partition, offset, batch, then `rowid`) and are cut into one batch per record
+//! batch of the original message, so a
 //! reader's `app_metadata` means what the ring's means. Since a commit moves a partition's
 //! `next_offset` with its rows, the round ends exactly where the ring's uncommitted batches
 //! begin (see [`super::ring`]).
@@ -189,12 +190,13 @@ impl LakeSource {
         }
     }
 
-    /// A turn to run a round (at most [`CONCURRENT_ROUNDS`] run at once); `None` once closed.
+    /// A turn to run a round (at most [`CONCURRENT_ROUNDS`], or as set, run at once); `None`
+    /// if the turns were closed.
     pub async fn turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.rounds.clone().acquire_owned().await.ok()
     }
 
-    /// The same, with rounds of about `rows` rows per partition instead of [`ROUND_ROWS`].
+    /// The same, with rounds of about `rows` rows instead of [`ROUND_ROWS`].
     pub fn with_round_rows(self, rows: usize) -> Self {
         LakeSource {
             round_rows: rows.max(1),
