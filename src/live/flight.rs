@@ -3,7 +3,7 @@
 //! `{"topic", "partition", "offset", "batch", "batches"}` as `app_metadata`: to resume, pass
 //! `{"offsets": {"<partition>": [offset, batch + 1]}}` for every partition read so far (a
 //! partition without a position is read from its oldest retained batch). A position older than
-//! the ring is read from the lake, then from the ring ([`super::read`]); so is a slow follower
+//! the ring is read from the lake, then from the ring (`live::read`); so is a slow follower
 //! once the ring evicted what it had not read yet.
 //! A follower's stream ends cleanly when the topic's schema changes (resuming from the last
 //! `app_metadata` continues with the new schema) and when the server stops.
