@@ -147,13 +147,15 @@ fn a_read_from_offset_0_after_eviction_reads_the_lake_then_the_ring_exactly() {
     assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 3_000);
 }
 
-/// A follower that stalls while 8 times the ring's retention goes through is not cut off: it
-/// goes on from the lake, then the ring, and receives every row produced after it started,
-/// once, in order.
-#[test]
-fn a_slow_follower_falls_back_to_the_lake_and_receives_every_row() {
+/// Runs the client mode `client` (a follower from latest that reads one batch, prints
+/// "stalling" and stalls 3 s) while 8 times the ring's retention goes through a 1-partition
+/// topic (8,300 rows in all); returns its stderr and the Flight counters (lag disconnects, lake
+/// catch-ups, lake batches), after checking the lake holds every row.
+fn stall_while_the_ring_turns_over(client: &str, with_lineage: bool) -> (String, [u64; 3]) {
     let (kafka, topic, _dir, mut cfg) = setup("lake_slow", 1);
-    lineage(&mut cfg);
+    if with_lineage {
+        lineage(&mut cfg);
+    }
     let p = kafka.producer(&topic, Encoding::default());
     produce_events(&p, 1, 0, 2, 100);
     let s = LakeBacked::start(&cfg, 1_100_000);
@@ -161,7 +163,7 @@ fn a_slow_follower_falls_back_to_the_lake_and_receives_every_row() {
         st.rows.load(Relaxed) >= 200
     });
     let mut child = Command::new(python())
-        .args([SCRIPT, "slow_lake", &s.url, &topic, "3", "200", "8300"])
+        .args([SCRIPT, client, &s.url, &topic, "3", "200", "8300"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -186,15 +188,50 @@ fn a_slow_follower_falls_back_to_the_lake_and_receives_every_row() {
             st.committed_rows.load(Relaxed) >= 8_300
         });
     let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
+    let counters = [
+        s.stats.lag_disconnects.load(Relaxed),
+        s.stats.lake_catchups.load(Relaxed),
+        s.stats.lake_batches.load(Relaxed),
+    ];
+    s.stop();
+    assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 8_300);
+    (stderr, counters)
+}
+
+/// A follower that stalls while 8 times the ring's retention goes through is not cut off: it
+/// goes on from the lake, then the ring, and receives every row produced after it started,
+/// once, in order.
+#[test]
+fn a_slow_follower_falls_back_to_the_lake_and_receives_every_row() {
+    let (stderr, [cut, catchups, batches]) = stall_while_the_ring_turns_over("slow_lake", true);
     assert!(
         stderr.contains("the slow follower received seq 200..8300 once each, in order"),
         "{stderr}"
     );
-    assert_eq!(s.stats.lag_disconnects.load(Relaxed), 0);
-    assert!(s.stats.lake_catchups.load(Relaxed) >= 1);
-    assert!(s.stats.lake_batches.load(Relaxed) > 0);
-    s.stop();
-    assert_exact_events(&cfg, &sluice::config::table_name_from_topic(&topic), 8_300);
+    assert_eq!((cut, catchups), (0, 1));
+    assert!(batches > 0);
+}
+
+/// Without the lineage columns the lake cannot place the follower's position: it is cut off
+/// as without a lake, and the error says why the lake did not help.
+#[test]
+fn a_slow_follower_the_lake_cannot_serve_is_cut_off_saying_why() {
+    let (stderr, [cut, catchups, batches]) = stall_while_the_ring_turns_over("slow", false);
+    assert!(
+        stderr.contains(
+            "cut off: gRPC returned resource exhausted error, with message: reader of topic"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("batches were dropped before it read them; the lake cannot serve it either: the lake table"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("has no column _kafka_partition: reading positions older than the live ring from the lake needs [tables.metadata] partition, offset and batch = true"),
+        "{stderr}"
+    );
+    assert_eq!((cut, catchups, batches), (1, 0, 0));
 }

@@ -84,6 +84,8 @@ pub(super) struct ReadState {
     windows: Windows,
     /// After a round that found nothing new, the lake is not asked again before this.
     lake_quiet_until: Option<Instant>,
+    /// Why the reader left the ring, until its first lake round.
+    lagged: Option<String>,
     pub(super) schema: SchemaRef,
     pub(super) buffered: VecDeque<Item>,
     changes: tokio::sync::watch::Receiver<u64>,
@@ -184,6 +186,7 @@ impl ReadState {
             from_lake,
             windows: Windows::default(),
             lake_quiet_until: None,
+            lagged: None,
             schema: Arc::new(arrow::datatypes::Schema::empty()),
             buffered: VecDeque::new(),
             shutdown,
@@ -239,7 +242,7 @@ impl ReadState {
             }
             // The topic's first batch is still to come here (the lake has older ones).
             Err(ReadError::UnknownTopic(_)) if self.lake.is_some() => Ok(false),
-            Err(ReadError::Lagged { .. }) if self.lake.is_some() => {
+            Err(lag @ ReadError::Lagged { .. }) if self.lake.is_some() => {
                 // Evicted before this reader got to them: every partition continues from the
                 // lake where it stands (one that began after the read did, at its beginning).
                 for (p, at) in self.ring.begun_since(&self.spec.topic, self.began) {
@@ -253,7 +256,7 @@ impl ReadState {
                     .collect();
                 self.from_lake.extend(parts);
                 self.next = self.ring.first_seq(&self.spec.topic).unwrap_or(self.next);
-                self.stats.lake_catchups.fetch_add(1, Relaxed);
+                self.lagged = Some(lag.to_string());
                 Ok(true)
             }
             Err(e) => {
@@ -286,7 +289,27 @@ impl ReadState {
         .await
         .map_err(|e| Status::internal(format!("lake read task: {e}")))?;
         self.windows = windows;
-        let round = round.map_err(lake_status)?;
+        let round = match (round, self.lagged.take()) {
+            (Ok(round), lagged) => {
+                // A reader the ring evicted ahead of goes on from the lake: counted once.
+                if lagged.is_some() {
+                    self.stats.lake_catchups.fetch_add(1, Relaxed);
+                }
+                round
+            }
+            // The lake cannot serve this topic (no lineage, a shared table): the reader is cut
+            // off as it would be without the lake, saying why the lake did not help.
+            (Err(e @ (LakeError::NoLineage { .. } | LakeError::Shared { .. })), Some(lag)) => {
+                self.stats.lag_disconnects.fetch_add(1, Relaxed);
+                return Err(Status::resource_exhausted(format!(
+                    "{lag}; the lake cannot serve it either: {e}"
+                )));
+            }
+            (Err(e), lagged) => {
+                self.lagged = lagged;
+                return Err(lake_status(e));
+            }
+        };
         let mut moved = !round.batches.is_empty();
         self.stats
             .lake_batches
