@@ -1,12 +1,12 @@
 //! Flight reads from any ingested position (issue 16 part 2), with pyarrow.flight: positions
 //! older than the live ring are read from the lake (by the lineage columns `_kafka_partition`,
 //! `_kafka_offset`, `_kafka_batch`), then from the ring, and a follower that falls behind the
-//! ring goes on from the lake instead of being cut off.
+//! ring goes on from the lake instead of being cut off (as it is without the lake).
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::io::BufRead;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -26,7 +26,7 @@ use sluice_producer::{ArrowProducer, Encoding};
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flight_client.py");
 
 /// A pipeline consuming `cfg`'s topic with a live ring of `retention_bytes`, and a Flight
-/// endpoint over it that reads older positions from the pipeline's lake.
+/// endpoint over it that reads older positions from the pipeline's lake if `lake`.
 struct LakeBacked {
     servers: Servers,
     url: String,
@@ -35,7 +35,7 @@ struct LakeBacked {
 }
 
 impl LakeBacked {
-    fn start(cfg: &Config, retention_bytes: u64) -> LakeBacked {
+    fn start(cfg: &Config, retention_bytes: u64, with_lake: bool) -> LakeBacked {
         let ring = Ring::new(Retention {
             max_bytes: retention_bytes,
             max_age: Duration::from_secs(600),
@@ -49,7 +49,10 @@ impl LakeBacked {
             &cfg.lake.schema,
         );
         let servers = Servers::new().unwrap();
-        let service = LiveFlight::new(ring.clone()).with_lake(Arc::new(source));
+        let mut service = LiveFlight::new(ring.clone());
+        if with_lake {
+            service = service.with_lake(Arc::new(source));
+        }
         let stats = service.stats().clone();
         let addr = "127.0.0.1:0".parse().unwrap();
         let server = flight::serve(&servers, service, addr, flight::Access::default()).unwrap();
@@ -121,7 +124,7 @@ fn a_read_from_offset_0_after_eviction_reads_the_lake_then_the_ring_exactly() {
         .to_string();
     std::thread::sleep(Duration::from_millis(100));
     produce_two_batch_messages(&p, 2, 1_000, 20);
-    let s = LakeBacked::start(&cfg, 1_100_000);
+    let s = LakeBacked::start(&cfg, 1_100_000, true);
     s.run.wait(
         "2,000 rows committed and 3,000 read",
         Duration::from_secs(60),
@@ -151,29 +154,25 @@ fn a_read_from_offset_0_after_eviction_reads_the_lake_then_the_ring_exactly() {
 /// "stalling" and stalls 3 s) while 8 times the ring's retention goes through a 1-partition
 /// topic (8,300 rows in all); returns its stderr and the Flight counters (lag disconnects, lake
 /// catch-ups, lake batches), after checking the lake holds every row.
-fn stall_while_the_ring_turns_over(client: &str, with_lineage: bool) -> (String, [u64; 3]) {
+fn stall_while_the_ring_turns_over(
+    client: &str,
+    with_lineage: bool,
+    with_lake: bool,
+) -> (String, [u64; 3]) {
     let (kafka, topic, _dir, mut cfg) = setup("lake_slow", 1);
     if with_lineage {
         lineage(&mut cfg);
     }
     let p = kafka.producer(&topic, Encoding::default());
     produce_events(&p, 1, 0, 2, 100);
-    let s = LakeBacked::start(&cfg, 1_100_000);
+    let s = LakeBacked::start(&cfg, 1_100_000, with_lake);
     s.run.wait("first rows", Duration::from_secs(60), |st| {
         st.rows.load(Relaxed) >= 200
     });
-    let mut child = Command::new(python())
-        .args([SCRIPT, client, &s.url, &topic, "3", "200", "8300"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "following");
+    let args = [client, &s.url, &topic, "3", "200", "8300"];
+    let (child, mut stdout) = spawn_script(SCRIPT, &args, "following");
     produce_events(&p, 1, 200, 1, 100);
-    line.clear();
+    let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "stalling");
     // While it stalls, 80 more messages go through the ring (8x its retention), in two bursts
@@ -205,7 +204,8 @@ fn stall_while_the_ring_turns_over(client: &str, with_lineage: bool) -> (String,
 /// once, in order.
 #[test]
 fn a_slow_follower_falls_back_to_the_lake_and_receives_every_row() {
-    let (stderr, [cut, catchups, batches]) = stall_while_the_ring_turns_over("slow_lake", true);
+    let (stderr, [cut, catchups, batches]) =
+        stall_while_the_ring_turns_over("slow_lake", true, true);
     assert!(
         stderr.contains("the slow follower received seq 200..8300 once each, in order"),
         "{stderr}"
@@ -218,7 +218,7 @@ fn a_slow_follower_falls_back_to_the_lake_and_receives_every_row() {
 /// as without a lake, and the error says why the lake did not help.
 #[test]
 fn a_slow_follower_the_lake_cannot_serve_is_cut_off_saying_why() {
-    let (stderr, [cut, catchups, batches]) = stall_while_the_ring_turns_over("slow", false);
+    let (stderr, [cut, catchups, batches]) = stall_while_the_ring_turns_over("slow", false, true);
     assert!(
         stderr.contains(
             "cut off: gRPC returned resource exhausted error, with message: reader of topic"
@@ -231,6 +231,24 @@ fn a_slow_follower_the_lake_cannot_serve_is_cut_off_saying_why() {
     );
     assert!(
         stderr.contains("has no column _kafka_partition: reading positions older than the live ring from the lake needs [tables.metadata] partition, offset and batch = true"),
+        "{stderr}"
+    );
+    assert_eq!((cut, catchups, batches), (1, 0, 0));
+}
+
+/// Without the lake behind the ring, a follower that falls behind it is cut off, saying by how
+/// much, while ingestion goes on.
+#[test]
+fn a_slow_follower_without_the_lake_is_cut_off_with_the_lag() {
+    let (stderr, [cut, catchups, batches]) = stall_while_the_ring_turns_over("slow", true, false);
+    assert!(
+        stderr.contains(
+            "cut off: gRPC returned resource exhausted error, with message: reader of topic"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("batches were dropped before it read them. gRPC client debug context"),
         "{stderr}"
     );
     assert_eq!((cut, catchups, batches), (1, 0, 0));

@@ -185,21 +185,18 @@ fn dispatch(cli: Cli) -> Result<()> {
 /// Logs to stderr at `level` (or `RUST_LOG`), as text or JSON lines. A `RUST_LOG` that is no
 /// filter ([`crate::config::env_filter`]) is ignored, saying why.
 pub fn init_logging(level: &str, format: LogFormat) {
-    let env = match std::env::var("RUST_LOG")
-        .ok()
-        .map(|v| crate::config::env_filter(&v))
-    {
-        Some(Err(why)) => {
-            eprintln!("RUST_LOG ignored: it {why}");
-            None
+    let env = std::env::var("RUST_LOG").ok();
+    let filter = match env.as_deref().map(crate::config::env_filter) {
+        Some(Ok(f)) => f,
+        other => {
+            if let Some(Err(why)) = other {
+                eprintln!("RUST_LOG ignored: it {why}");
+            }
+            // `level` was validated with the configuration.
+            crate::config::env_filter(level)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         }
-        Some(Ok(f)) => Some(f),
-        None => None,
     };
-    let filter = env.unwrap_or_else(|| {
-        crate::config::env_filter(level)
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-    });
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -79,7 +79,7 @@ pub enum LakeError {
         unplaced: u64,
     },
     /// DuckDB failed.
-    #[error("reading the lake: {0}")]
+    #[error("DuckDB: {0}")]
     Duck(String),
 }
 
@@ -212,10 +212,7 @@ impl LakeSource {
         from: &BTreeMap<i32, Position>,
         windows: &mut Windows,
     ) -> Result<Round, LakeError> {
-        let conn = self
-            .db
-            .crate_connection()
-            .map_err(|e| LakeError::Duck(e.to_string()))?;
+        let conn = self.connect()?;
         // One transaction: the offsets and the rows from one snapshot.
         conn.execute_batch("BEGIN TRANSACTION")?;
         let round = self.read_in(&conn, topic, from, windows);
@@ -278,6 +275,29 @@ impl LakeSource {
         Ok(round)
     }
 
+    /// A connection of its own to sluice's DuckDB.
+    fn connect(&self) -> Result<duckdb::Connection, LakeError> {
+        self.db
+            .crate_connection()
+            .map_err(|e| LakeError::Duck(e.to_string()))
+    }
+
+    /// The columns of the lake table `table` (none if it does not exist).
+    fn columns(
+        &self,
+        conn: &duckdb::Connection,
+        table: &str,
+    ) -> Result<BTreeSet<String>, LakeError> {
+        let mut stmt = conn.prepare(
+            "SELECT column_name FROM duckdb_columns() \
+             WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+        )?;
+        let columns = stmt
+            .query_map([LAKE_ALIAS, self.schema.as_str(), table], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(columns)
+    }
+
     /// Fails unless `table` has the lineage columns and no other topic writes it (as found at
     /// most [`CHECKED_FOR`] ago).
     fn check_table(
@@ -302,13 +322,7 @@ impl LakeSource {
         offsets: &str,
         table: &str,
     ) -> Result<(), LakeError> {
-        let mut stmt = conn.prepare(
-            "SELECT column_name FROM duckdb_columns() \
-             WHERE database_name = ? AND schema_name = ? AND table_name = ?",
-        )?;
-        let columns: BTreeSet<String> = stmt
-            .query_map([LAKE_ALIAS, self.schema.as_str(), table], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let columns = self.columns(conn, table)?;
         if let Some(missing) = LINEAGE.iter().find(|c| !columns.contains(**c)) {
             return Err(LakeError::NoLineage {
                 table: table.to_string(),
@@ -344,21 +358,12 @@ impl LakeSource {
         topic: &str,
         from: &BTreeMap<i32, Position>,
     ) -> Result<(), LakeError> {
-        let conn = self
-            .db
-            .crate_connection()
-            .map_err(|e| LakeError::Duck(e.to_string()))?;
+        let conn = self.connect()?;
         let schema = ident(&self.schema);
         let offsets = format!("{LAKE_ALIAS}.{schema}.{}", ident(OFFSETS_TABLE));
         let table = self.tables.table_for(topic);
-        let exists: bool = conn.query_row(
-            "SELECT count(*) > 0 FROM duckdb_tables() \
-             WHERE database_name = ? AND schema_name = ? AND table_name = ?",
-            [LAKE_ALIAS, self.schema.as_str(), table.as_str()],
-            |r| r.get(0),
-        )?;
-        if !exists {
-            return Ok(());
+        if self.columns(&conn, &table)?.is_empty() {
+            return Ok(()); // no table yet
         }
         self.check_table(&conn, &offsets, &table)?;
         let qualified = format!("{LAKE_ALIAS}.{schema}.{}", ident(&table));
@@ -395,20 +400,9 @@ impl LakeSource {
     /// what the lake has committed; empty if the table does not exist yet or has no
     /// `_kafka_timestamp` (blocking).
     pub fn offsets_for_time(&self, topic: &str, ms: i64) -> Result<BTreeMap<i32, i64>, LakeError> {
-        let conn = self
-            .db
-            .crate_connection()
-            .map_err(|e| LakeError::Duck(e.to_string()))?;
+        let conn = self.connect()?;
         let table = self.tables.table_for(topic);
-        let mut stmt = conn.prepare(
-            "SELECT column_name FROM duckdb_columns() \
-             WHERE database_name = ? AND schema_name = ? AND table_name = ?",
-        )?;
-        let columns: BTreeSet<String> = stmt
-            .query_map([LAKE_ALIAS, self.schema.as_str(), table.as_str()], |r| {
-                r.get(0)
-            })?
-            .collect::<Result<_, _>>()?;
+        let columns = self.columns(&conn, &table)?;
         if !columns.contains(TIMESTAMP) || LINEAGE.iter().any(|c| !columns.contains(*c)) {
             return Ok(BTreeMap::new());
         }

@@ -94,9 +94,27 @@ pub(super) struct ReadState {
     done: bool,
 }
 
-fn lake_status(e: LakeError) -> Status {
+/// Runs `f`, a lake read, where blocking is allowed.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("lake read task: {e}")))
+}
+
+/// The status of a lake read of `topic` from `from` that failed with `e`; a DuckDB failure
+/// names what was being read.
+fn lake_status(topic: &str, from: &BTreeMap<i32, Position>, e: LakeError) -> Status {
     match e {
-        LakeError::Duck(_) => Status::unavailable(e.to_string()),
+        LakeError::Duck(_) => {
+            let at: Vec<String> = from
+                .iter()
+                .map(|(p, (o, b))| format!("partition {p} at offset {o} batch {b}"))
+                .collect();
+            Status::unavailable(format!(
+                "reading topic {topic:?} ({}) from the lake: {e}",
+                at.join(", ")
+            ))
+        }
         _ => Status::out_of_range(e.to_string()),
     }
 }
@@ -132,10 +150,9 @@ impl ReadState {
         if let (Start::Timestamp(t), Some(lake)) = (&spec.start, &lake) {
             // The lake's committed rows from `t` on may start before the ring's.
             let (lake, topic, t) = (lake.clone(), spec.topic.clone(), *t);
-            let found = tokio::task::spawn_blocking(move || lake.offsets_for_time(&topic, t))
-                .await
-                .map_err(|e| Status::internal(format!("lake read task: {e}")))?
-                .map_err(lake_status)?;
+            let found = blocking(move || lake.offsets_for_time(&topic, t))
+                .await?
+                .map_err(|e| lake_status(&spec.topic, &BTreeMap::new(), e))?;
             for (p, o) in found {
                 if spec.partitions.as_ref().is_none_or(|ps| ps.contains(&p)) {
                     let at = positions.entry(p).or_insert((o, 0));
@@ -162,10 +179,10 @@ impl ReadState {
             let topic = spec.topic.clone();
             let from: BTreeMap<i32, Position> =
                 from_lake.iter().map(|p| (*p, positions[p])).collect();
-            tokio::task::spawn_blocking(move || lake.check_start(&topic, &from))
-                .await
-                .map_err(|e| Status::internal(format!("lake read task: {e}")))?
-                .map_err(lake_status)?;
+            let asked = from.clone();
+            blocking(move || lake.check_start(&topic, &asked))
+                .await?
+                .map_err(|e| lake_status(&spec.topic, &from, e))?;
         }
         // From the positions' moment: a batch evicted since is a lag, not a silent gap.
         let next = match spec.start {
@@ -281,13 +298,12 @@ impl ReadState {
         let mut windows = std::mem::take(&mut self.windows);
         let asked = from.clone();
         let turn = lake.turn().await;
-        let (round, windows) = tokio::task::spawn_blocking(move || {
+        let (round, windows) = blocking(move || {
             let _turn = turn;
             let round = lake.read(&topic, &asked, &mut windows);
             (round, windows)
         })
-        .await
-        .map_err(|e| Status::internal(format!("lake read task: {e}")))?;
+        .await?;
         self.windows = windows;
         let round = match (round, self.lagged.take()) {
             (Ok(round), lagged) => {
@@ -307,7 +323,7 @@ impl ReadState {
             }
             (Err(e), lagged) => {
                 self.lagged = lagged;
-                return Err(lake_status(e));
+                return Err(lake_status(&self.spec.topic, &from, e));
             }
         };
         let mut moved = !round.batches.is_empty();

@@ -363,6 +363,32 @@ pub fn python() -> PathBuf {
     )
 }
 
+/// Runs `script` with the test venv's python and `args`; returns it once its first line of
+/// stdout is `first_line` (`""`: once its stdout closed), with the rest of its stdout.
+pub fn spawn_script(
+    script: &str,
+    args: &[&str],
+    first_line: &str,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(python())
+        .arg(script)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), first_line);
+    (child, stdout)
+}
+
 /// A directory for one test's lake.
 pub fn lake_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
