@@ -24,7 +24,7 @@
 //! - [`retry`] — the one backoff policy of every retry loop; [`sync`] — poison-tolerant locks.
 
 pub mod cli;
-pub mod config;
+pub use sluice_config as config;
 pub mod decode;
 pub mod live;
 pub mod maintain;

@@ -2,7 +2,7 @@
 //! config types so that `sluice.example.toml` (which is this output) cannot drift from them.
 //!
 //! Three sources, none kept by hand beside the types:
-//! - each key's explanation is its doc comment in `src/config/` (the `description` the
+//! - each key's explanation is its doc comment in `config/src/` (the `description` the
 //!   [`JsonSchema`](schemars::JsonSchema) derive gives it), and an enum key lists its values
 //!   with their doc comments;
 //! - each key's value is `Config::default()` written by `toml`, read back by `toml_edit` to keep
@@ -73,7 +73,7 @@ fn render(examples: Examples) -> String {
     );
     r.comment(description(root).unwrap_or_default());
     r.out.push_str(&format!(
-        "#\n# Generated from the doc comments in src/config/ by `{REGENERATE}`:\n\
+        "#\n# Generated from the doc comments in config/src/ by `{REGENERATE}`:\n\
          # edit those, not this file.\n"
     ));
     r.table(

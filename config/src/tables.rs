@@ -44,7 +44,7 @@ pub enum SchemaEvolution {
 #[serde(deny_unknown_fields, default)]
 pub struct TablesConfig {
     /// Topic → table, for the topics whose table is not the one `name_template` derives.
-    #[schemars(example = [("web.events-v2", "web_events")].into_iter().collect::<BTreeMap<_, _>>())]
+    #[schemars(example = example_map())]
     pub map: BTreeMap<String, String>,
     /// Table name of a topic not in `[tables.map]`: `{topic}` is replaced by the topic name,
     /// then the result is made an identifier (lowercase ASCII letters, digits, `_`).
@@ -73,10 +73,10 @@ pub struct TablesConfig {
 pub struct TableOptions {
     /// `ALTER TABLE … SET PARTITIONED BY`: each entry a column (identity), `year(col)`,
     /// `month(col)`, `day(col)`, `hour(col)` or `bucket(N, col)`; `[]` removes partitioning.
-    #[schemars(example = ["year(timestamp)", "month(timestamp)"])]
+    #[schemars(example = EXAMPLE_PARTITIONED_BY)]
     pub partition_by: Option<Vec<String>>,
     /// `ALTER TABLE … SET SORTED BY`: each entry `col [ASC|DESC] [NULLS FIRST|LAST]`.
-    #[schemars(example = ["timestamp"])]
+    #[schemars(example = EXAMPLE_SORTED_BY)]
     pub sorted_by: Option<Vec<String>>,
     /// Parquet codec: uncompressed, snappy, gzip, zstd, brotli, lz4, lz4_raw. sluice's default
     /// is zstd (DuckLake's is snappy): in FINDINGS.md section 10 it stores half the bytes.
@@ -202,6 +202,14 @@ impl TableOptions {
         Ok(())
     }
 }
+
+/// `tables.map`, `partitioned_by` and `sorted_by` as `sluice config --defaults` shows them
+/// (constants and functions: see `kafka::EXAMPLE_TOPICS`).
+fn example_map() -> BTreeMap<String, String> {
+    BTreeMap::from([("web.events-v2".to_string(), "web_events".to_string())])
+}
+const EXAMPLE_PARTITIONED_BY: [&str; 2] = ["year(timestamp)", "month(timestamp)"];
+const EXAMPLE_SORTED_BY: [&str; 1] = ["timestamp"];
 
 /// `tables.options` as `sluice config --defaults` shows them: one table partitioned by day.
 fn example_options() -> BTreeMap<String, TableOptions> {

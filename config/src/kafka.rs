@@ -60,7 +60,7 @@ pub struct KafkaConfig {
     /// created later (found at metadata refresh, `topic.metadata.refresh.interval.ms`). The
     /// memory budget reserves live retention for each entry, so a pattern counts as one topic
     /// there.
-    #[schemars(example = ["events"])]
+    #[schemars(example = EXAMPLE_TOPICS)]
     pub topics: Vec<String>,
     /// Where a partition starts when the lake has no offset for it yet.
     pub start_from: StartFrom,
@@ -96,6 +96,11 @@ pub struct KafkaConfig {
     #[schemars(example = example_properties())]
     pub properties: BTreeMap<String, String>,
 }
+
+/// `kafka.topics` as `sluice config --defaults` shows it. (The examples are constants and
+/// functions, not literals in the attribute: schemars' derive parses array expressions only with
+/// syn's `full` feature, which a build of this crate alone does not enable.)
+const EXAMPLE_TOPICS: [&str; 1] = ["events"];
 
 /// `kafka.properties` as `sluice config --defaults` shows them: SASL over TLS.
 fn example_properties() -> BTreeMap<String, String> {

@@ -247,7 +247,10 @@ fn missing_file_is_named() {
 
 #[test]
 fn the_example_config_is_valid_and_matches_the_defaults() {
-    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sluice.example.toml"));
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../sluice.example.toml"
+    ));
     let mut out = None;
     Jail::expect_with(|jail| {
         // The one key without a default (commented out there with an example).
