@@ -116,7 +116,6 @@ pub fn encode(batches: &[RecordBatch], encoding: Encoding) -> Result<Vec<u8>, Pr
 /// Encodes each row of `batch` as one JSON object (nulls written explicitly, timestamps as
 /// RFC 3339 strings): the message values of a JSON Kafka topic, one event per message, for the
 /// JSON consumer baseline of the benchmarks.
-#[cfg(feature = "json")]
 pub fn encode_json_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, ProduceError> {
     let mut lines = Vec::with_capacity(batch.num_rows() * 1100);
     let mut w = arrow::json::WriterBuilder::new()
@@ -278,7 +277,6 @@ mod tests {
         }
     }
 
-    #[cfg(feature = "json")]
     #[test]
     fn json_rows_are_one_object_per_row_and_read_back_to_the_batch() {
         for dataset in [events::Dataset::Events, events::Dataset::Narrow] {
