@@ -82,6 +82,7 @@ impl LogConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::load_in_jail;
 
     /// The `config` fuzz target's input that took 36 CPU s under AddressSanitizer (10.5 CPU s in
     /// a release build) while its field value compiled as a regular expression.
@@ -94,5 +95,38 @@ mod tests {
         assert_eq!(err, "is not a valid filter: invalid filter directive");
         let filter = env_filter("sluice[flush{table=ev.*}]=debug").unwrap();
         assert_eq!(filter.to_string(), "sluice[flush{table=ev.*}]=debug");
+    }
+
+    /// The `config` fuzz target's crash (fuzz/artifacts/config/crash-829246f7…, 3,063,444
+    /// executions in): a `log.level` whose directive starts with a non-ASCII space made
+    /// tracing-subscriber's filter parser panic (it slices the untrimmed text at the trimmed text's
+    /// indices). It is an error naming the key and the character now.
+    #[test]
+    fn a_log_filter_with_a_non_ascii_space_is_an_error_not_a_panic() {
+        let crash = "[kafka]\ntopics = [\"a\"]\n[log]\nlevel = \"DDDDDDckdbg,ebQQQebQQQQQQQQQQDDfgfoi,DDDDU@kdbg,\u{a0}\u{a0}e[bQQQQDDfgfoi,DDDQQQQQQQQQQQQQQQ2QQQQuc@kdbg,ebi,D,DDDD@kdbg,ebQQQQQQQQQQDDfgfoi,DDDDD@kdbg,\u{a0}\u{a0}ebQQQQDDfgfoi,DDDDD@kdbg,ebQQQQQQQQDDfgfoi,DQQQQQQbg,ebQQQQQbeQQQQQQQQQQQQQQQQ2QQQiffo\"\n";
+        let err = load_in_jail(crash).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration error: `log.level` contains the non-ASCII space U+00A0; a filter is written in ASCII, e.g. info or sluice=debug"
+        );
+        let short = "[kafka]\ntopics = [\"a\"]\n[log]\nlevel = \"info,\u{2003}x[y\"\n";
+        assert_eq!(
+            load_in_jail(short).unwrap_err().to_string(),
+            "configuration error: `log.level` contains the non-ASCII space U+2003; a filter is written in ASCII, e.g. info or sluice=debug"
+        );
+    }
+
+    #[test]
+    fn a_log_filter_with_whitespace_before_a_multibyte_character_is_an_error_not_a_panic() {
+        // Found by the config fuzz target after 1,350,501 executions: tabs, then U+00E0.
+        let crash = "[kafka]\ntopics = [\"a\"]\n[log]\nlevel = \",\t\t\t[\t\t\t\t\t\t\t\t\t\u{e0}w={ka\t\t\t\t\"\n";
+        assert_eq!(
+            load_in_jail(crash).unwrap_err().to_string(),
+            "configuration error: `log.level` is not a valid filter: invalid filter directive"
+        );
+        // Whitespace around a directive is no part of it.
+        let spaced =
+            "[kafka]\ntopics = [\"a\"]\n[log]\nlevel = \" info ,\t\u{e9}t\u{e9}=debug \"\n";
+        load_in_jail(spaced).unwrap();
     }
 }
