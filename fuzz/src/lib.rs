@@ -6,17 +6,20 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use arrow::buffer::{Buffer, MutableBuffer};
-use sluice::decode::{DecodeError, Decoded, decode, decode_copy};
+use sluice::decode::{DecodeError, Decoded, Decoder};
 
 /// Decodes `data` as sluice does with `kafka.copy_payloads = true` (a 64-byte aligned copy) and
 /// in place at an odd address (librdkafka's buffers are often misaligned, so arrow-rs realigns),
 /// and checks both outcomes. Panics (a fuzzer crash) when a check fails.
 pub fn decode_payload(data: &[u8]) {
-    let (_copy, aligned) = decode_copy(data);
+    // One decoder for both, as in a pipeline: the second call finds the schema message the
+    // first one parsed (if it parsed one) and takes the remembered schema's path.
+    let mut decoder = Decoder::new();
+    let (_copy, aligned) = decoder.decode_copy(data);
     let mut m = MutableBuffer::with_capacity(data.len() + 1);
     m.push(0u8);
     m.extend_from_slice(data);
-    let misaligned = decode(&Buffer::from(m).slice(1));
+    let misaligned = decoder.decode(&Buffer::from(m).slice(1));
     check(&aligned);
     check(&misaligned);
     match (&aligned, &misaligned) {

@@ -31,8 +31,10 @@ pub enum Ingested {
 }
 
 /// How messages are decoded.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Decoding {
+    /// The decoder, with the schemas it has parsed.
+    pub decoder: decode::Decoder,
     /// `kafka.copy_payloads`: decode one aligned copy and release the message at once.
     pub copy_payloads: bool,
     /// `tables.metadata`: Kafka metadata columns added to every row.
@@ -44,16 +46,16 @@ pub fn ingest(
     msg: &KafkaMessage,
     meta: &MessageMeta,
     table: &str,
-    how: &Decoding,
+    how: &mut Decoding,
     lake: &mut Lake,
 ) -> Result<Ingested, SinkError> {
     let (payload, decoded) = if how.copy_payloads {
         // The copy owns its bytes: `msg`, and librdkafka's fetch buffer once no other message
         // holds it, is released when the caller drops it.
-        decode::decode_copy(msg.payload())
+        how.decoder.decode_copy(msg.payload())
     } else {
         let payload = msg.payload_buffer();
-        let decoded = decode::decode(&payload);
+        let decoded = how.decoder.decode(&payload);
         (payload, decoded)
     };
     let quarantine = |payload: Buffer, error: String| {

@@ -161,6 +161,7 @@ impl Pipeline {
             committer,
             retry: None,
             decoding: Decoding {
+                decoder: crate::decode::Decoder::new(),
                 copy_payloads: cfg.kafka.copy_payloads,
                 metadata: cfg.tables.metadata.clone(),
             },
@@ -355,7 +356,7 @@ impl Line {
             }
             Route::Table { table, counters } => (table, counters),
         };
-        let ingested = ingest::ingest(&msg, &meta, &table, &self.decoding, &mut self.lake);
+        let ingested = ingest::ingest(&msg, &meta, &table, &mut self.decoding, &mut self.lake);
         let payload = msg.payload_len() as u64;
         let (entry, totals) = match ingested {
             Ok(Ingested::Batches {
