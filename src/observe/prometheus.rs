@@ -184,12 +184,13 @@ const PER_PARTITION: [(&str, &str, PerPartition); 3] = [
 ];
 
 /// Decoded bytes by how they were obtained: (`copy` label, which counter).
-const DECODED: [(&str, Single); 5] = [
+const DECODED: [(&str, Single); 6] = [
     ("in_place", |s| &s.in_place_bytes),
     ("realigned", |s| &s.realigned_bytes),
     ("decompressed", |s| &s.decompressed_bytes),
     ("payload", |s| &s.payload_copy_bytes),
     ("compacted", |s| &s.compacted_bytes),
+    ("coalesced", |s| &s.coalesced_bytes),
 ];
 
 /// The exposition of everything `src` counts.
@@ -230,8 +231,8 @@ fn decoded(o: &mut Out, s: &Stats) {
         "sluice_decoded_bytes_total",
         "counter",
         "Decoded buffer bytes by how they were obtained: in place (zero-copy) or copied \
-         (realigned, decompressed, compacted by the live ring, or in a payload copy with \
-         kafka.copy_payloads).",
+         (realigned, decompressed, compacted by the live ring, in a payload copy with \
+         kafka.copy_payloads, or coalesced: small batches joined before DuckDB's Arrow scan).",
     );
     for (how, pick) in DECODED {
         o.sample(

@@ -146,6 +146,8 @@ pub struct Stats {
     pub payload_copy_bytes: AtomicU64,
     /// Bytes the live ring copied off Kafka messages once their lake commit passed.
     pub compacted_bytes: AtomicU64,
+    /// Buffer bytes copied to join small batches before DuckDB's Arrow scan.
+    pub coalesced_bytes: AtomicU64,
     /// Gauge: bytes the live ring retains over all topics (shared with pending data until
     /// compacted).
     pub live_bytes: AtomicU64,
@@ -313,6 +315,7 @@ impl Default for Stats {
             decompressed_bytes: Default::default(),
             payload_copy_bytes: Default::default(),
             compacted_bytes: Default::default(),
+            coalesced_bytes: Default::default(),
             live_bytes: Default::default(),
             flushes: Default::default(),
             flushes_by_trigger: Default::default(),

@@ -71,6 +71,7 @@ impl Line {
         }
         let compacted = job.compacted.unwrap_or_else(|| job.compact());
         self.stats.compacted_bytes.fetch_add(compacted, Relaxed);
+        (self.stats.coalesced_bytes).fetch_add(report.coalesced.bytes, Relaxed);
         let parts: Vec<Committed> = job
             .data
             .parts()
@@ -102,6 +103,7 @@ impl Line {
             bytes = totals.payload,
             files = report.files,
             file_bytes = report.file_bytes,
+            joined_batches = report.coalesced.batches,
             messages = totals.messages,
             quarantined = report.quarantined,
             duration_ms = job.started.elapsed().as_millis() as u64,

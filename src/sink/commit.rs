@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
 
+use super::coalesce::{Coalesce, Coalesced};
 use super::duck::{DuckError, ident};
 use super::evolve::{self, Change, Plan};
 use super::ffi_stream::BatchStream;
@@ -55,12 +57,11 @@ impl Lake {
         &self,
         table: &str,
         name: String,
-        schema: SchemaRef,
-        batches: Vec<RecordBatch>,
+        stream: Result<BatchStream, ArrowError>,
         streams: &mut Vec<BatchStream>,
         views: &mut Vec<String>,
     ) -> Result<String, SinkError> {
-        let mut stream = BatchStream::new(schema, batches).map_err(|source| SinkError::Arrow {
+        let mut stream = stream.map_err(|source| SinkError::Arrow {
             table: table.to_string(),
             source,
         })?;
@@ -95,6 +96,15 @@ impl Lake {
             self.alter(table, change)?;
         }
         self.insert(table, &handed)?;
+        let coalesced =
+            streams
+                .iter()
+                .map(BatchStream::coalesced)
+                .fold(Coalesced::default(), |a, b| Coalesced {
+                    batches: a.batches + b.batches,
+                    joined: a.joined + b.joined,
+                    bytes: a.bytes + b.bytes,
+                });
         self.update_offsets(flush.offsets)?;
         if let Some(hook) = &self.commit_hook {
             hook(table);
@@ -112,6 +122,7 @@ impl Lake {
             quarantined: flush.quarantine.len() as u64,
             files,
             file_bytes,
+            coalesced,
             changes: self.take_unreported(table).chain(plan.changes).collect(),
         })
     }
@@ -249,8 +260,9 @@ impl Lake {
         }
     }
 
-    /// Makes the flush's batches (one view per run of equal schema) and its quarantine batch
-    /// scannable by DuckDB, without copying them.
+    /// Makes the flush's batches (one view per run of equal schema, runs of small batches
+    /// joined as DuckDB reads them: see `coalesce`) and its quarantine batch scannable by
+    /// DuckDB.
     fn hand_over(
         &self,
         flush: &TableFlush<'_>,
@@ -263,7 +275,8 @@ impl Lake {
             handed.rows += group.iter().map(|b| b.num_rows() as u64).sum::<u64>();
             let name = format!("{}_{}", self.view_prefix, handed.data.len());
             let schema = group[0].schema();
-            let v = self.register(table, name, schema.clone(), group, streams, views)?;
+            let stream = BatchStream::coalescing(schema.clone(), group, Coalesce::default());
+            let v = self.register(table, name, stream, streams, views)?;
             handed.data.push(v);
             handed.schemas.push(schema);
         }
@@ -275,7 +288,8 @@ impl Lake {
                 }
             })?;
             let name = format!("{}_quarantine", self.view_prefix);
-            let v = self.register(table, name, batch.schema(), vec![batch], streams, views)?;
+            let stream = BatchStream::new(batch.schema(), vec![batch]);
+            let v = self.register(table, name, stream, streams, views)?;
             handed.quarantine = Some(v);
         }
         Ok(handed)

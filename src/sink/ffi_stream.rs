@@ -17,6 +17,8 @@ use arrow::error::ArrowError;
 use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use arrow::ffi_stream::FFI_ArrowArrayStream;
 
+use super::coalesce::{Coalesce, Coalesced, Feed};
+
 /// The C `ArrowSchema` layout (Arrow C Data Interface), used only to replace the `release`
 /// callback of a shallow copy: arrow-rs keeps `FFI_ArrowSchema`'s fields private.
 #[repr(C)]
@@ -39,7 +41,7 @@ const _: () = assert!(
 
 struct Private {
     schema: FFI_ArrowSchema,
-    batches: Mutex<std::vec::IntoIter<RecordBatch>>,
+    batches: Mutex<Feed>,
 }
 
 /// An `ArrowArrayStream` over batches of one schema, owned by sluice, scanned by DuckDB.
@@ -49,12 +51,26 @@ pub struct BatchStream {
 }
 
 impl BatchStream {
-    /// A stream yielding `batches` (all of schema `schema`) in order.
+    /// A stream yielding `batches` (all of schema `schema`) in order, each as it is.
     pub fn new(schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<Self, ArrowError> {
-        let exported = FFI_ArrowSchema::try_from(schema.as_ref())?;
+        Self::with_feed(Feed::new(schema, batches, None))
+    }
+
+    /// A stream yielding `batches` (all of schema `schema`) in order, runs of small ones
+    /// joined under `policy` (see [`super::coalesce`]).
+    pub fn coalescing(
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        policy: Coalesce,
+    ) -> Result<Self, ArrowError> {
+        Self::with_feed(Feed::new(schema, batches, Some(policy)))
+    }
+
+    fn with_feed(feed: Feed) -> Result<Self, ArrowError> {
+        let exported = FFI_ArrowSchema::try_from(feed.schema().as_ref())?;
         let private = Box::new(Private {
             schema: exported,
-            batches: Mutex::new(batches.into_iter()),
+            batches: Mutex::new(feed),
         });
         let inner = Box::new(FFI_ArrowArrayStream {
             get_schema: Some(get_schema),
@@ -64,6 +80,17 @@ impl BatchStream {
             private_data: Box::into_raw(private).cast(),
         });
         Ok(BatchStream { inner })
+    }
+
+    /// What was joined of the batches scanned so far.
+    pub fn coalesced(&self) -> Coalesced {
+        let private = self.inner.private_data as *const Private;
+        if private.is_null() {
+            return Coalesced::default();
+        }
+        // SAFETY: private_data was set by `with_feed` and is freed only by `release`, which
+        // runs when `inner` is dropped (DuckDB's copy of the struct has a no-op release).
+        crate::sync::lock(unsafe { &(*private).batches }).coalesced()
     }
 
     /// The stream as DuckDB's opaque handle type.

@@ -17,6 +17,7 @@
 //! - [`duck`] and [`ffi_stream`]: the DuckDB C API and the Arrow C stream (all `unsafe`).
 
 pub mod attach;
+pub mod coalesce;
 mod commit;
 mod contents;
 pub mod duck;
@@ -156,6 +157,8 @@ pub struct CommitReport {
     pub files: u64,
     /// Their bytes.
     pub file_bytes: u64,
+    /// Small batches joined on their way to DuckDB, and the bytes copied to join them.
+    pub coalesced: coalesce::Coalesced,
     /// Column changes the commit made to the table before its rows (schema evolution).
     pub changes: Vec<Change>,
 }

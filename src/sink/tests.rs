@@ -102,6 +102,14 @@ fn commit_lands_data_offsets_and_quarantine_in_one_transaction() {
             quarantined: 1,
             files: 1,
             file_bytes: report.file_bytes,
+            // Both batches are small (~16 KB and ~8 KB): DuckDB was handed them joined.
+            coalesced: coalesce::Coalesced {
+                batches: 2,
+                joined: 1,
+                bytes: coalesce::bytes(
+                    &arrow::compute::concat_batches(&b.schema(), [&b, &batch(1000..1500)]).unwrap()
+                ) as u64,
+            },
             changes: Vec::new(),
         }
     );

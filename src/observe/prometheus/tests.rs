@@ -28,6 +28,7 @@ fn fill(s: &Stats) {
         &s.assigned_partitions,
         &s.paused_partitions,
         &s.pending_cap_bytes,
+        &s.coalesced_bytes,
     ];
     for (i, a) in all.iter().enumerate() {
         a.store(1000 + i as u64, Relaxed);
