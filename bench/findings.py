@@ -19,6 +19,7 @@ MODES = [
     ("sluice_copy", "(1″) sluice, kafka.copy_payloads = true"),
     ("sluice_capped", "(1′) sluice, memory cap 256 MiB"),
     ("sink", "(2) sink ceiling: DuckLake insert from memory"),
+    ("sink_1000", "(2″) sink ceiling fed the same rows in 1,000-row batches"),
     ("consume", "(3) consume ceiling: librdkafka only"),
     ("delivery", "(2+3) delivery ceiling: (2) and (3) at once"),
     ("python_ipc", "(4) Python Arrow IPC consumer"),
@@ -66,7 +67,12 @@ def ratios(repeats):
             r.setdefault("(1″)/(2)", []).append(c / runs["sink"]["rows_per_s"])
             if "delivery" in runs:
                 r.setdefault("(1″)/(2+3)", []).append(c / runs["delivery"]["rows_per_s"])
+        if "sink_1000" in runs:
+            r.setdefault("(1)/(2″)", []).append(s / runs["sink_1000"]["rows_per_s"])
         r["(1)/(4)"].append(s / runs["python_ipc"]["rows_per_s"])
+        per_gb = lambda x: x["cpu_seconds"] / x["bytes"]  # noqa: E731
+        r.setdefault("CPU s per GB, (1)/(4)", []).append(
+            per_gb(runs["sluice"]) / per_gb(runs["python_ipc"]))
         r["(1)/(5)"].append(s / runs["python_json"]["rows_per_s"])
     return r
 
@@ -87,7 +93,8 @@ def plot_throughput(data, path):
             meds.append(m)
             lo.append(m - min(xs))
             hi.append(max(xs) - m)
-        colors = {"sluice": "#1f77b4", "sluice_copy": "#6baed6", "sink": "#7f7f7f", "consume": "#bbbbbb",
+        colors = {"sluice": "#1f77b4", "sluice_copy": "#6baed6", "sink": "#7f7f7f",
+                  "sink_1000": "#5f5f5f", "consume": "#bbbbbb",
                   "delivery": "#9fb7cf", "python_ipc": "#ff7f0e", "python_json": "#d62728"}
         keys = [k for k, _ in MODES if k != "sluice_capped" and k in data[ds][0]]
         ax.bar(names, meds, yerr=[lo, hi], capsize=4, color=[colors[k] for k in keys])
@@ -777,10 +784,10 @@ def main():
             mbs = med([r["mb_per_s"] for r in rs])
             cpu = med([r["cpu_seconds"] / (r["bytes"] / 1e9) for r in rs])
             rss = max(r["peak_rss_bytes"] for r in rs) / MIB
-            brk = ("–" if key == "sink" or "broker_cpu_seconds" not in rs[0] else
+            brk = ("–" if key.startswith("sink") or "broker_cpu_seconds" not in rs[0] else
                    f"{med([r['broker_cpu_seconds'] / (r['bytes'] / 1e9) for r in rs]):.2f}")
             note = ""
-            if key == "sink":
+            if key in ("sink", "sink_1000"):
                 note = " ¹"
             if key == "delivery":
                 note = " ³"

@@ -1,7 +1,8 @@
 """The benchmark harness (run by scripts/bench): everything against a tansu broker process on
 loopback and local DuckLake lakes, results to one JSON file.
 
-For each dataset (events ~1 KB/row, narrow 40 B/row) on a fresh broker:
+For each dataset (events ~1 KB/row at 1,000 rows per message, narrow 40 B/row at 10,000, small:
+events at 16 rows per message) on a fresh broker:
   prefill the Arrow IPC topic (catch-up mode), its JSON twin, and three equal topics with IPC body
   compression none / lz4 / zstd; then, --repeats times (5: runs on a shared 2-core VM vary by
   ±15%, so ratios are taken per repeat): sluice end to end (default, and with
@@ -37,7 +38,14 @@ DATASETS = {
                "compression_rows": 1_000_000},
     "narrow": {"rows": 50_000_000, "rows_per_message": 10_000, "json_rows": 10_000_000,
                "compression_rows": 10_000_000},
+    # Small messages: events rows 16 per message (~18 KB), what a producer sending one message
+    # per request or per small window sends.
+    "small": {"dataset": "events", "rows": 1_000_000, "rows_per_message": 16,
+              "json_rows": 300_000, "compression_rows": 300_000},
 }
+# The sink ceiling is also fed the same rows in batches of this many rows when a shape's
+# messages hold fewer: the Parquet write of the data, whatever the producer's cut (row (2″)).
+SINK_BATCH_ROWS = 1000
 PARTITIONS = 4
 PRODUCER = ["-X", "batch.size=16777216", "-X", "linger.ms=20"]
 
@@ -152,16 +160,17 @@ def machine(a):
 
 def bench_dataset(a, name, spec, results):
     rows, rpm = spec["rows"], spec["rows_per_message"]
+    dataset = spec.get("dataset", name)
     json_rows, crows = spec["json_rows"], spec["compression_rows"]
     broker = Tansu(a.tansu)
     try:
         b = broker.brokers
         log(f"{name}: tansu on {b}")
-        produce(a, b, f"{name}-ipc", name, rows, rpm)
-        produce(a, b, f"{name}-json", name, json_rows, rpm, ["--values", "json"])
+        produce(a, b, f"{name}-ipc", dataset, rows, rpm)
+        produce(a, b, f"{name}-json", dataset, json_rows, rpm, ["--values", "json"])
         for codec in ("none", "lz4", "zstd"):
-            produce(a, b, f"{name}-{codec}", name, crows, rpm, ["--compression", codec])
-        ceiling = [a.ceilings, "--brokers", b, "--dataset", name,
+            produce(a, b, f"{name}-{codec}", dataset, crows, rpm, ["--compression", codec])
+        ceiling = [a.ceilings, "--brokers", b, "--dataset", dataset,
                    "--rows-per-message", str(rpm)]
         capped = ["--memory-cap-mib", str(a.memory_cap_mib)]
         for r in range(a.repeats):
@@ -186,6 +195,10 @@ def bench_dataset(a, name, spec, results):
                 shutil.rmtree(keep, ignore_errors=True)
             runs["sink"] = run_json(ceiling + ["--mode", "sink", "--topic", f"{name}-ipc",
                                                "--rows", str(rows)], 1800)
+            if rpm < SINK_BATCH_ROWS:
+                runs["sink_1000"] = run_json(ceiling + [
+                    "--mode", "sink", "--topic", f"{name}-ipc", "--rows", str(rows),
+                    "--sink-batch-rows", str(SINK_BATCH_ROWS)], 1800)
             # The sink and consume ceilings at once: the work no Kafka → DuckLake consumer
             # avoids (the broker serving, librdkafka receiving, Parquet writing) on the same
             # cores.
@@ -199,7 +212,7 @@ def bench_dataset(a, name, spec, results):
                 try:
                     runs[f"python_{mode}"] = run_json(
                         [a.python, os.path.join(HERE, "py_consumers.py"), "--mode", mode,
-                         "--brokers", b, "--topic", topic, "--dataset", name, "--rows", str(n),
+                         "--brokers", b, "--topic", topic, "--dataset", dataset, "--rows", str(n),
                          "--dir", d, "--seconds", str(a.py_seconds)], 600 + a.py_seconds)
                 finally:
                     shutil.rmtree(d, ignore_errors=True)
@@ -247,7 +260,7 @@ def main():
     ap.add_argument("--memory-cap-mib", type=int, default=256)
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiplies every dataset's row counts (0.05 for a quick look)")
-    ap.add_argument("--datasets", default="events,narrow")
+    ap.add_argument("--datasets", default="events,narrow,small")
     ap.add_argument("--latency-secs", type=int, default=10)
     ap.add_argument("--visibility-ages-ms", default="1000,60000")
     ap.add_argument("--followers", type=int, default=20)
@@ -279,7 +292,7 @@ def main():
         "readers": [], "layout": [], "freshness": {}, "realtime": {}}
     started = time.monotonic()
     for name in a.datasets.split(",") if "throughput" in sections else []:
-        spec = {k: max(1, int(v * a.scale)) if k != "rows_per_message" else v
+        spec = {k: max(1, int(v * a.scale)) if k not in ("rows_per_message", "dataset") else v
                 for k, v in DATASETS[name].items()}
         results["settings"]["datasets"][name] = spec
         bench_dataset(a, name, spec, results)

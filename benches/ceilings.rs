@@ -19,7 +19,8 @@
 //! `[tables.defaults]` options.
 //! `--copy-payloads` runs sluice with `kafka.copy_payloads`; `--sink-batches decoded|realigned`
 //! feeds the sink ceiling batches decoded from their IPC bytes in place or realigned (to see
-//! whether the buffers' origin changes DuckDB's work).
+//! whether the buffers' origin changes DuckDB's work); `--sink-batch-rows N` feeds it the same
+//! rows in batches of N (the producer's cut against the Parquet write's own limit).
 //!
 //! `cargo bench --bench ceilings -- --mode sluice --brokers 127.0.0.1:9092 --topic events --rows 1000000`
 
@@ -85,6 +86,9 @@ struct Args {
     dir: Option<PathBuf>,
     properties: Vec<(String, String)>,
     sink_batches: String,
+    /// `--sink-batch-rows`: the sink ceiling's batches hold this many rows (default: the
+    /// producer's rows per message).
+    sink_batch_rows: Option<usize>,
     copy_payloads: bool,
     /// `tables.defaults.parquet_compression` (unset: sluice's default, zstd).
     parquet_compression: Option<String>,
@@ -109,6 +113,7 @@ fn args() -> Result<Args> {
         dir: None,
         properties: Vec::new(),
         sink_batches: "generated".into(),
+        sink_batch_rows: None,
         copy_payloads: false,
         parquet_compression: None,
         partition_by: Vec::new(),
@@ -146,6 +151,9 @@ fn args() -> Result<Args> {
                 a.properties.push((k.to_string(), v.to_string()));
             }
             "--sink-batches" => a.sink_batches = value("--sink-batches")?,
+            "--sink-batch-rows" => {
+                a.sink_batch_rows = Some(value("--sink-batch-rows")?.parse()?).filter(|n| *n > 0)
+            }
             "--copy-payloads" => a.copy_payloads = true,
             "--parquet-compression" => {
                 a.parquet_compression = Some(value("--parquet-compression")?)
@@ -477,16 +485,18 @@ fn consume(a: &Args) -> Result<()> {
     Ok(())
 }
 
-/// The producer's batches, regenerated in memory, one per message. Each is measured as sluice
-/// measures it (its IPC message decoded: the Arrow bytes the size threshold counts), so
-/// flushes close where sluice's would. Returns the batches, their sizes and the IPC bytes.
+/// The producer's batches, regenerated in memory, one per message (or of `--sink-batch-rows`
+/// rows each). Each is measured as sluice measures it (its IPC message decoded: the Arrow bytes
+/// the size threshold counts), so flushes close where sluice's would. Returns the batches,
+/// their sizes and the IPC bytes.
 fn produced_batches(a: &Args) -> Result<(Vec<RecordBatch>, Vec<u64>, u64, Copies)> {
     let mut g = EventGen::new(a.seed);
     let mut copies = Copies::default();
     let (mut batches, mut sizes, mut bytes) = (Vec::new(), Vec::new(), 0u64);
     let mut left = a.rows;
     while left > 0 {
-        let n = left.min(a.rows_per_message as u64) as usize;
+        let per_batch = a.sink_batch_rows.unwrap_or(a.rows_per_message);
+        let n = left.min(per_batch as u64) as usize;
         let b = a.dataset.generate(&mut g, n);
         let ipc = sluice_producer::encode(std::slice::from_ref(&b), Default::default())?;
         bytes += ipc.len() as u64;
@@ -586,6 +596,8 @@ fn sink(a: &Args) -> Result<()> {
         "file_bytes": file_bytes,
         "bytes_are": "arrow IPC size, as produced",
         "sink_batches": a.sink_batches,
+        "sink_batch_rows": a.sink_batch_rows.unwrap_or(a.rows_per_message),
+        "batches": batches.len(),
     });
     if a.sink_batches != "generated"
         && let Some(m) = extra.as_object_mut()
