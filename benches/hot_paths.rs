@@ -5,7 +5,8 @@
 //!   payloads wherever the Kafka record does: arrow-rs then copies each misaligned buffer), and
 //!   from one aligned copy (`kafka.copy_payloads`), each by one decoder that remembers the
 //!   schema (as a pipeline's does); `in_place_aligned_first` by a new decoder each time (the
-//!   schema parsed). Shapes: events at 16 rows per message (~18 KB, what a latency-minded
+//!   schema parsed); `chosen_misaligned` as a pipeline decodes the misaligned payload (in place,
+//!   or one aligned copy where that costs less: `Decoder::decode_payload`). Shapes: events at 16 rows per message (~18 KB, what a latency-minded
 //!   producer sends), events at 1,000 rows (~1 MB) and narrow at 10,000 (~400 KB).
 //! - `handoff/*`: events rows handed to an in-memory DuckDB through the Arrow C Data Interface
 //!   and inserted into a table: 1,024 rows as 64 batches of 16 (as they are, and joined by
@@ -68,6 +69,14 @@ fn decode_benches(c: &mut Criterion) {
             BenchmarkId::new("aligned_copy", &shape),
             &payload,
             |b, p| b.iter(|| decoder.decode_copy(p).1.expect("decodes")),
+        );
+        // What a pipeline does with the misaligned payload: in place, or one aligned copy once
+        // its schema is known to be mostly realigned at such an address (decode_payload).
+        let mut decoder = Decoder::new();
+        g.bench_with_input(
+            BenchmarkId::new("chosen_misaligned", &shape),
+            &misaligned,
+            |b, buf| b.iter(|| decoder.decode_payload(buf.clone()).1.expect("decodes")),
         );
         // A decoder that has not seen the schema yet (every payload's first message parsed).
         let aligned = &aligned;

@@ -85,6 +85,39 @@ impl Decoder {
         &self.schemas
     }
 
+    /// Decodes a Kafka payload the way that costs less for where it lies: in place, unless its
+    /// address is not a multiple of 8 (so arrow-rs would copy every misaligned buffer) and
+    /// more than [`COPY_ABOVE_REALIGNED_SHARE`] of the bytes of the last payload of its schema
+    /// at such an address was realigned; then from one aligned copy ([`Decoder::decode_copy`]),
+    /// which copies the payload in one piece and lets the caller release the message at once.
+    /// Returns the buffer the batches live in (the payload or its copy) and the result.
+    pub fn decode_payload(&mut self, payload: Buffer) -> (Buffer, Result<Decoded, DecodeError>) {
+        let misalignment = payload.as_ptr() as usize % 8;
+        if misalignment == 0 {
+            let decoded = self.decode(&payload);
+            return (payload, decoded);
+        }
+        let share = self
+            .schemas
+            .realigned_share(payload.as_slice(), misalignment);
+        if share.is_some_and(|s| s > COPY_ABOVE_REALIGNED_SHARE) {
+            return self.decode_copy(payload.as_slice());
+        }
+        let decoded = self.decode(&payload);
+        if let Ok(d) = &decoded
+            && let Some(b) = d.batches.first()
+            && d.copies.decompressed == 0
+        {
+            let total = d.copies.in_place + d.copies.realigned;
+            if total > 0 {
+                let share = d.copies.realigned as f32 / total as f32;
+                self.schemas
+                    .note_realigned(&b.schema(), misalignment, share);
+            }
+        }
+        (payload, decoded)
+    }
+
     /// Copies `payload` into a new 64-byte aligned buffer and decodes that in place: every
     /// buffer is aligned, so arrow-rs copies nothing more, and the caller can release the
     /// payload at once. The copy's buffers are counted as [`Copies::payload_copy`].
@@ -147,6 +180,12 @@ impl Decoder {
         Err(DecodeError::Corrupt { format, message })
     }
 }
+
+/// See [`Decoder::decode_payload`]: above this share of realigned bytes, one aligned copy of a
+/// misaligned payload costs less than arrow-rs's copies of its buffers (one `memcpy` and one
+/// allocation instead of one per buffer) and holds less (librdkafka's message is released at
+/// once, instead of staying alive beside the realigned copies until the flush).
+pub const COPY_ABOVE_REALIGNED_SHARE: f32 = 0.5;
 
 /// [`Decoder::decode_copy`] by a decoder that remembers no schema.
 pub fn decode_copy(payload: &[u8]) -> (Buffer, Result<Decoded, DecodeError>) {

@@ -46,12 +46,35 @@ struct Known {
     /// The body length that message declares.
     body_len: usize,
     schema: SchemaRef,
+    /// By the payload's address modulo 8: the share of its batches' bytes arrow-rs realigned
+    /// the last time a payload of this schema at such an address was decoded in place.
+    realigned: [Option<f32>; 8],
 }
 
 impl Schemas {
     /// Payloads whose schema was found here rather than parsed.
     pub fn hits(&self) -> u64 {
         self.hits
+    }
+
+    /// The realigned share last seen for payloads whose first message is `payload`'s and whose
+    /// address modulo 8 is `misalignment` (see [`Known`]), if any.
+    pub fn realigned_share(&self, payload: &[u8], misalignment: usize) -> Option<f32> {
+        let message = first_message(payload)?;
+        let k = self.known.iter().find(|k| *k.message == *message)?;
+        k.realigned[misalignment % 8]
+    }
+
+    /// Notes the share of `schema`'s payload bytes realigned at address modulo 8
+    /// `misalignment`.
+    pub fn note_realigned(&mut self, schema: &SchemaRef, misalignment: usize, share: f32) {
+        if let Some(k) = self
+            .known
+            .iter_mut()
+            .find(|k| Arc::ptr_eq(&k.schema, schema))
+        {
+            k.realigned[misalignment % 8] = Some(share);
+        }
     }
 
     fn find(&mut self, message: &[u8]) -> Option<(SchemaRef, usize)> {
@@ -74,9 +97,24 @@ impl Schemas {
                 message: message.into(),
                 body_len,
                 schema: Arc::clone(schema),
+                realigned: [None; 8],
             },
         );
     }
+}
+
+/// The flatbuffer of a stream payload's first message, if its framing is in bounds.
+fn first_message(payload: &[u8]) -> Option<&[u8]> {
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(
+            payload.get(at..at + 4)?.try_into().ok()?,
+        ))
+    };
+    let (len, at) = match word(0)? {
+        u32::MAX => (word(4)?, 8usize),
+        n => (n, 4),
+    };
+    payload.get(at..at.checked_add(len as usize)?)
 }
 
 fn ipc(message: impl Into<String>) -> String {

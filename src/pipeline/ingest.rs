@@ -54,9 +54,8 @@ pub fn ingest(
         // holds it, is released when the caller drops it.
         how.decoder.decode_copy(msg.payload())
     } else {
-        let payload = msg.payload_buffer();
-        let decoded = how.decoder.decode(&payload);
-        (payload, decoded)
+        // In place, or from one aligned copy where that costs less (see decode_payload).
+        how.decoder.decode_payload(msg.payload_buffer())
     };
     let quarantine = |payload: Buffer, error: String| {
         tracing::warn!(topic = %meta.topic, partition = meta.partition, offset = meta.offset, %error, "payload quarantined");
