@@ -402,6 +402,7 @@ fn sluice_run(a: &Args) -> Result<()> {
             "realigned_bytes": c.realigned,
             "decompressed_bytes": c.decompressed,
             "payload_copy_bytes": c.payload_copy,
+            "coalesced_bytes": stats.coalesced_bytes.load(Relaxed),
             "copy_payloads": a.copy_payloads,
         }),
     );
