@@ -71,7 +71,8 @@ impl Line {
         }
         let compacted = job.compacted.unwrap_or_else(|| job.compact());
         self.stats.compacted_bytes.fetch_add(compacted, Relaxed);
-        (self.stats.coalesced_bytes).fetch_add(report.coalesced.bytes, Relaxed);
+        let coalesced = report.coalesced.bytes;
+        self.stats.coalesced_bytes.fetch_add(coalesced, Relaxed);
         let parts: Vec<Committed> = job
             .data
             .parts()

@@ -48,6 +48,15 @@ pub struct Coalesced {
     pub bytes: u64,
 }
 
+impl Coalesced {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: Coalesced) {
+        self.batches += other.batches;
+        self.joined += other.joined;
+        self.bytes += other.bytes;
+    }
+}
+
 /// The batches of one stream, in order, small runs joined under a [`Coalesce`] policy (or
 /// none).
 pub struct Feed {

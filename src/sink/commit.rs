@@ -96,15 +96,10 @@ impl Lake {
             self.alter(table, change)?;
         }
         self.insert(table, &handed)?;
-        let coalesced =
-            streams
-                .iter()
-                .map(BatchStream::coalesced)
-                .fold(Coalesced::default(), |a, b| Coalesced {
-                    batches: a.batches + b.batches,
-                    joined: a.joined + b.joined,
-                    bytes: a.bytes + b.bytes,
-                });
+        let mut coalesced = Coalesced::default();
+        for s in streams.iter() {
+            coalesced.add(s.coalesced());
+        }
         self.update_offsets(flush.offsets)?;
         if let Some(hook) = &self.commit_hook {
             hook(table);
