@@ -804,7 +804,9 @@ def main():
         w("")
     w("¹ The sink ceiling regenerates the producer's batches in memory before its clock starts "
       "and commits them through sluice's sink, closing flushes at the same size threshold "
-      "(decoded Arrow bytes); its peak RSS includes holding every batch.  ")
+      "(decoded Arrow bytes); its peak RSS includes holding every batch. The sink joins runs "
+      "of small batches as sluice's does (section 2); (2″) is fed the same rows already cut "
+      "into 1,000-row batches.  ")
     if any(not r[k].get("complete", True) for reps in data.values() for r in reps
            for k in ("python_ipc", "python_json")):
         w(f"² Time-bounded: a Python run stops consuming after {st['py_seconds']:.0f} s, "
