@@ -77,12 +77,13 @@ pub struct KafkaConfig {
     /// librdkafka `max.partition.fetch.bytes` (its default): bytes one fetch may return per
     /// partition.
     pub max_partition_fetch_bytes: u64,
-    /// Copy each payload once into an aligned buffer before decoding it, and release
-    /// librdkafka's message at once. Off by default: payloads are decoded in place. Worth it
-    /// for topics of mostly fixed-width columns: librdkafka places most payloads at addresses
-    /// that break 8-byte alignment, so arrow-rs copies those buffers anyway, and batches
-    /// decoded in place keep librdkafka's whole fetch buffers alive until their flush commits
-    /// (FINDINGS.md, section 7, measures both settings).
+    /// Copy every payload once into an aligned buffer before decoding it, and release
+    /// librdkafka's message at once. Off by default: payloads are decoded in place, except
+    /// those of a schema of mostly fixed-width columns, which sluice copies on its own once a
+    /// payload of it had more than half its bytes realigned (librdkafka places most payloads
+    /// at addresses that break 8-byte alignment, so arrow-rs copies those buffers anyway, and
+    /// batches decoded in place keep librdkafka's whole fetch buffers alive until their flush
+    /// commits; FINDINGS.md, section 7, measures both settings).
     pub copy_payloads: bool,
     /// Any librdkafka property, passed through verbatim (SASL, SSL, timeouts, …); those sluice
     /// sets from its own keys (`bootstrap.servers`, `group.id`, `auto.offset.reset`, …) are

@@ -46,9 +46,9 @@ struct Known {
     /// The body length that message declares.
     body_len: usize,
     schema: SchemaRef,
-    /// By the payload's address modulo 8: the share of its batches' bytes arrow-rs realigned
-    /// the last time a payload of this schema at such an address was decoded in place.
-    realigned: [Option<f32>; 8],
+    /// Whether payloads of this schema are decoded from an aligned copy (see
+    /// [`Schemas::copy_schema`]).
+    copy: bool,
 }
 
 impl Schemas {
@@ -57,23 +57,21 @@ impl Schemas {
         self.hits
     }
 
-    /// The realigned share last seen for payloads whose first message is `payload`'s and whose
-    /// address modulo 8 is `misalignment` (see [`Known`]), if any.
-    pub fn realigned_share(&self, payload: &[u8], misalignment: usize) -> Option<f32> {
-        let message = first_message(payload)?;
-        let k = self.known.iter().find(|k| *k.message == *message)?;
-        k.realigned[misalignment % 8]
+    /// Whether payloads whose first message is `payload`'s are decoded from an aligned copy.
+    pub fn copies(&self, payload: &[u8]) -> bool {
+        first_message(payload)
+            .and_then(|m| self.known.iter().find(|k| *k.message == *m))
+            .is_some_and(|k| k.copy)
     }
 
-    /// Notes the share of `schema`'s payload bytes realigned at address modulo 8
-    /// `misalignment`.
-    pub fn note_realigned(&mut self, schema: &SchemaRef, misalignment: usize, share: f32) {
+    /// From now on, payloads of `schema` (if remembered) are decoded from an aligned copy.
+    pub fn copy_schema(&mut self, schema: &SchemaRef) {
         if let Some(k) = self
             .known
             .iter_mut()
             .find(|k| Arc::ptr_eq(&k.schema, schema))
         {
-            k.realigned[misalignment % 8] = Some(share);
+            k.copy = true;
         }
     }
 
@@ -97,7 +95,7 @@ impl Schemas {
                 message: message.into(),
                 body_len,
                 schema: Arc::clone(schema),
-                realigned: [None; 8],
+                copy: false,
             },
         );
     }
