@@ -203,6 +203,7 @@ fn demo_ingests_reads_back_exactly_and_its_lake_is_readable_as_printed_while_it_
     );
     assert_eq!(live.len(), 2, "{banner}");
     assert!(live.iter().all(|c| c.contains(&attach)), "{banner}");
+
     // The lake is read with the printed commands while the demo ingests, from its first commit
     // on (the demo's progress lines say when).
     let mut out = banner.clone();
@@ -218,13 +219,18 @@ fn demo_ingests_reads_back_exactly_and_its_lake_is_readable_as_printed_while_it_
             break;
         }
     }
+    // The live Flight line, as printed: the next batch produced after it connects. It connects
+    // now, at the first commit, while the demo still produces, and waits beside the lake
+    // queries: run after them, it could connect once the producer was done on a loaded
+    // machine, and the next batch would never come.
+    let flight = printed_commands(&banner, "read it with pyarrow");
+    assert_eq!(flight.len(), 1, "{banner}");
+    let flight_line = flight[0].clone();
+    let reader = std::thread::spawn(move || run_printed(&flight_line));
     for c in &live {
         run_printed(c);
     }
-    // The live Flight line, as printed: the next batch produced after it connects.
-    let flight = printed_commands(&banner, "read it with pyarrow");
-    assert_eq!(flight.len(), 1, "{banner}");
-    let batch = run_printed(&flight[0]);
+    let batch = reader.join().expect("the Flight reader");
     assert!(batch.starts_with("pyarrow.RecordBatch\n"), "{batch}");
     for field in ["seq: int64", "event: string", "distinct_id: string"] {
         assert!(batch.contains(field), "{field} not in {batch}");
