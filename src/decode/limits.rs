@@ -183,12 +183,13 @@ impl Budget {
     }
 }
 
-/// Checks every record and dictionary batch of the file-format payload `bytes` (see
-/// [`Budget`]) where arrow-rs's `FileDecoder` will read it, before anything is decoded; returns
-/// whether any is compressed.
-pub(super) fn check_file(bytes: &[u8]) -> Result<bool, String> {
+/// Checks every record and dictionary batch of the payload `bytes` (see [`Budget`]) where
+/// arrow-rs will read it, before anything is decoded; returns whether any is compressed. The
+/// file format is checked so; the stream format batch by batch as sluice decodes it (and this
+/// way only in the tests, as the reference the stream walker replaced).
+pub(super) fn check_all(bytes: &[u8], is_file: bool) -> Result<bool, String> {
     let mut budget = Budget::new(bytes.len());
-    for (meta, body) in message_spans(bytes, true) {
+    for (meta, body) in message_spans(bytes, is_file) {
         let Ok(message) = root_as_message(&bytes[meta]) else {
             continue;
         };

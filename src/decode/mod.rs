@@ -209,7 +209,7 @@ fn not_arrow(bytes: &[u8]) -> DecodeError {
 /// compressed buffers; returns the batches and whether any was body-compressed.
 fn decode_file(payload: &Buffer) -> Result<(Vec<RecordBatch>, bool), String> {
     let bytes = payload.as_slice();
-    let compressed = limits::check_file(bytes)?;
+    let compressed = limits::check_all(bytes, true)?;
     decode_file_checked(payload)
         .map(|batches| (batches, compressed))
         .map_err(|e| e.to_string())

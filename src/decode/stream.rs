@@ -59,6 +59,10 @@ impl Schemas {
 
     /// Whether payloads whose first message is `payload`'s are decoded from an aligned copy.
     pub fn copies(&self, payload: &[u8]) -> bool {
+        // Most topics have no such schema: no comparison per payload then.
+        if !self.known.iter().any(|k| k.copy) {
+            return false;
+        }
         first_message(payload)
             .and_then(|m| self.known.iter().find(|k| *k.message == *m))
             .is_some_and(|k| k.copy)
@@ -103,16 +107,17 @@ impl Schemas {
 
 /// The flatbuffer of a stream payload's first message, if its framing is in bounds.
 fn first_message(payload: &[u8]) -> Option<&[u8]> {
-    let word = |at: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(
-            payload.get(at..at + 4)?.try_into().ok()?,
-        ))
-    };
-    let (len, at) = match word(0)? {
-        u32::MAX => (word(4)?, 8usize),
+    let (len, at) = match le_u32(payload, 0)? {
+        u32::MAX => (le_u32(payload, 4)?, 8usize),
         n => (n, 4),
     };
     payload.get(at..at.checked_add(len as usize)?)
+}
+
+/// The little-endian u32 at `at` of `bytes`, if it is there.
+fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let b = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(b.try_into().ok()?))
 }
 
 fn ipc(message: impl Into<String>) -> String {
@@ -132,17 +137,13 @@ pub fn decode(payload: &Buffer, schemas: &mut Schemas) -> Result<(Vec<RecordBatc
     let mut dictionaries: HashMap<i64, ArrayRef> = HashMap::new();
     let mut batches = Vec::new();
     let truncated = || ipc("Unexpected End of Stream");
-    let word = |at: usize| -> Option<u32> {
-        let b = bytes.get(at..at.checked_add(4)?)?;
-        Some(u32::from_le_bytes(b.try_into().ok()?))
-    };
     let mut pos = 0;
     while pos < bytes.len() {
         // The length prefix: a continuation marker then the length (IPC ≥ 0.15), or the length.
-        let mut len = word(pos).ok_or_else(truncated)?;
+        let mut len = le_u32(bytes, pos).ok_or_else(truncated)?;
         pos += 4;
         if len == u32::MAX {
-            len = word(pos).ok_or_else(truncated)?;
+            len = le_u32(bytes, pos).ok_or_else(truncated)?;
             pos += 4;
         }
         if len == 0 {

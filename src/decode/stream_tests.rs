@@ -11,29 +11,16 @@ use arrow::buffer::{Buffer, MutableBuffer};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use arrow::ipc::MetadataVersion;
 use arrow::ipc::reader::StreamDecoder;
-use arrow::ipc::root_as_message;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use sluice_producer::{BodyCompression, Encoding, IpcFormat, encode};
 
-use super::limits::{Budget, message_spans};
+use super::limits::check_all;
 use super::stream::{self, Schemas};
 
 /// What sluice did before the walker: the compression check over the framing, then arrow-rs's
 /// StreamDecoder fed the whole payload.
 fn reference(payload: &Buffer) -> Result<Vec<RecordBatch>, String> {
-    let bytes = payload.as_slice();
-    let mut budget = Budget::new(bytes.len());
-    for (meta, body) in message_spans(bytes, false) {
-        let Ok(message) = root_as_message(&bytes[meta]) else {
-            continue;
-        };
-        let batch = message
-            .header_as_record_batch()
-            .or_else(|| message.header_as_dictionary_batch().and_then(|d| d.data()));
-        if let Some(rb) = batch {
-            budget.check(bytes, rb, body)?;
-        }
-    }
+    check_all(payload.as_slice(), false)?;
     let mut decoder = StreamDecoder::new();
     let mut rest = payload.clone();
     let mut batches = Vec::new();

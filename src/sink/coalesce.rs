@@ -44,7 +44,7 @@ pub struct Coalesced {
     pub batches: u64,
     /// Joined batches produced from them.
     pub joined: u64,
-    /// Buffer bytes copied into the joined batches.
+    /// Bytes of the small batches' rows copied into the joined batches.
     pub bytes: u64,
 }
 
@@ -96,17 +96,21 @@ impl Iterator for Feed {
         let Some(policy) = self.policy else {
             return Some(first);
         };
-        let small = |b: &RecordBatch| b.num_rows() < policy.rows && bytes(b) < policy.small_bytes;
-        if !small(&first) {
+        // A small batch's bytes (counted once: what joining it copies).
+        let small = |b: &RecordBatch| {
+            Some(bytes(b)).filter(|n| b.num_rows() < policy.rows && *n < policy.small_bytes)
+        };
+        let Some(mut copied) = small(&first) else {
             return Some(first);
-        }
+        };
         let mut run = vec![first];
         let mut rows = run[0].num_rows();
-        while let Some(next) = self
-            .rest
-            .next_if(|b| rows + b.num_rows() <= policy.rows && small(b))
-        {
+        let mut size = 0;
+        while let Some(next) = self.rest.next_if(|b| {
+            rows + b.num_rows() <= policy.rows && small(b).inspect(|n| size = *n).is_some()
+        }) {
             rows += next.num_rows();
+            copied += size;
             run.push(next);
         }
         if run.len() == 1 {
@@ -116,7 +120,7 @@ impl Iterator for Feed {
             Ok(joined) => {
                 self.done.batches += run.len() as u64;
                 self.done.joined += 1;
-                self.done.bytes += bytes(&joined) as u64;
+                self.done.bytes += copied as u64;
                 Some(joined)
             }
             // Batches of one schema always concatenate; were one not to, it goes on its own
@@ -191,7 +195,11 @@ mod tests {
         // Same rows, same order.
         let all = concat_batches(&schema, &batches).unwrap();
         assert_eq!(concat_batches(&schema, &out).unwrap(), all);
-        let joined_bytes: usize = [&out[0], &out[1], &out[3]].iter().map(|b| bytes(b)).sum();
+        // Every batch but the large one was copied.
+        let joined_bytes: usize = (batches.iter().enumerate())
+            .filter(|(i, _)| *i != 200)
+            .map(|(_, b)| bytes(b))
+            .sum();
         assert_eq!(
             feed.coalesced(),
             Coalesced {
