@@ -8,8 +8,11 @@ mod stream;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayData, RecordBatch};
+use arrow::array::{
+    Array, ArrayData, AsArray, GenericByteArray, RecordBatch, downcast_primitive_array,
+};
 use arrow::buffer::Buffer;
+use arrow::datatypes::{ByteArrayType, DataType};
 use arrow::error::ArrowError;
 use arrow::ipc::convert::fb_to_schema;
 use arrow::ipc::reader::{FileDecoder, read_footer_length};
@@ -275,7 +278,7 @@ fn measure(batches: &[RecordBatch], payload: &Buffer, compressed: bool) -> Copie
     let mut spans = Vec::with_capacity(4 * batches.first().map_or(0, |b| b.num_columns()));
     for b in batches {
         for col in b.columns() {
-            collect(&col.to_data(), &mut spans);
+            collect_array(col.as_ref(), &mut spans);
         }
     }
     spans.sort_unstable();
@@ -300,6 +303,38 @@ fn measure(batches: &[RecordBatch], payload: &Buffer, compressed: bool) -> Copie
         }
     }
     copies
+}
+
+/// The (address, length) of every non-empty buffer of `array`, as [`collect`] finds them in
+/// its `ArrayData`: read from the array itself for the types that make up most payloads
+/// (building each column's `ArrayData` cost ~5,000 of the ~50,000 instructions decoding a
+/// 16-row events message takes), through `ArrayData` for the others.
+fn collect_array(array: &dyn Array, spans: &mut Vec<(usize, usize)>) {
+    let mut add = |b: &Buffer| {
+        if !b.is_empty() {
+            spans.push((b.as_ptr() as usize, b.len()));
+        }
+    };
+    match array.data_type() {
+        DataType::Boolean => add(array.as_boolean().values().inner()),
+        DataType::Utf8 => add_bytes(array.as_string::<i32>(), &mut add),
+        DataType::LargeUtf8 => add_bytes(array.as_string::<i64>(), &mut add),
+        DataType::Binary => add_bytes(array.as_binary::<i32>(), &mut add),
+        DataType::LargeBinary => add_bytes(array.as_binary::<i64>(), &mut add),
+        _ => downcast_primitive_array!(
+            array => add(array.values().inner()),
+            _ => return collect(&array.to_data(), spans)
+        ),
+    }
+    // ArrayData keeps a validity bitmap only where a row is null.
+    if let Some(n) = array.nulls().filter(|n| n.null_count() > 0) {
+        add(n.buffer());
+    }
+}
+
+fn add_bytes<T: ByteArrayType>(array: &GenericByteArray<T>, add: &mut impl FnMut(&Buffer)) {
+    add(array.offsets().inner().inner());
+    add(array.values());
 }
 
 /// The (address, length) of every non-empty buffer of `data` and its children.
