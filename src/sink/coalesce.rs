@@ -12,9 +12,9 @@
 
 use std::iter::Peekable;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, AsArray, OffsetSizeTrait, RecordBatch};
 use arrow::compute::concat_batches;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 
 /// Which batches are joined, and into how many rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,18 +137,50 @@ impl Iterator for Feed {
 }
 
 /// The bytes of `batch`'s rows: what a copy of just those rows holds (a slice of a larger
-/// array counts its own rows' bytes, not its buffers' whole length).
+/// array counts its own rows' bytes, not its buffers' whole length). Arrow's own measure
+/// (`ArrayData::get_slice_memory_size`), read from the arrays themselves for the types that
+/// make up most batches: building each column's `ArrayData` to ask it cost ~9,000 instructions
+/// per 10-column batch, as much as a fifth of decoding the 16-row message it came from.
 pub fn bytes(batch: &RecordBatch) -> usize {
     batch
         .columns()
         .iter()
-        .map(|c| {
-            let data = c.to_data();
-            // Only a type arrow-rs cannot size (none that sluice decodes) errs: its buffers.
-            data.get_slice_memory_size()
-                .unwrap_or_else(|_| data.buffers().iter().map(|b| b.len()).sum())
-        })
+        .map(|c| column_bytes(c.as_ref()))
         .sum()
+}
+
+fn column_bytes(c: &dyn Array) -> usize {
+    let n = c.len();
+    // Arrow's ArrayData keeps a validity bitmap only where a row is null.
+    let nulls = if c.null_count() > 0 { n.div_ceil(8) } else { 0 };
+    let values = match c.data_type() {
+        DataType::Boolean => n.div_ceil(8),
+        DataType::Utf8 => offsets_bytes(c.as_string::<i32>().value_offsets()),
+        DataType::LargeUtf8 => offsets_bytes(c.as_string::<i64>().value_offsets()),
+        DataType::Binary => offsets_bytes(c.as_binary::<i32>().value_offsets()),
+        DataType::LargeBinary => offsets_bytes(c.as_binary::<i64>().value_offsets()),
+        t => match t.primitive_width() {
+            Some(width) => n * width,
+            // Only a type arrow-rs cannot size (none that sluice decodes) errs: its buffers.
+            None => {
+                let data = c.to_data();
+                return data
+                    .get_slice_memory_size()
+                    .unwrap_or_else(|_| data.buffers().iter().map(|b| b.len()).sum());
+            }
+        },
+    };
+    nulls + values
+}
+
+/// A variable-width column's offsets (one per row, as arrow counts them) and its rows' values.
+fn offsets_bytes<O: OffsetSizeTrait>(offsets: &[O]) -> usize {
+    let rows = offsets.len().saturating_sub(1);
+    let values = match (offsets.first(), offsets.last()) {
+        (Some(first), Some(last)) => (*last - *first).as_usize(),
+        _ => 0,
+    };
+    rows * size_of::<O>() + values
 }
 
 #[cfg(test)]
@@ -222,6 +254,69 @@ mod tests {
         let mut feed = Feed::new(schema, mixed.clone(), Some(Coalesce::default()));
         assert_eq!(feed.by_ref().collect::<Vec<_>>(), mixed);
         assert_eq!(feed.coalesced(), Coalesced::default());
+    }
+
+    #[test]
+    fn bytes_are_what_arrow_measures_of_the_rows_for_every_kind_of_column() {
+        use arrow::array::{
+            ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array,
+            Int8Array, LargeStringArray, ListArray, TimestampMillisecondArray,
+        };
+        use arrow::datatypes::Int32Type;
+        let rows = 1000;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(Int8Array::from_iter(
+                (0..rows).map(|i| (i % 5 != 0).then_some(i as i8)),
+            )),
+            Arc::new(Float64Array::from_iter_values((0..rows).map(|i| i as f64))),
+            Arc::new(Date32Array::from_iter_values(0..rows as i32)),
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(0..rows as i64).with_timezone("UTC"),
+            ),
+            Arc::new(Decimal128Array::from_iter_values(0..rows as i128)),
+            Arc::new(BooleanArray::from_iter(
+                (0..rows).map(|i| (i % 7 != 0).then_some(i % 2 == 0)),
+            )),
+            Arc::new(StringArray::from_iter(
+                (0..rows).map(|i| (i % 3 != 0).then(|| "s".repeat(i % 40))),
+            )),
+            Arc::new(LargeStringArray::from_iter_values(
+                (0..rows).map(|i| "l".repeat(i % 9)),
+            )),
+            Arc::new(BinaryArray::from_iter_values(
+                (0..rows).map(|i| vec![7u8; i % 13]),
+            )),
+            // Not read directly: measured through its ArrayData, as before.
+            Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(
+                (0..rows).map(|i| Some(vec![Some(i as i32); i % 4])),
+            )),
+        ];
+        let batch = RecordBatch::try_from_iter(
+            cols.into_iter()
+                .enumerate()
+                .map(|(i, c)| (format!("c{i}"), c)),
+        )
+        .unwrap();
+        let arrow_measure = |b: &RecordBatch| -> Vec<usize> {
+            (b.columns().iter())
+                .map(|c| c.to_data().get_slice_memory_size().unwrap())
+                .collect()
+        };
+        for (offset, len) in [(0, rows), (0, 16), (333, 16), (999, 1), (500, 0)] {
+            let slice = batch.slice(offset, len);
+            let ours: Vec<usize> = (slice.columns().iter())
+                .map(|c| column_bytes(c.as_ref()))
+                .collect();
+            assert_eq!(ours, arrow_measure(&slice), "rows {offset}..+{len}");
+            assert_eq!(bytes(&slice), ours.iter().sum::<usize>());
+        }
+        // The whole batch, by hand: 1,000 rows of i8 with validity, f64, date32, timestamp,
+        // decimal128 and a bitmap-with-validity boolean, the list through arrow.
+        assert_eq!(
+            column_bytes(batch.column(0).as_ref()) + column_bytes(batch.column(5).as_ref()),
+            (1000 + 125) + (125 + 125)
+        );
+        assert_eq!(column_bytes(batch.column(4).as_ref()), 16_000);
     }
 
     #[test]
