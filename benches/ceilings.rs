@@ -15,7 +15,8 @@
 //! every 200 ms), and the heap allocations made through Rust's allocator (a counting global
 //! allocator; DuckDB's and librdkafka's C/C++ allocations are not counted), so the caller can
 //! report allocations per Kafka message. `--dir` keeps the lake for inspection.
-//! `--parquet-compression CODEC` and `--partition-by EXPR` (repeatable) set the lake tables'
+//! `--parquet-compression CODEC`, `--parquet-compression-level N` and `--partition-by EXPR`
+//! (repeatable) set the lake tables'
 //! `[tables.defaults]` options.
 //! `--copy-payloads` runs sluice with `kafka.copy_payloads`; `--sink-batches decoded|realigned`
 //! feeds the sink ceiling batches decoded from their IPC bytes in place or realigned (to see
@@ -92,6 +93,8 @@ struct Args {
     copy_payloads: bool,
     /// `tables.defaults.parquet_compression` (unset: sluice's default, zstd).
     parquet_compression: Option<String>,
+    /// `tables.defaults.parquet_compression_level` (zstd only; unset: DuckDB's, 3).
+    parquet_compression_level: Option<i64>,
     /// `tables.defaults.partition_by` entries (repeatable flag).
     partition_by: Vec<String>,
 }
@@ -116,6 +119,7 @@ fn args() -> Result<Args> {
         sink_batch_rows: None,
         copy_payloads: false,
         parquet_compression: None,
+        parquet_compression_level: None,
         partition_by: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -158,6 +162,9 @@ fn args() -> Result<Args> {
             "--parquet-compression" => {
                 a.parquet_compression = Some(value("--parquet-compression")?)
             }
+            "--parquet-compression-level" => {
+                a.parquet_compression_level = Some(value("--parquet-compression-level")?.parse()?)
+            }
             "--partition-by" => a.partition_by.push(value("--partition-by")?),
             "--bench" => {}
             other => bail!("unknown argument {other:?}"),
@@ -183,6 +190,7 @@ fn base_config(a: &Args, dir: &Path) -> Config {
     if a.parquet_compression.is_some() {
         cfg.tables.defaults.parquet_compression = a.parquet_compression.clone();
     }
+    cfg.tables.defaults.parquet_compression_level = a.parquet_compression_level;
     if !a.partition_by.is_empty() {
         cfg.tables.defaults.partition_by = Some(a.partition_by.clone());
     }
@@ -332,6 +340,7 @@ fn report(a: &Args, rows: u64, bytes: u64, probe: Probe, extra: serde_json::Valu
         "memory_cap_bytes": a.memory_cap_mib * 1024 * 1024,
         "properties": a.properties.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         "parquet_compression": a.parquet_compression,
+        "parquet_compression_level": a.parquet_compression_level,
         "partition_by": a.partition_by,
         "cpu_seconds": cpu,
         "rust_allocations": allocations,
@@ -563,6 +572,8 @@ fn sink(a: &Args) -> Result<()> {
     let (_tmp, dir) = lake_dir(a)?;
     let cfg = base_config(a, &dir);
     let mut lake = Lake::open(&cfg.lake, &cfg.kafka.group_id)?;
+    // The table options sluice would apply (codec, level, partitioning), as in `sluice` mode.
+    lake.set_tables(&cfg.tables);
     lake.register_partitions("bench", &[0])?;
     let (batches, sizes, bytes, copies) = produced_batches(a)?;
     let reader = if a.mode == "delivery" {
