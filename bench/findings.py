@@ -221,6 +221,10 @@ def target_text(data):
                 "(2+3) + broker: "
                 f"{med([per_gb(x['delivery'], 'cpu_seconds') for x in dl]):.2f} + "
                 f"{med([per_gb(x['delivery'], 'broker_cpu_seconds') for x in dl]):.2f}")
+        if "sink_1000" in reps[0]:
+            note += (f"; the delivery ceiling itself is {ratio(dl, 'delivery', 'sink_1000'):.2f} "
+                     "of (2″), the target's ceiling, so a consumer with no work of its own "
+                     "would not reach 0.9 of (2″) on this machine")
         if "sluice_copy" in reps[0]:
             cp = [x for x in dl if "sluice_copy" in x]
             note += (f". With `kafka.copy_payloads`: {ratio(cp, 'sluice_copy', 'sink'):.2f} of "
@@ -238,9 +242,6 @@ def target_text(data):
     copy_gain = "; ".join(
         f"{ds} {spread([x['sluice_copy']['rows_per_s'] / x['sluice']['rows_per_s'] for x in reps if 'sluice_copy' in x], '{:.2f}')}"
         for ds, reps in data.items())
-    nr = [x["sluice"] for x in data.get("narrow", [])]
-    realigned = (f"narrow: {med([r['realigned_bytes'] / r['bytes'] for r in nr]):.0%} of the "
-                 "payload bytes, " if nr else "")
     text += ("\n\nWhere sluice's own share goes, measured with callgrind (instruction counts "
              "that do not move with this machine's noise; `benches/ceilings.rs --mode sluice "
              "--lake-threads 1` under `valgrind --tool=callgrind`, 64,000 events rows in 16-row "
@@ -251,8 +252,8 @@ def target_text(data):
              "same rows about 345k, zstd compression two thirds of that. librdkafka's receive "
              "thread and the broker process come on top, on the same 2 cores: they are what "
              "the delivery ceiling adds. On narrow rows, where librdkafka's addresses break "
-             "8-byte alignment, arrow-rs copies every fixed-width buffer "
-             f"({realigned}section 2, before the rule below) and the batches decoded in place "
+             "8-byte alignment, arrow-rs copies every fixed-width buffer (86% of narrow's "
+             "payload bytes before the rule below) and the batches decoded in place "
              "keep librdkafka's whole fetch buffers alive until their flush commits. So once a "
              "misaligned payload of a schema had more than half its bytes realigned, sluice "
              "decodes every payload of that schema from one aligned copy (counted as aligned "

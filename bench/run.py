@@ -336,6 +336,10 @@ def main():
                     old[k] = results[k]
                 old.setdefault("runs", []).append(
                     {"section": section, "date": results["machine"]["date"]})
+        if "throughput" in sections:
+            # The datasets run (and their sizes) replace the old ones'.
+            for k in ("datasets", "repeats", "py_seconds", "memory_cap_mib", "scale"):
+                old["settings"][k] = results["settings"][k]
         if "scaling" in sections:
             old["settings"]["scaling_rows"] = a.scaling_rows
         for k in ("readers_rows", "layout_rows", "freshness_seconds", "realtime_seconds",
