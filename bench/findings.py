@@ -198,6 +198,27 @@ defaults in both (1) and (2), so they move both and not the ratio.
 """
 
 
+# Issue 17's changes, each measured side by side with the code before it when it was made (the
+# runs are not in bench/results.json; the commits name them).
+PER_MESSAGE_CHANGES = """### What each change for small messages and narrow rows moved
+
+Each measured against the code just before it, side by side on this machine; instruction counts
+from callgrind (they do not vary with the machine's noise), rates as medians of 5 alternating
+repeats with min–max.
+
+| change (commit) | measured | before | after |
+|---|---|---|---|
+| the stream format walked by sluice: each flatbuffer verified once, the schema message parsed once per distinct bytes (8efb637) | instructions per payload, `benches/hot_paths.rs` decode: events 16 rows / events 1,000 rows / narrow 10,000 rows | 83,319 / 641,738 / 41,443 | 41,943 / 601,479 / 19,742 |
+| runs of small batches joined up to 2,048 rows before DuckDB (0cced0c) | DuckDB's pipeline instructions, 32,000 events rows in 16-row batches; sink CPU s per GB | 988.6 M; 8.06 | 929.5 M; 7.74 |
+| a schema found mostly realigned decoded from one aligned copy (935053d, 7ba250d) | narrow, 10,000,000 rows: rows/s ratio; peak RSS; CPU s per GB | 1; 658 MiB; 7.31 | 1.11 (1.03–1.13); 482 MiB; 6.44 |
+| the first three together (ae5705b against stop 29's code) | small shape, 1,000,000 rows: rows/s; CPU s per GB | 131,862 (111,766–162,003); 11.07 | 146,318 (121,433–159,934); 9.39 |
+| copy measure and joining size read from the arrays, not rebuilt ArrayData (3e66aeb, 5743d6e) | instructions per 16-row message, `--mode sluice` under callgrind: decoding; joining | 51.4 k; 34.4 k | 44.7 k; 25.7 k |
+
+The last change was not run end to end side by side; section 1's small rows are this run's, at
+the current code.
+"""
+
+
 def target_text(data):
     """Whether (1)/(2) reached 0.9, per dataset, and where a shortfall goes."""
     per_gb = lambda r, k: r[k] / (r["bytes"] / 1e9)  # noqa: E731
@@ -1020,6 +1041,7 @@ def main():
               f"{med([r['mb_per_s'] for r in c]):,.0f} MB/s at 10 ms, so every consumer in "
               "these runs, the Python ones included, uses 10 ms. sluice keeps librdkafka's "
               "default for real Kafka brokers.\n")
+        w(PER_MESSAGE_CHANGES)
 
     sc = res.get("scaling", [])
     if sc:
