@@ -485,7 +485,7 @@ fn buffers_read_from_the_arrays_are_those_their_array_data_holds() {
     };
     let mut g = EventGen::new(3);
     // Events (Int64, Utf8, timestamps, Int32, nullable Int64 and Float64, Boolean) and narrow
-    // rows, decoded in place at aligned and misaligned addresses and from copies.
+    // rows, decoded in place at aligned and misaligned addresses, whole and sliced.
     for batch in [
         Dataset::Events.generate(&mut g, 16),
         Dataset::Narrow.generate(&mut g, 1000),
