@@ -1,8 +1,11 @@
 //! Limits on what a payload may make sluice allocate: the sizes its compressed buffers
 //! declare, checked before arrow-rs allocates them (a failed allocation aborts the process).
+//! And its layout: every buffer on the 8-byte grid the IPC format puts it on, so that whether a
+//! payload decodes does not depend on its address.
 
 use std::ops::Range;
 
+use arrow::error::ArrowError;
 use arrow::ipc::reader::read_footer_length;
 use arrow::ipc::{CompressionType, RecordBatch, root_as_footer, root_as_message};
 
@@ -183,8 +186,30 @@ impl Budget {
     }
 }
 
-/// Checks every record and dictionary batch of the payload `bytes` (see [`Budget`]) where
-/// arrow-rs will read it, before anything is decoded; returns whether any is compressed. The
+/// Checks that every buffer of the record (or dictionary) batch `rb` starts a multiple of 8
+/// bytes into its body, as the IPC format requires (Arrow C++ refuses the rest: "Buffer 4 did
+/// not start on 8-byte aligned offset: 25"). arrow-rs reads such a buffer anyway, realigning
+/// most but panicking on some (a dense union's offsets), so whether it decoded would depend on
+/// where the payload lies in memory. Arrow C++ lets an empty buffer lie anywhere; sluice
+/// refuses that too (arrow-rs slices an empty buffer at its offset like any other, and no
+/// writer puts one off the grid).
+pub(super) fn check_buffer_offsets(rb: RecordBatch<'_>) -> Result<(), String> {
+    for (i, buf) in rb.buffers().iter().flatten().enumerate() {
+        if buf.offset() % 8 != 0 {
+            return Err(ArrowError::IpcError(format!(
+                "unaligned buffer in IPC batch: buffer {i} at body offset {} (each must start \
+                 at a multiple of 8)",
+                buf.offset()
+            ))
+            .to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Checks every record and dictionary batch of the payload `bytes` (its layout on the 8-byte
+/// grid, [`check_buffer_offsets`], and its compressed sizes, [`Budget`]) where arrow-rs will
+/// read it, before anything is decoded; returns whether any is compressed. The
 /// file format is checked so; the stream format batch by batch as sluice decodes it (and this
 /// way only in the tests, as the reference the stream walker replaced).
 pub(super) fn check_all(bytes: &[u8], is_file: bool) -> Result<bool, String> {
@@ -197,6 +222,7 @@ pub(super) fn check_all(bytes: &[u8], is_file: bool) -> Result<bool, String> {
             .header_as_record_batch()
             .or_else(|| message.header_as_dictionary_batch().and_then(|d| d.data()));
         if let Some(rb) = batch {
+            check_buffer_offsets(rb)?;
             budget.check(bytes, rb, body)?;
         }
     }

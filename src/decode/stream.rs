@@ -6,20 +6,22 @@
 //! cost of a small message that did not depend on its rows.
 //!
 //! What is accepted and what is refused, with arrow-rs's words, is what arrow-rs's
-//! `StreamDecoder` does when given the whole payload and then `finish`ed.
+//! `StreamDecoder` does when given the whole payload and then `finish`ed, except a buffer off
+//! the 8-byte grid of its body, which arrow-rs reads and sluice refuses as Arrow C++ does
+//! ([`check_buffer_offsets`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
-use arrow::buffer::Buffer;
+use arrow::buffer::{Buffer, MutableBuffer};
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::ipc::convert::fb_to_schema;
 use arrow::ipc::reader::{read_dictionary, read_record_batch};
 use arrow::ipc::{MessageHeader, root_as_message};
 
-use super::limits::Budget;
+use super::limits::{Budget, check_buffer_offsets};
 
 /// How many distinct schema messages a [`Schemas`] remembers (most recently used first). One
 /// pipeline decodes every topic it consumes; a topic's producers rarely send more than a few
@@ -180,7 +182,17 @@ pub fn decode(payload: &Buffer, schemas: &mut Schemas) -> Result<(Vec<RecordBatc
             return Err(truncated());
         }
         let body_at = pos;
-        let body = payload.slice_with_length(pos, body_len);
+        let body = if body_at % 8 == 0 {
+            payload.slice_with_length(pos, body_len)
+        } else {
+            // A message not padded to a multiple of 8 bytes puts the next body off the grid the
+            // buffers' offsets are on. Arrow C++ reads such a body from an aligned copy; so does
+            // sluice (counted as realigned), so that every buffer in it lies on the grid
+            // wherever the payload lies, not just where its address happens to make up for it.
+            let mut copy = MutableBuffer::with_capacity(body_len);
+            copy.extend_from_slice(&bytes[pos..pos + body_len]);
+            copy.into()
+        };
         pos += body_len;
         let version = message.version();
         let missing = || {
@@ -203,6 +215,7 @@ pub fn decode(payload: &Buffer, schemas: &mut Schemas) -> Result<(Vec<RecordBatc
             MessageHeader::RecordBatch => {
                 let schema = schema.clone().ok_or_else(|| ipc("Missing schema"))?;
                 let batch = message.header_as_record_batch().ok_or_else(missing)?;
+                check_buffer_offsets(batch)?;
                 budget.check(bytes, batch, body_at)?;
                 let decoded =
                     read_record_batch(&body, batch, schema, &dictionaries, None, &version)
@@ -213,6 +226,7 @@ pub fn decode(payload: &Buffer, schemas: &mut Schemas) -> Result<(Vec<RecordBatc
                 let schema = schema.as_deref().ok_or_else(|| ipc("Missing schema"))?;
                 let dictionary = message.header_as_dictionary_batch().ok_or_else(missing)?;
                 if let Some(data) = dictionary.data() {
+                    check_buffer_offsets(data)?;
                     budget.check(bytes, data, body_at)?;
                 }
                 read_dictionary(&body, dictionary, schema, &mut dictionaries, &version)

@@ -588,3 +588,89 @@ fn a_file_block_off_the_8_byte_grid_is_corrupt_wherever_the_payload_lies() {
     // The same file with its block where the footer first said decodes.
     assert_eq!(decode(&placed(&bytes, 1)).unwrap().batches, vec![batch()]);
 }
+
+/// `bytes` with the 16-byte Buffer struct (offset, length) `from` in its metadata made `to`.
+fn move_buffer(bytes: &[u8], from: (i64, i64), to: (i64, i64)) -> Vec<u8> {
+    let needle = [from.0.to_le_bytes(), from.1.to_le_bytes()].concat();
+    let at = bytes.windows(16).position(|w| w == needle).unwrap();
+    assert_eq!(
+        bytes[at + 1..].windows(16).position(|w| w == needle),
+        None,
+        "one such buffer"
+    );
+    let mut moved = bytes.to_vec();
+    moved[at..at + 16].copy_from_slice(&[to.0.to_le_bytes(), to.1.to_le_bytes()].concat());
+    moved
+}
+
+#[test]
+fn a_buffer_off_the_8_byte_grid_is_corrupt_wherever_the_payload_lies() {
+    // Found by the decode_file fuzz target: a block on the grid, but a (dense union) buffer in it
+    // at body offset 3, which decoded at an odd address but not from an aligned copy. Arrow C++
+    // refuses it ("Buffer 0 did not start on 8-byte aligned offset: 3"). Here the strings'
+    // values (300 bytes, the batch's fifth buffer) are said to start one byte later: arrow-rs
+    // reads "bca…" from there, still valid UTF-8 within the body's padding.
+    for (format, name) in [(IpcFormat::Stream, "stream"), (IpcFormat::File, "file")] {
+        let bytes = enc(format, BodyCompression::None, &[batch()]);
+        let values = {
+            // The record batch: the last message of either format.
+            let spans = message_spans(&bytes, format == IpcFormat::File);
+            let meta = &bytes[spans.last().unwrap().0.clone()];
+            let message = root_as_message(meta).unwrap();
+            let buffers = message.header_as_record_batch().unwrap().buffers().unwrap();
+            assert_eq!(buffers.len(), 5);
+            (buffers.get(4).offset(), buffers.get(4).length())
+        };
+        assert_eq!((values.0 % 8, values.1), (0, 300));
+        let moved = move_buffer(&bytes, values, (values.0 + 1, 300));
+        let expected = DecodeError::Corrupt {
+            format: name,
+            message: format!(
+                "Ipc error: unaligned buffer in IPC batch: buffer 4 at body offset {} (each \
+                 must start at a multiple of 8)",
+                values.0 + 1
+            ),
+        };
+        for place in [0, 1, 3, 4] {
+            assert_eq!(
+                decode(&placed(&moved, place)).unwrap_err(),
+                expected,
+                "{name} at {place}"
+            );
+        }
+        assert_eq!(Decoder::new().decode_copy(&moved).1.unwrap_err(), expected);
+        // Where the buffer was, it decodes.
+        let back = move_buffer(&moved, (values.0 + 1, 300), values);
+        assert_eq!(decode(&placed(&back, 1)).unwrap().batches, vec![batch()]);
+    }
+}
+
+#[test]
+fn a_stream_body_off_the_8_byte_grid_is_read_from_an_aligned_copy_wherever_the_payload_lies() {
+    // The record batch's flatbuffer with 4 bytes after it, and its length prefix saying so: the
+    // body starts 4 bytes off the grid, so every buffer in it does. Arrow C++ reads such a body
+    // from an aligned copy (pyarrow 26 reads it); so does sluice, wherever the payload lies,
+    // rather than in place where the address happens to make up for the 4 bytes.
+    let bytes = enc(IpcFormat::Stream, BodyCompression::None, &[batch()]);
+    let spans = message_spans(&bytes, false);
+    let (meta, body) = spans[1].clone();
+    assert_eq!(body % 8, 0);
+    let mut moved = bytes[..meta.start - 4].to_vec();
+    moved.extend_from_slice(&(meta.len() as i32 + 4).to_le_bytes());
+    moved.extend_from_slice(&bytes[meta.clone()]);
+    moved.extend_from_slice(&[0; 4]);
+    moved.extend_from_slice(&bytes[body..]);
+    let copied = Copies {
+        in_place: 0,
+        realigned: 1504,
+        decompressed: 0,
+        payload_copy: 0,
+    };
+    for place in [0, 1, 4] {
+        let d = decode(&placed(&moved, place)).unwrap();
+        assert_eq!(d.batches, vec![batch()], "{place}");
+        assert_eq!(d.copies, copied, "{place}");
+    }
+    let d = Decoder::new().decode_copy(&moved).1.unwrap();
+    assert_eq!((d.batches, d.copies), (vec![batch()], copied));
+}
