@@ -76,6 +76,12 @@ def main():
     ap.add_argument("--flush-mib", type=int, default=128)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--fetch-wait-ms", type=int, default=10)
+    ap.add_argument("--parquet-compression",
+                    help="the table's Parquet codec (DuckLake's parquet_compression; unset: "
+                    "DuckLake's default, snappy), as sluice's tables.defaults.parquet_compression")
+    ap.add_argument("--parquet-compression-level", type=int,
+                    help="the table's zstd level (DuckLake's parquet_compression_level; unset: "
+                    "DuckDB's, 3), as sluice's tables.defaults.parquet_compression_level")
     a = ap.parse_args()
 
     sampler = Sampler()
@@ -85,6 +91,12 @@ def main():
         f"ATTACH 'ducklake:{a.dir}/py.ducklake' AS lake (DATA_PATH '{a.dir}/data/')"
     )
     con.execute(f"CREATE TABLE lake.{a.dataset} ({DDL[a.dataset]})")
+    if a.parquet_compression is not None:
+        con.execute(f"CALL lake.set_option('parquet_compression', "
+                    f"'{a.parquet_compression}', table_name := '{a.dataset}')")
+    if a.parquet_compression_level is not None:
+        con.execute(f"CALL lake.set_option('parquet_compression_level', "
+                    f"{a.parquet_compression_level}, table_name := '{a.dataset}')")
     consumer = Consumer(
         {
             "bootstrap.servers": a.brokers,

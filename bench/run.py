@@ -48,6 +48,10 @@ DATASETS = {
 SINK_BATCH_ROWS = 1000
 PARTITIONS = 4
 PRODUCER = ["-X", "batch.size=16777216", "-X", "linger.ms=20"]
+# The Python consumers write the Parquet codec sluice writes by default (DuckLake's own default
+# is snappy: a Python consumer left at it writes files twice as large for less CPU, which is
+# not the same work to compare).
+PY_PARQUET_COMPRESSION = "zstd"
 
 
 def log(*a):
@@ -213,7 +217,8 @@ def bench_dataset(a, name, spec, results):
                     runs[f"python_{mode}"] = run_json(
                         [a.python, os.path.join(HERE, "py_consumers.py"), "--mode", mode,
                          "--brokers", b, "--topic", topic, "--dataset", dataset, "--rows", str(n),
-                         "--dir", d, "--seconds", str(a.py_seconds)], 600 + a.py_seconds)
+                         "--dir", d, "--seconds", str(a.py_seconds),
+                         "--parquet-compression", PY_PARQUET_COMPRESSION], 600 + a.py_seconds)
                 finally:
                     shutil.rmtree(d, ignore_errors=True)
             results["throughput"].append({"dataset": name, "repeat": r, "runs": runs})
@@ -286,7 +291,8 @@ def main():
     results = {"machine": machine(a), "settings": {
         "repeats": a.repeats, "py_seconds": a.py_seconds, "memory_cap_mib": a.memory_cap_mib,
         "scale": a.scale, "partitions": PARTITIONS, "producer": " ".join(PRODUCER),
-        "flush_mib": 128, "fetch_wait_max_ms": 10, "catalog": "sqlite", "datasets": {}},
+        "flush_mib": 128, "fetch_wait_max_ms": 10, "catalog": "sqlite", "datasets": {},
+        "python_parquet_compression": PY_PARQUET_COMPRESSION},
         "throughput": [], "compression": [], "latency": [], "followers": [], "gap": [],
         "scaling": [],
         "readers": [], "layout": [], "freshness": {}, "realtime": {}}
@@ -338,7 +344,8 @@ def main():
                     {"section": section, "date": results["machine"]["date"]})
         if "throughput" in sections:
             # The datasets run (and their sizes) replace the old ones'.
-            for k in ("datasets", "repeats", "py_seconds", "memory_cap_mib", "scale"):
+            for k in ("datasets", "repeats", "py_seconds", "memory_cap_mib", "scale",
+                      "python_parquet_compression"):
                 old["settings"][k] = results["settings"][k]
         if "scaling" in sections:
             old["settings"]["scaling_rows"] = a.scaling_rows
