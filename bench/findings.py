@@ -799,7 +799,12 @@ def main():
       f"section 7) and "
       f"sluice's fetch sizes; flushes at {st['flush_mib']} MiB. sluice runs with its default "
       f"configuration (memory cap 1 GiB) for throughput (1), and again with a "
-      f"{st['memory_cap_mib']} MiB cap (1′) for memory.\n")
+      f"{st['memory_cap_mib']} MiB cap (1′) for memory."
+      + (f" The Python consumers write Parquet with sluice's codec, "
+         f"{st['python_parquet_compression']}: left at DuckLake's default, snappy, the Python "
+         f"IPC consumer wrote 1.9× the Parquet bytes for 0.8× the CPU per GB (300,000 rows of "
+         f"the small shape, 4 repeats, 2026-12-06), which is not the same work."
+         if st.get("python_parquet_compression") else "") + "\n")
     latest = {r["section"]: r for r in res.get("runs", [])}
     for r in latest.values():
         w(f"Section {r['section']} re-run on {r['date']} (`scripts/bench --sections "
@@ -926,8 +931,8 @@ def main():
           f"{p.get('row_groups', 'n/a')} ({p.get('row_group_rows_min', 0):,} / "
           f"{p.get('row_group_rows_avg', 0):,.0f} / {p.get('row_group_rows_max', 0):,}) |")
     w("")
-    w("sluice writes one Parquet file per flush, with DuckLake's defaults for codec and row "
-      f"groups. A flush starts at {st['flush_mib']} MiB of decoded Arrow data; while one flush is in "
+    w("sluice writes one Parquet file per flush, with its default codec, zstd (DuckLake's own "
+      "is snappy), and DuckDB's default row groups. A flush starts at {st['flush_mib']} MiB of decoded Arrow data; while one flush is in "
       "flight the next table's data keeps accumulating, so under a backlog sluice writes "
       "fewer, larger files than the threshold alone: files per run, sluice (default cap) / "
       "sink ceiling / Python IPC: " + "; ".join(
