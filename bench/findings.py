@@ -932,7 +932,8 @@ def main():
           f"{p.get('row_group_rows_avg', 0):,.0f} / {p.get('row_group_rows_max', 0):,}) |")
     w("")
     w("sluice writes one Parquet file per flush, with its default codec, zstd (DuckLake's own "
-      "is snappy), and DuckDB's default row groups. A flush starts at {st['flush_mib']} MiB of decoded Arrow data; while one flush is in "
+      "is snappy), and DuckDB's default row groups. A flush starts at "
+      f"{st['flush_mib']} MiB of decoded Arrow data; while one flush is in "
       "flight the next table's data keeps accumulating, so under a backlog sluice writes "
       "fewer, larger files than the threshold alone: files per run, sluice (default cap) / "
       "sink ceiling / Python IPC: " + "; ".join(
