@@ -49,8 +49,8 @@ SINK_BATCH_ROWS = 1000
 PARTITIONS = 4
 PRODUCER = ["-X", "batch.size=16777216", "-X", "linger.ms=20"]
 # The Python consumers write the Parquet codec sluice writes by default (DuckLake's own default
-# is snappy: a Python consumer left at it writes files twice as large for less CPU, which is
-# not the same work to compare).
+# is snappy: left at it, the Python IPC consumer wrote 1.9x the bytes for 0.8x the CPU per GB,
+# which is not the same work to compare).
 PY_PARQUET_COMPRESSION = "zstd"
 
 

@@ -116,9 +116,7 @@ impl Decoder {
     /// buffer is aligned, so arrow-rs copies nothing more, and the caller can release the
     /// payload at once. The copy's buffers are counted as [`Copies::payload_copy`].
     pub fn decode_copy(&mut self, payload: &[u8]) -> (Buffer, Result<Decoded, DecodeError>) {
-        let mut copy = arrow::buffer::MutableBuffer::with_capacity(payload.len());
-        copy.extend_from_slice(payload);
-        let copy: Buffer = copy.into();
+        let copy = Buffer::from_slice_ref(payload);
         let decoded = self.decode(&copy).map(|mut d| {
             d.copies.payload_copy = std::mem::take(&mut d.copies.in_place);
             d

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
-use arrow::buffer::{Buffer, MutableBuffer};
+use arrow::buffer::Buffer;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::ipc::convert::fb_to_schema;
@@ -186,12 +186,11 @@ pub fn decode(payload: &Buffer, schemas: &mut Schemas) -> Result<(Vec<RecordBatc
             payload.slice_with_length(pos, body_len)
         } else {
             // A message not padded to a multiple of 8 bytes puts the next body off the grid the
-            // buffers' offsets are on. Arrow C++ reads such a body from an aligned copy; so does
-            // sluice (counted as realigned), so that every buffer in it lies on the grid
-            // wherever the payload lies, not just where its address happens to make up for it.
-            let mut copy = MutableBuffer::with_capacity(body_len);
-            copy.extend_from_slice(&bytes[pos..pos + body_len]);
-            copy.into()
+            // buffers' offsets are on. Arrow C++ reads such a stream (pyarrow 26 does); sluice
+            // reads the body from an aligned copy (counted as realigned), so that every buffer
+            // in it lies on the grid wherever the payload lies, not just where its address
+            // happens to make up for it.
+            Buffer::from_slice_ref(&bytes[pos..pos + body_len])
         };
         pos += body_len;
         let version = message.version();

@@ -169,8 +169,8 @@ fn corrupt_payloads_are_refused_as_arrow_rs_refuses_them() {
                 match (&got, &expected) {
                     // The reference checked every batch's compressed sizes and layout before
                     // decoding any; the walker checks each before decoding it, after the
-                    // framing. A
-                    // payload refused for both reasons is named by whichever comes first.
+                    // framing. A payload refused for both reasons is named by whichever comes
+                    // first.
                     (Err(a), Err(b)) if checked_first(a) || checked_first(b) => {}
                     _ => assert_eq!(got, expected, "{name}: {} bytes", case.len()),
                 }

@@ -648,8 +648,8 @@ fn a_buffer_off_the_8_byte_grid_is_corrupt_wherever_the_payload_lies() {
 #[test]
 fn a_stream_body_off_the_8_byte_grid_is_read_from_an_aligned_copy_wherever_the_payload_lies() {
     // The record batch's flatbuffer with 4 bytes after it, and its length prefix saying so: the
-    // body starts 4 bytes off the grid, so every buffer in it does. Arrow C++ reads such a body
-    // from an aligned copy (pyarrow 26 reads it); so does sluice, wherever the payload lies,
+    // body starts 4 bytes off the grid, so every buffer in it does. Arrow C++ reads such a stream
+    // (pyarrow 26 does); sluice reads the body from an aligned copy, wherever the payload lies,
     // rather than in place where the address happens to make up for the 4 bytes.
     let bytes = enc(IpcFormat::Stream, BodyCompression::None, &[batch()]);
     let spans = message_spans(&bytes, false);
